@@ -1,0 +1,319 @@
+"""The RASP intermediate representation: a DAG of s-op and selector nodes.
+
+Lowering (``lower.py``) produces these nodes; the reference interpreter
+(``interpret.py``) and the compiler (``graph.py`` onwards) consume them.  Nodes are
+frozen and compared by identity; every node records the source span that made it.
+Operations are data: an elementwise :class:`Map` names its operation in
+:data:`MAP_OPS` and carries any table it needs (a lookup list/dict, a membership
+set) in ``data``, so the compiler can enumerate it over value sets.
+
+Conventions
+-----------
+* ``Select(keys, queries, cmp)``: entry (query i, key j) is ``keys[j] cmp queries[i]``.
+* An operand of a Map, Select or Aggregate may be a :class:`Const` (an atom).
+* ``Aggregate.default`` is an atom (0 when the program omits it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Union
+
+from .errors import Span
+
+Atom = Union[int, float, str, bool]
+
+_ids = itertools.count()
+
+
+def _next_id() -> int:
+    return next(_ids)
+
+
+@dataclass(frozen=True)
+class Const:
+    """An atom used as an operand (``tokens + 1``: the ``1``)."""
+
+    value: Atom
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """Base of all IR nodes.  ``span`` is where the node was made."""
+
+    span: Span | None = field(default=None, kw_only=True, repr=False)
+    id: int = field(default_factory=_next_id, kw_only=True, repr=False)
+
+    def children(self) -> tuple[Node, ...]:
+        """The nodes this node reads (Const operands excluded)."""
+        return ()
+
+
+class SOp(Node):
+    """A sequence operator: input sequence -> sequence of the same length."""
+
+
+class Selector(Node):
+    """A selector: input sequence -> n x n boolean matrix (row query, column key)."""
+
+
+Operand = Union[SOp, Const]
+
+# ---------------------------------------------------------------- s-ops
+
+
+TOKEN_CONVERSIONS = ("str", "int", "float", "bool", "asis")
+
+
+@dataclass(frozen=True, eq=False)
+class Tokens(SOp):
+    """The input, each element passed through ``conv`` (one of TOKEN_CONVERSIONS)."""
+
+    conv: str = "str"
+
+
+@dataclass(frozen=True, eq=False)
+class Indices(SOp):
+    """[0, 1, ..., n-1]."""
+
+
+@dataclass(frozen=True, eq=False)
+class Length(SOp):
+    """[n, n, ..., n] (the library's ``length``, a primitive here)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Full(SOp):
+    """A constant s-op: ``value`` at every position."""
+
+    value: Atom = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Map(SOp):
+    """Elementwise ``MAP_OPS[op]`` over ``args`` (s-ops or Consts), position by position.
+
+    ``data`` carries the table of table-driven ops:
+    ``in``: the tuple of atoms to test membership in;
+    ``lookup``: a tuple of (key, value) pairs (a list ``l`` is ``enumerate(l)`` plus
+    negative keys, a string likewise, a dict its items).
+    """
+
+    op: str = ""
+    args: tuple[Operand, ...] = ()
+    data: tuple = ()
+
+    def children(self) -> tuple[Node, ...]:
+        return tuple(a for a in self.args if isinstance(a, Node))
+
+
+@dataclass(frozen=True, eq=False)
+class Aggregate(SOp):
+    """``aggregate(selector, values, default)``; ``values`` may be a Const."""
+
+    selector: Selector = None  # type: ignore[assignment]
+    values: Operand = None  # type: ignore[assignment]
+    default: Atom = 0
+
+    def children(self) -> tuple[Node, ...]:
+        vals = (self.values,) if isinstance(self.values, Node) else ()
+        return (self.selector, *vals)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectorWidth(SOp):
+    """Number of keys each query selects."""
+
+    selector: Selector = None  # type: ignore[assignment]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.selector,)
+
+
+# ------------------------------------------------------------ selectors
+
+COMPARISONS = ("==", "!=", "<", ">", "<=", ">=")
+
+
+@dataclass(frozen=True, eq=False)
+class Select(Selector):
+    """Entry (query i, key j) is ``keys[j] cmp queries[i]``."""
+
+    keys: Operand = None  # type: ignore[assignment]
+    queries: Operand = None  # type: ignore[assignment]
+    cmp: str = "=="
+
+    def children(self) -> tuple[Node, ...]:
+        return tuple(a for a in (self.keys, self.queries) if isinstance(a, Node))
+
+
+@dataclass(frozen=True, eq=False)
+class SelectorAnd(Selector):
+    left: Selector = None  # type: ignore[assignment]
+    right: Selector = None  # type: ignore[assignment]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectorOr(Selector):
+    left: Selector = None  # type: ignore[assignment]
+    right: Selector = None  # type: ignore[assignment]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.left, self.right)
+
+
+@dataclass(frozen=True, eq=False)
+class SelectorNot(Selector):
+    inner: Selector = None  # type: ignore[assignment]
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.inner,)
+
+
+# ----------------------------------------------------- comparisons, ops
+
+
+def compare(cmp: str, a: Atom, b: Atom) -> bool:
+    """``a cmp b`` with Python semantics (TypeError for ordering str against int)."""
+    match cmp:
+        case "==":
+            return a == b
+        case "!=":
+            return a != b
+        case "<":
+            return a < b  # type: ignore[operator]
+        case ">":
+            return a > b  # type: ignore[operator]
+        case "<=":
+            return a <= b  # type: ignore[operator]
+        case ">=":
+            return a >= b  # type: ignore[operator]
+    raise ValueError(f"unknown comparison {cmp!r}")
+
+
+def _round(x: Atom) -> int:
+    if isinstance(x, str):
+        raise TypeError("round of a string")
+    return round(x)  # Python's round: banker's rounding, returns int
+
+
+def _pow(a: Atom, b: Atom) -> Atom:
+    r = a**b  # type: ignore[operator]
+    if isinstance(r, complex):
+        raise ValueError("power has no real value")
+    return r
+
+
+def _div(a: Atom, b: Atom) -> Atom:
+    return a / b  # type: ignore[operator]
+
+
+def _lookup(data: tuple, key: Atom) -> Atom:
+    # Python container semantics: keys are unique under ==, so the first match is it.
+    for k, v in data:
+        if k == key:
+            return v
+    raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class MapOp:
+    """An elementwise operation: its arity, symbol for display, and per-atom function.
+
+    ``fn(data, *args)`` computes one position; it raises TypeError / ValueError /
+    ZeroDivisionError / KeyError / IndexError on bad atoms, which the interpreter turns
+    into RaspTypeError / RaspValueError at the node's span.
+    """
+
+    arity: int
+    symbol: str
+    fn: Callable[..., Atom]
+
+
+MAP_OPS: dict[str, MapOp] = {
+    # unary
+    "neg": MapOp(1, "-", lambda d, a: -a),
+    "pos": MapOp(1, "+", lambda d, a: +a),
+    "not": MapOp(1, "not", lambda d, a: not a),
+    "round": MapOp(1, "round", lambda d, a: _round(a)),
+    "indicator": MapOp(1, "indicator", lambda d, a: 1 if a else 0),
+    "in": MapOp(1, "in", lambda d, a: a in d),
+    "lookup": MapOp(1, "[]", lambda d, a: _lookup(d, a)),
+    # conversions (used for tokens_* on non-token s-ops, if ever needed)
+    "to_str": MapOp(1, "str", lambda d, a: str(a)),
+    "to_int": MapOp(1, "int", lambda d, a: int(a)),
+    "to_float": MapOp(1, "float", lambda d, a: float(a)),
+    "to_bool": MapOp(1, "bool", lambda d, a: bool(a)),
+    # binary
+    "add": MapOp(2, "+", lambda d, a, b: a + b),
+    "sub": MapOp(2, "-", lambda d, a, b: a - b),
+    "mul": MapOp(2, "*", lambda d, a, b: a * b),
+    "div": MapOp(2, "/", lambda d, a, b: _div(a, b)),
+    "mod": MapOp(2, "%", lambda d, a, b: a % b),
+    "pow": MapOp(2, "^", lambda d, a, b: _pow(a, b)),
+    "eq": MapOp(2, "==", lambda d, a, b: a == b),
+    "lt": MapOp(2, "<", lambda d, a, b: a < b),
+    "gt": MapOp(2, ">", lambda d, a, b: a > b),
+    "le": MapOp(2, "<=", lambda d, a, b: a <= b),
+    "ge": MapOp(2, ">=", lambda d, a, b: a >= b),
+    "and": MapOp(2, "and", lambda d, a, b: a and b),
+    "or": MapOp(2, "or", lambda d, a, b: a or b),
+    # ternary: where(cond, a, b) = a if cond else b
+    "where": MapOp(3, "if", lambda d, c, a, b: a if c else b),
+}
+
+
+def apply_map(node: Map, args: tuple[Atom, ...]) -> Atom:
+    """One position of ``node`` on the atoms ``args`` (raises as MapOp.fn does)."""
+    return MAP_OPS[node.op].fn(node.data, *args)
+
+
+def is_number(x: object) -> bool:
+    """int or float, not bool."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def type_name(x: Atom) -> str:
+    """'bool', 'int', 'float' or 'str'."""
+    if isinstance(x, bool):
+        return "bool"
+    if isinstance(x, int):
+        return "int"
+    if isinstance(x, float):
+        return "float"
+    return "str"
+
+
+def finite(x: Atom) -> bool:
+    return not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
+
+
+# ------------------------------------------------------------ traversal
+
+
+def walk(roots: Node | tuple[Node, ...] | list[Node]) -> Iterator[Node]:
+    """Every node reachable from ``roots``, each once, children before parents."""
+    if isinstance(roots, Node):
+        roots = (roots,)
+    seen: set[int] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        stack.append((node, True))
+        for child in reversed(node.children()):
+            if child.id not in seen:
+                stack.append((child, False))
+    return iter(order)
