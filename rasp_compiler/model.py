@@ -1,0 +1,354 @@
+"""The transformer that compiled RASP programs run on: plain, exact PyTorch.
+
+Read top-down: the config, the small modules (embeddings, attention, MLP, block,
+unembedding), then :class:`Transformer`.  There is no layer norm, no dropout and no
+random initialisation: every parameter starts at zero and the compiler fills it with
+:meth:`Transformer.load_weights`.  Parameter names follow TransformerLens, so the
+``state_dict`` keys are the architecture::
+
+    embed.W_E                  [d_vocab, d_model]
+    pos_embed.W_pos            [n_ctx, d_model]
+    blocks.{l}.attn.W_Q/W_K/W_V [n_heads, d_model, d_head]
+    blocks.{l}.attn.b_Q/b_K/b_V [n_heads, d_head]
+    blocks.{l}.attn.W_O        [n_heads, d_head, d_model]
+    blocks.{l}.attn.b_O        [d_model]
+    blocks.{l}.mlp.W_in        [d_model, d_mlp]
+    blocks.{l}.mlp.b_in        [d_mlp]
+    blocks.{l}.mlp.W_out       [d_mlp, d_model]
+    blocks.{l}.mlp.b_out       [d_model]
+    unembed.W_U                [d_model, d_vocab_out]
+    unembed.b_U                [d_vocab_out]
+
+``n_heads == 0`` or ``d_mlp == 0`` give zero-sized parameters (the keys still exist);
+the sublayer then adds only its output bias (``b_O`` / ``b_out``), which is the same
+maths with an empty sum, so there is one code path.
+
+Attention is bidirectional (RASP selectors see every position); the only mask is the
+per-key ``attention_mask`` that hides padding.  Scores are divided by the explicit
+``attn_scale`` and by nothing else.  Everything is computed in the parameters' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, NamedTuple, overload
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError, ModelFileError
+
+ACT_FNS = ("relu",)
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a :class:`Transformer`.
+
+    ``d_vocab`` counts the input token ids (the vocabulary plus BOS and pad),
+    ``d_vocab_out`` the output logits, ``n_ctx`` the positions (BOS included).
+    ``n_layers``, ``n_heads``, ``d_head`` and ``d_mlp`` may be 0.  Attention scores
+    are ``q . k / attn_scale``.  Constructing a bad config raises ``ValueError``.
+    """
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    d_vocab_out: int
+    n_ctx: int
+    attn_scale: float
+    act_fn: str = "relu"
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "d_vocab", "d_vocab_out", "n_ctx"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("n_layers", "n_heads", "d_head", "d_mlp"):
+            _check_int(name, getattr(self, name), minimum=0)
+        scale = self.attn_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"attn_scale must be a number, got {scale!r}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"attn_scale must be finite and > 0, got {scale!r}")
+        object.__setattr__(self, "attn_scale", float(scale))
+        if self.act_fn not in ACT_FNS:
+            raise ValueError(f"act_fn must be one of {ACT_FNS}, got {self.act_fn!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from :meth:`to_dict` output; ``ModelFileError`` on a bad dict."""
+        if not isinstance(d, Mapping):
+            raise ModelFileError(f"model config must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        required = names - {"act_fn"}
+        missing = sorted(required - d.keys())
+        unexpected = sorted(set(d.keys()) - names)
+        if missing or unexpected:
+            raise ModelFileError(
+                f"model config: missing fields {missing}, unexpected fields {unexpected}"
+            )
+        try:
+            return cls(**d)
+        except ValueError as e:
+            raise ModelFileError(f"model config: {e}") from None
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+# ---------------------------------------------------------------- modules
+
+
+def _zeros(*shape: int) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(*shape))
+
+
+class Embed(nn.Module):
+    """Token embedding: ids [B, T] -> [B, T, d_model]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_E = _zeros(cfg.d_vocab, cfg.d_model)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.W_E)  # [B, T, d_model]
+
+
+class PosEmbed(nn.Module):
+    """Learned absolute positions: T -> [T, d_model] (position 0 is BOS)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_pos = _zeros(cfg.n_ctx, cfg.d_model)
+
+    def forward(self, T: int) -> torch.Tensor:
+        return self.W_pos[:T]  # [T, d_model]
+
+
+class Attention(nn.Module):
+    """Multi-head bidirectional attention with a per-key mask and no causal mask."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        H, M, D = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.attn_scale = cfg.attn_scale
+        self.W_Q, self.W_K, self.W_V = _zeros(H, M, D), _zeros(H, M, D), _zeros(H, M, D)
+        self.b_Q, self.b_K, self.b_V = _zeros(H, D), _zeros(H, D), _zeros(H, D)
+        self.W_O = _zeros(H, D, M)
+        self.b_O = _zeros(M)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, d_model], key_mask [B, T] bool (False = never attended to).
+
+        Returns (out [B, T, d_model], pattern [B, n_heads, T, T]); pattern[b, h, q, k]
+        is the weight query position q gives key position k.
+        """
+        B, T, _ = x.shape
+        q = torch.einsum("btm,hmd->bhtd", x, self.W_Q) + self.b_Q[:, None, :]  # [B, H, T, d_head]
+        k = torch.einsum("btm,hmd->bhtd", x, self.W_K) + self.b_K[:, None, :]  # [B, H, T, d_head]
+        v = torch.einsum("btm,hmd->bhtd", x, self.W_V) + self.b_V[:, None, :]  # [B, H, T, d_head]
+        scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
+        hidden = ~key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads and queries
+        scores = scores.masked_fill(hidden, float("-inf"))
+        pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
+        z = pattern @ v  # [B, H, T, d_head]
+        # sum over heads of z_h @ W_O[h]
+        out = torch.einsum("bhtd,hdm->btm", z, self.W_O) + self.b_O  # [B, T, d_model]
+        return out, pattern
+
+
+class MLP(nn.Module):
+    """relu(x @ W_in + b_in) @ W_out + b_out, position-wise."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_in = _zeros(cfg.d_model, cfg.d_mlp)
+        self.b_in = _zeros(cfg.d_mlp)
+        self.W_out = _zeros(cfg.d_mlp, cfg.d_model)
+        self.b_out = _zeros(cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, d_model] -> [B, T, d_model]."""
+        hidden = F.relu(x @ self.W_in + self.b_in)  # [B, T, d_mlp]
+        return hidden @ self.W_out + self.b_out  # [B, T, d_model]
+
+
+class Block(nn.Module):
+    """One layer: x + attn(x), then + mlp(x).  No layer norm."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, d_model] -> (after attn, after mlp, pattern [B, n_heads, T, T])."""
+        attn_out, pattern = self.attn(x, key_mask)
+        x_mid = x + attn_out
+        x_out = x_mid + self.mlp(x_mid)
+        return x_mid, x_out, pattern
+
+
+class Unembed(nn.Module):
+    """Final residual [B, T, d_model] -> logits [B, T, d_vocab_out]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.W_U = _zeros(cfg.d_model, cfg.d_vocab_out)
+        self.b_U = _zeros(cfg.d_vocab_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.W_U + self.b_U  # [B, T, d_vocab_out]
+
+
+# ---------------------------------------------------------------- the model
+
+
+class ForwardOutput(NamedTuple):
+    """What ``Transformer.forward(..., return_residuals=True)`` returns.
+
+    residuals: 2 * n_layers + 1 tensors [B, T, d_model]: after the embeddings, then
+    after each attention and each MLP sublayer.  patterns: one [B, n_heads, T, T] per layer.
+    """
+
+    logits: torch.Tensor
+    residuals: list[torch.Tensor]
+    patterns: list[torch.Tensor]
+
+
+class Transformer(nn.Module):
+    """The decoder-less, norm-less transformer that compiled programs run on."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.pos_embed = PosEmbed(cfg)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.unembed = Unembed(cfg)
+
+    @overload
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None = ...,
+        return_residuals: Literal[False] = ...,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None = ...,
+        *,
+        return_residuals: Literal[True],
+    ) -> ForwardOutput: ...
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_residuals: bool = False,
+    ) -> torch.Tensor | ForwardOutput:
+        """tokens [B, T] int64 ids, attention_mask [B, T] bool (False hides that key).
+
+        Returns logits [B, T, d_vocab_out], or a :class:`ForwardOutput` when
+        ``return_residuals``.  A query whose every key is hidden gets NaN.
+        """
+        B, T = self._check_input(tokens, attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones(B, T, dtype=torch.bool, device=tokens.device)
+        x = self.embed(tokens) + self.pos_embed(T)  # [B, T, d_model]
+        residuals, patterns = [x], []
+        for block in self.blocks:
+            x_mid, x, pattern = block(x, attention_mask)
+            residuals += [x_mid, x]
+            patterns.append(pattern)
+        logits = self.unembed(x)  # [B, T, d_vocab_out]
+        if return_residuals:
+            return ForwardOutput(logits, residuals, patterns)
+        return logits
+
+    def _check_input(
+        self, tokens: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[int, int]:
+        """Raise InputError unless tokens is [B, T] int64 in range and T <= n_ctx."""
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            raise InputError(
+                f"tokens must be a [B, T] int64 tensor, got {tokens.dtype} {list(tokens.shape)}"
+            )
+        B, T = tokens.shape
+        if T > self.cfg.n_ctx:
+            raise InputError(f"sequence of {T} positions is longer than n_ctx = {self.cfg.n_ctx}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.d_vocab):
+            raise InputError(
+                f"token ids must lie in [0, {self.cfg.d_vocab}), got {tokens.min()}..{tokens.max()}"
+            )
+        if attention_mask is not None and (
+            attention_mask.shape != tokens.shape or attention_mask.dtype != torch.bool
+        ):
+            raise InputError(
+                f"attention_mask must be a bool tensor shaped like tokens {list(tokens.shape)}, "
+                f"got {attention_mask.dtype} {list(attention_mask.shape)}"
+            )
+        return B, T
+
+    @torch.no_grad()
+    def load_weights(self, weights: Mapping[str, np.ndarray | torch.Tensor]) -> None:
+        """Copy ``weights`` into the parameters (cast to their dtype and device).
+
+        The key set must equal the ``state_dict``'s and every shape must match;
+        otherwise ``ModelFileError`` lists every missing, unexpected and mis-shaped key.
+        """
+        params = dict(self.named_parameters())
+        missing = sorted(params.keys() - weights.keys())
+        unexpected = sorted(weights.keys() - params.keys())
+        problems = []
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        tensors = {}
+        for name in sorted(params.keys() & weights.keys()):
+            value = weights[name]
+            if not isinstance(value, np.ndarray | torch.Tensor):
+                problems.append(f"{name} is a {type(value).__name__}, not an array")
+                continue
+            try:
+                t = torch.as_tensor(value)
+            except (TypeError, RuntimeError):
+                problems.append(f"{name} has non-numeric dtype {value.dtype}")
+                continue
+            if t.is_complex():
+                problems.append(f"{name} has complex dtype {t.dtype}")
+            elif tuple(t.shape) != tuple(params[name].shape):
+                problems.append(
+                    f"{name} has shape {list(t.shape)}, expected {list(params[name].shape)}"
+                )
+            tensors[name] = t
+        if problems:
+            raise ModelFileError("weights do not match the model config: " + "; ".join(problems))
+        for name, t in tensors.items():
+            params[name].copy_(t)
+
+    def count_params(self) -> int:
+        """The number of scalar parameters."""
+        return sum(p.numel() for p in self.parameters())

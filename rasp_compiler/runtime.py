@@ -1,0 +1,474 @@
+"""The compiled model a user runs: a :class:`Transformer` plus what its numbers mean.
+
+:class:`ModelSpec` says how inputs become token ids and logits become output atoms:
+
+* input ids ``0 .. len(vocab)-1`` are ``vocab`` in order, then ``bos_id = len(vocab)``
+  and ``pad_id = len(vocab) + 1`` (so ``d_vocab = len(vocab) + 2``);
+* position 0 holds BOS and the input's tokens sit at positions ``1..n``
+  (so ``n_ctx = max_len + 1``); padding keys are masked out of attention;
+* :class:`OutputSpec` decodes the logits at positions ``1..n``: categorical outputs take
+  ``values[argmax]``; numerical outputs read the single logit and round it to the
+  nearest of ``values``, to an int, or to a fraction.
+
+Both dataclasses are frozen and round-trip through JSON with ``to_dict`` / ``from_dict``
+with every atom's type (str, int, float, bool) intact.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError
+from .ir import Atom
+from .model import ModelConfig, Transformer
+
+Input = str | Sequence[Atom]  # a str is one token per character
+
+ENCODINGS = ("categorical", "numerical")
+DTYPES = ("float32", "float16", "bfloat16")
+_MAX_LISTED = 100  # vocabulary entries shown in an error message
+_NUMERIC_FIELDS = {"max_denominator", "integer"}
+
+
+def plain_atom(x: object) -> Atom:
+    """``x`` as a plain Python str/int/float/bool (numpy scalars unwrapped); else TypeError."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if type(x) in (str, int, float, bool):
+        return x  # type: ignore[return-value]
+    raise TypeError(f"{x!r} ({type(x).__name__}) is not an atom (str, int, float or bool)")
+
+
+def _atom_key(x: Atom) -> tuple[str, Atom]:
+    """A dict key that keeps 1, 1.0 and True apart."""
+    return (type(x).__name__, x)
+
+
+# ---------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How the logits at one position decode to an output atom.
+
+    categorical: ``values[argmax(logits)]`` (``d_vocab_out == len(values)``).
+    numerical: the single logit x (``d_vocab_out == 1``) decodes to the nearest of
+    ``values`` (kept sorted; ties go to the smaller) if given, else to ``round(x)``
+    if ``integer``, else to ``float(Fraction(x).limit_denominator(max_denominator))``
+    if ``max_denominator``, else to ``float(x)``.  A non-finite x decodes to ``float(x)``.
+    """
+
+    encoding: str
+    values: tuple[Atom, ...] | None = None
+    max_denominator: int | None = None
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"output encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.encoding == "categorical" and not self.values:
+            raise ValueError("a categorical output needs a non-empty list of values")
+        if self.values is not None:
+            if isinstance(self.values, str) or not isinstance(self.values, Sequence):
+                raise ValueError(f"output values must be a list, got {self.values!r}")
+            values = tuple(plain_atom(v) for v in self.values)
+            if self.encoding == "numerical":
+                if not values or any(isinstance(v, str) for v in values):
+                    raise ValueError(f"numerical output values must be numbers, got {values!r}")
+                values = tuple(sorted(values))
+            object.__setattr__(self, "values", values)
+        if self.encoding == "categorical" and (self.max_denominator is not None or self.integer):
+            raise ValueError("max_denominator and integer apply to numerical outputs only")
+        md = self.max_denominator
+        if md is not None and (isinstance(md, bool) or not isinstance(md, int) or md < 1):
+            raise ValueError(f"max_denominator must be a positive int or None, got {md!r}")
+        if not isinstance(self.integer, bool):
+            raise ValueError(f"integer must be a bool, got {self.integer!r}")
+
+    @property
+    def d_vocab_out(self) -> int:
+        """The number of logits this output needs."""
+        return len(self.values) if self.encoding == "categorical" else 1  # type: ignore[arg-type]
+
+    def decode_logits(self, logits: torch.Tensor) -> list[Atom]:
+        """logits [n, d_vocab_out] -> n plain atoms."""
+        if self.encoding == "categorical":
+            assert self.values is not None
+            return [self.values[i] for i in logits.argmax(dim=-1).tolist()]
+        return [self.decode_number(x) for x in logits[:, 0].float().tolist()]
+
+    def decode_number(self, x: float) -> Atom:
+        """One numerical logit -> an atom (see the class docstring)."""
+        if not math.isfinite(x):
+            return float(x)
+        if self.values is not None:
+            i = bisect.bisect_left(self.values, x)  # values[i - 1] < x <= values[i]
+            near = self.values[max(i - 1, 0) : i + 1]
+            return min(near, key=lambda v: abs(v - x))  # first (smaller) on a tie
+        if self.integer:
+            return int(round(x))
+        if self.max_denominator is not None:
+            return float(Fraction(x).limit_denominator(self.max_denominator))
+        return float(x)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: categorical ``{"encoding", "values"}``; numerical adds
+        ``"max_denominator"`` and ``"integer"`` (``values`` may be null)."""
+        values = None if self.values is None else list(self.values)
+        if self.encoding == "categorical":
+            return {"encoding": "categorical", "values": values}
+        return {
+            "encoding": "numerical",
+            "values": values,
+            "max_denominator": self.max_denominator,
+            "integer": self.integer,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> OutputSpec:
+        """Inverse of :meth:`to_dict`; ValueError on a bad dict."""
+        _check_keys("output", d, required={"encoding", "values"}, optional=_NUMERIC_FIELDS)
+        return cls(**d)
+
+    def describe(self) -> str:
+        """One line, e.g. ``categorical over 3 values`` or ``numerical (integer)``."""
+        if self.encoding == "categorical":
+            return f"categorical over {len(self.values or ())} values"
+        how = []
+        if self.values is not None:
+            how.append(f"nearest of {len(self.values)} values")
+        if self.integer:
+            how.append("integer")
+        if self.max_denominator is not None:
+            how.append(f"max_denominator {self.max_denominator}")
+        return "numerical" + (f" ({', '.join(how)})" if how else "")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about a compiled model besides its weights.
+
+    ``token_ids`` maps each vocab atom to its id; it defaults to (and must equal)
+    ``{vocab[i]: i}``.  ``layout`` (residual directions: dicts with at least ``name``,
+    ``start``, ``size``), ``layers`` (one dict per layer describing its heads and MLPs,
+    e.g. ``{"attn": [...], "mlp": [...]}``) and ``extra`` are informational and must
+    be JSON-serialisable.  ``dtype`` is the dtype the compiler certified the model for.
+    """
+
+    program_name: str
+    sop_name: str
+    vocab: tuple[Atom, ...]
+    max_len: int
+    output: OutputSpec
+    dtype: str = "float32"
+    token_ids: dict[Atom, int] = field(default_factory=dict)
+    layout: tuple[dict[str, Any], ...] = ()
+    layers: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("program_name", "sop_name"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a str, got {getattr(self, name)!r}")
+        if isinstance(self.vocab, str) or not isinstance(self.vocab, Sequence):
+            raise ValueError(f"vocab must be a list of atoms, got {self.vocab!r}")
+        vocab = tuple(plain_atom(t) for t in self.vocab)
+        if not vocab:
+            raise ValueError("vocab must not be empty")
+        if len({_atom_key(t) for t in vocab}) != len(vocab):
+            raise ValueError(f"vocab has duplicate tokens: {vocab!r}")
+        canonical = {t: i for i, t in enumerate(vocab)}
+        if len(canonical) != len(vocab):
+            raise ValueError(
+                f"vocab has tokens that Python treats as equal (1, 1.0, True): {vocab!r}"
+            )
+        token_ids = dict(self.token_ids) or canonical
+        if token_ids != canonical or any(
+            _atom_key(t) != _atom_key(u) for t, u in zip(token_ids, vocab, strict=True)
+        ):
+            raise ValueError("token_ids must map vocab[i] to i, in vocab order")
+        ml = self.max_len
+        if isinstance(ml, bool) or not isinstance(ml, int) or ml < 1:
+            raise ValueError(f"max_len must be a positive int, got {ml!r}")
+        if not isinstance(self.output, OutputSpec):
+            raise ValueError(f"output must be an OutputSpec, got {self.output!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name in ("layout", "layers"):
+            entries = getattr(self, name)
+            if isinstance(entries, str | Mapping) or not isinstance(entries, Sequence):
+                raise ValueError(f"{name} must be a list of dicts, got {entries!r}")
+            if not all(isinstance(e, Mapping) for e in entries):
+                raise ValueError(f"every {name} entry must be a dict")
+            object.__setattr__(self, name, tuple(dict(e) for e in entries))
+        for e in self.layout:
+            if not (
+                isinstance(e.get("name"), str)
+                and isinstance(e.get("start"), int)
+                and isinstance(e.get("size"), int)
+            ):
+                raise ValueError(f"layout entry needs str name, int start, int size: {e!r}")
+        if not isinstance(self.extra, Mapping):
+            raise ValueError(f"extra must be a dict, got {self.extra!r}")
+        object.__setattr__(self, "vocab", vocab)
+        object.__setattr__(self, "token_ids", token_ids)
+        object.__setattr__(self, "extra", dict(self.extra))
+
+    @property
+    def bos_id(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_id(self) -> int:
+        return len(self.vocab) + 1
+
+    @property
+    def d_vocab(self) -> int:
+        """Input ids: the vocabulary, BOS and pad."""
+        return len(self.vocab) + 2
+
+    def check_config(self, cfg: ModelConfig) -> None:
+        """ValueError unless ``cfg`` has the vocab, context and output sizes this spec needs."""
+        want = {
+            "d_vocab": self.d_vocab,
+            "n_ctx": self.max_len + 1,
+            "d_vocab_out": self.output.d_vocab_out,
+        }
+        wrong = [
+            f"{k} = {getattr(cfg, k)}, expected {v}"
+            for k, v in want.items()
+            if getattr(cfg, k) != v
+        ]
+        if wrong:
+            raise ValueError("model config does not fit the spec: " + "; ".join(wrong))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form.  ``token_ids`` becomes a list of ``[token, id]`` pairs."""
+        return {
+            "program_name": self.program_name,
+            "sop_name": self.sop_name,
+            "vocab": list(self.vocab),
+            "token_ids": [[t, i] for t, i in self.token_ids.items()],
+            "bos_id": self.bos_id,
+            "pad_id": self.pad_id,
+            "max_len": self.max_len,
+            "output": self.output.to_dict(),
+            "dtype": self.dtype,
+            "layout": [dict(e) for e in self.layout],
+            "layers": [dict(e) for e in self.layers],
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; ValueError on a bad dict."""
+        keys = {
+            "program_name", "sop_name", "vocab", "token_ids", "bos_id", "pad_id", "max_len",
+            "output", "dtype", "layout", "layers", "extra",
+        }  # fmt: skip
+        _check_keys("spec", d, required=keys, optional=set())
+        pairs = d["token_ids"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 for p in pairs
+        ):
+            raise ValueError("spec token_ids must be a list of [token, id] pairs")
+        vocab = d["vocab"]
+        if not isinstance(vocab, list):
+            raise ValueError(f"spec vocab must be a list, got {vocab!r}")
+        if [_atom_key(plain_atom(t)) for t, _ in pairs] != [
+            _atom_key(plain_atom(t)) for t in vocab
+        ]:
+            raise ValueError("spec token_ids do not list the vocab in order")
+        if not isinstance(d["output"], Mapping):
+            raise ValueError(f"spec output must be a dict, got {d['output']!r}")
+        spec = cls(
+            program_name=d["program_name"],
+            sop_name=d["sop_name"],
+            vocab=tuple(vocab),
+            max_len=d["max_len"],
+            output=OutputSpec.from_dict(d["output"]),
+            dtype=d["dtype"],
+            token_ids={t: i for t, i in pairs},
+            layout=d["layout"],
+            layers=d["layers"],
+            extra=d["extra"],
+        )
+        if (d["bos_id"], d["pad_id"]) != (spec.bos_id, spec.pad_id):
+            raise ValueError(
+                f"spec bos_id/pad_id {d['bos_id']}/{d['pad_id']} should be "
+                f"{spec.bos_id}/{spec.pad_id}"
+            )
+        return spec
+
+
+def _check_keys(what: str, d: object, required: set[str], optional: set[str]) -> None:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
+    missing = sorted(required - d.keys())
+    unexpected = sorted(d.keys() - required - optional)
+    if missing or unexpected:
+        raise ValueError(f"{what}: missing fields {missing}, unexpected fields {unexpected}")
+
+
+# ---------------------------------------------------------------- the model
+
+
+class CompiledModel(nn.Module):
+    """A compiled RASP program: ``run("abc")`` returns the output s-op's values.
+
+    ``transformer`` holds the weights, ``spec`` the meaning of its inputs and outputs.
+    ``device`` and ``dtype`` follow ``.to(...)``.
+    """
+
+    def __init__(self, transformer: Transformer, spec: ModelSpec):
+        super().__init__()
+        spec.check_config(transformer.cfg)
+        self.transformer = transformer
+        self.spec = spec
+        self._ids = {_atom_key(t): i for t, i in spec.token_ids.items()}
+
+    @classmethod
+    def build(
+        cls,
+        config: ModelConfig,
+        spec: ModelSpec,
+        weights: Mapping[str, np.ndarray | torch.Tensor],
+    ) -> CompiledModel:
+        """A float32 model from a config, a spec and a full set of weights (see
+        :meth:`Transformer.load_weights`)."""
+        transformer = Transformer(config)
+        transformer.load_weights(weights)
+        return cls(transformer, spec)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.transformer.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.embed.W_E.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.embed.W_E.dtype
+
+    def forward(
+        self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens [B, T], attention_mask [B, T] bool -> logits [B, T, d_vocab_out]."""
+        return self.transformer(tokens, attention_mask)
+
+    # ---- inputs and outputs
+
+    def encode(self, inputs: Sequence[Input]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of inputs -> (tokens [B, 1 + n_max] int64, mask [B, 1 + n_max] bool).
+
+        Each input is a str (one token per character) or a sequence of atoms.  Row b
+        is BOS, the input's ids, then pad; ``mask`` is True on BOS and the tokens.
+        Raises InputError on an empty input, an unknown token or a too-long input.
+        """
+        rows = [self._encode_one(inp, b, len(inputs)) for b, inp in enumerate(inputs)]
+        T = 1 + max((len(r) for r in rows), default=0)
+        tokens = torch.full((len(rows), T), self.spec.pad_id, dtype=torch.long)  # [B, T]
+        mask = torch.zeros(len(rows), T, dtype=torch.bool)  # [B, T]
+        for b, ids in enumerate(rows):
+            tokens[b, : 1 + len(ids)] = torch.tensor([self.spec.bos_id, *ids])
+            mask[b, : 1 + len(ids)] = True
+        return tokens.to(self.device), mask.to(self.device)
+
+    def _encode_one(self, inp: Input, b: int, batch: int) -> list[int]:
+        where = f"input {b}: " if batch > 1 else ""
+        if not isinstance(inp, str | Sequence):
+            raise InputError(f"{where}expected a string or a list of tokens, got {inp!r}")
+        if len(inp) == 0:
+            raise InputError(f"{where}empty input: the model needs at least one token")
+        if len(inp) > self.spec.max_len:
+            raise InputError(
+                f"{where}input of length {len(inp)} is too long: "
+                f"this model accepts at most {self.spec.max_len} tokens"
+            )
+        ids = []
+        for pos, tok in enumerate(inp):
+            try:
+                key = _atom_key(plain_atom(tok))
+            except TypeError:
+                key = None
+            if key not in self._ids:
+                raise InputError(
+                    f"{where}token {tok!r} at position {pos} is not in the vocabulary "
+                    f"{self._vocab_text()}"
+                )
+            ids.append(self._ids[key])
+        return ids
+
+    def _vocab_text(self) -> str:
+        vocab = self.spec.vocab
+        shown = ", ".join(repr(t) for t in vocab[:_MAX_LISTED])
+        more = f", ... ({len(vocab) - _MAX_LISTED} more)" if len(vocab) > _MAX_LISTED else ""
+        return "{" + shown + more + "}"
+
+    def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
+        """logits [B, T, d_vocab_out], input lengths -> each row's atoms at positions 1..n."""
+        return [self.spec.output.decode_logits(logits[b, 1 : 1 + n]) for b, n in enumerate(lengths)]
+
+    @torch.no_grad()
+    def run_batch(self, inputs: Sequence[Input], chunk_size: int = 256) -> list[list[Atom]]:
+        """Run every input (padded, pad keys masked), ``chunk_size`` inputs per forward pass."""
+        out: list[list[Atom]] = []
+        for start in range(0, len(inputs), chunk_size):
+            chunk = inputs[start : start + chunk_size]
+            tokens, mask = self.encode(chunk)
+            logits = self.transformer(tokens, mask)  # [B, T, d_vocab_out]
+            out += self.decode(logits, [len(inp) for inp in chunk])
+        return out
+
+    def run(self, inp: Input) -> list[Atom]:
+        """Run one input (a str is one token per character) -> the output s-op's values."""
+        return self.run_batch([inp])[0]
+
+    # ---- description
+
+    def summary(self) -> str:
+        """A readable description: config, parameter count, residual layout, layers."""
+        cfg, spec = self.config, self.spec
+        dtype = str(self.dtype).removeprefix("torch.")
+        lines = [
+            f"program {spec.program_name!r}, output s-op {spec.sop_name!r}: "
+            f"{spec.output.describe()}",
+            f"vocabulary ({len(spec.vocab)}): {self._vocab_text()}, max_len {spec.max_len}",
+            f"d_model {cfg.d_model}, n_layers {cfg.n_layers}, n_heads {cfg.n_heads}, "
+            f"d_head {cfg.d_head}, d_mlp {cfg.d_mlp}, d_vocab {cfg.d_vocab}, "
+            f"d_vocab_out {cfg.d_vocab_out}, n_ctx {cfg.n_ctx}",
+            f"attn_scale {cfg.attn_scale:g}, act_fn {cfg.act_fn}",
+            f"parameters {self.transformer.count_params():,}, dtype {dtype} "
+            f"(certified for {spec.dtype})",
+        ]
+        if spec.layout:
+            lines.append(f"residual layout ({cfg.d_model} dims):")
+            for e in spec.layout:
+                start, size = e["start"], e["size"]
+                lines.append(f"  [{start:>4}:{start + size:<4}) {e['name']}")
+        for layer, desc in enumerate(spec.layers):
+            lines.append(f"layer {layer}:")
+            for key, value in desc.items():
+                items = value if isinstance(value, list) else [value]
+                if not items:
+                    lines.append(f"  {key}: (none)")
+                for item in items:
+                    lines.append(f"  {key}: {_describe(item)}")
+        return "\n".join(lines)
+
+
+def _describe(item: object) -> str:
+    if isinstance(item, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in item.items())
+    return str(item)
