@@ -113,7 +113,7 @@ class OutputSpec:
         if self.values is not None:
             i = bisect.bisect_left(self.values, x)  # values[i - 1] < x <= values[i]
             near = self.values[max(i - 1, 0) : i + 1]
-            return min(near, key=lambda v: abs(v - x))  # first (smaller) on a tie
+            return min(near, key=lambda v: abs(float(v) - x))  # first (smaller) on a tie
         if self.integer:
             return int(round(x))
         if self.max_denominator is not None:
@@ -456,7 +456,7 @@ class CompiledModel(nn.Module):
             lines.append(f"residual layout ({cfg.d_model} dims):")
             for e in spec.layout:
                 start, size = e["start"], e["size"]
-                lines.append(f"  [{start:>4}:{start + size:<4}) {e['name']}")
+                lines.append(f"  {f'[{start}, {start + size})':<12} {e['name']}")
         for layer, desc in enumerate(spec.layers):
             lines.append(f"layer {layer}:")
             for key, value in desc.items():
