@@ -1,0 +1,153 @@
+"""The compiler pipeline: a RASP s-op -> an exact PyTorch transformer.
+
+Stages, in order (one module each)::
+
+    graph.build_graph     IR -> networkx dataflow graph (for inspection and checks)
+    value_sets.infer      the values every s-op can take
+    plan.Planner          encodings, heads, MLPs and their layers
+    assemble.assemble     residual layout and TransformerLens weights
+    runtime.CompiledModel the torch module users run
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import ir
+from .assemble import assemble
+from .errors import CompileError, InputError
+from .graph import build_graph
+from .ir import Atom
+from .lower import Session, get_sop, load_program, load_source
+from .plan import CatRep, Planner
+from .runtime import CompiledModel, ModelSpec, OutputSpec
+from .value_sets import infer_value_sets, sort_values
+
+
+def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
+    """``--vocab``: a string of one-character tokens, or a JSON list of atoms."""
+    import json
+
+    if isinstance(text, str):
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                items = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"--vocab is not a valid JSON list: {exc}") from None
+            if not isinstance(items, list) or not all(
+                isinstance(x, (str, int, float, bool)) for x in items
+            ):
+                raise InputError("--vocab JSON must be a list of strings, numbers or booleans")
+        else:
+            items = list(text)
+    else:
+        items = list(text)
+    seen: list[Atom] = []
+    for x in items:
+        if not any(type(x) is type(y) and x == y for y in seen):
+            seen.append(x)
+    if not seen:
+        raise InputError("the vocabulary is empty")
+    return tuple(seen)
+
+
+def _names(session: Session) -> dict[int, str]:
+    """node id -> the user's name for it (the first name bound to it)."""
+    out: dict[int, str] = {}
+    for name, value in session.names().items():
+        if isinstance(value, ir.Node) and value.id not in out:
+            out[value.id] = name
+    return out
+
+
+def _conversions(root: ir.SOp) -> dict[int, str]:
+    return {n.id: n.conv for n in ir.walk(root) if isinstance(n, ir.Tokens)}
+
+
+def compile_sop(
+    sop: ir.SOp,
+    vocab: Sequence[Atom],
+    max_len: int,
+    *,
+    names: dict[int, str] | None = None,
+    program_name: str = "<program>",
+    sop_name: str = "out",
+) -> CompiledModel:
+    """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
+
+    Raises :class:`CompileError` listing every construct that cannot be compiled exactly.
+    """
+    if max_len < 1:
+        raise InputError(f"--max-len must be at least 1, got {max_len}")
+    vocab = tuple(vocab)
+    started = time.perf_counter()
+    names = names or {}
+    build_graph(sop)  # validates the DAG (selectors feed only aggregates and widths)
+    sets, problems = infer_value_sets(sop, vocab, max_len)
+    if problems:
+        raise CompileError(problems)
+    planner = Planner(sets, max_len, names, _conversions(sop))
+    output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
+    if planner.problems:
+        raise CompileError(planner.problems)
+    asm = assemble(planner, output, vocab, max_len)
+    if isinstance(output, CatRep):
+        out_spec = OutputSpec("categorical", values=output.values)
+    else:
+        out_spec = OutputSpec("numerical", values=sort_values(output.values))
+    spec = ModelSpec(
+        program_name=program_name,
+        sop_name=sop_name,
+        vocab=vocab,
+        max_len=max_len,
+        output=out_spec,
+        layout=tuple(asm.layout.describe()),
+        layers=tuple(asm.layers),
+        extra={"compile_seconds": round(time.perf_counter() - started, 4)},
+    )
+    from .model import ModelConfig
+
+    config = ModelConfig(
+        d_model=asm.d_model,
+        n_layers=asm.n_layers,
+        n_heads=asm.n_heads,
+        d_head=asm.d_head,
+        d_mlp=asm.d_mlp,
+        d_vocab=spec.d_vocab,
+        d_vocab_out=out_spec.d_vocab_out,
+        n_ctx=max_len + 1,
+        attn_scale=asm.attn_scale,
+    )
+    return CompiledModel.build(config, spec, asm.weights)
+
+
+def compile_program(
+    program: str | Path | Session,
+    sop_name: str | None = None,
+    vocab: str | Sequence[Atom] = "abcd",
+    max_len: int = 16,
+) -> CompiledModel:
+    """Compile the s-op ``sop_name`` of a program.
+
+    ``program`` is a path to a ``.rasp`` file, RASP source text, or a lowered
+    :class:`~rasp_compiler.lower.Session`.  ``sop_name`` defaults to the last s-op the
+    program assigns.  ``vocab`` is a string of one-character tokens, a JSON list, or a
+    sequence of atoms.
+    """
+    if isinstance(program, Session):
+        session, pname = program, "<session>"
+    elif isinstance(program, Path) or (isinstance(program, str) and program.endswith(".rasp") and "\n" not in program):
+        session, pname = load_program(program), str(program)
+    else:
+        session, pname = load_source(program), "<source>"
+    if sop_name is None:
+        sop_name = session.last_sop_name()
+        if sop_name is None:
+            raise InputError(f"{pname} assigns no s-op; name one with --sop")
+    sop = get_sop(session, sop_name)
+    return compile_sop(
+        sop, parse_vocab(vocab), max_len, names=_names(session), program_name=pname, sop_name=sop_name
+    )

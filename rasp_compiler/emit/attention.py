@@ -1,0 +1,55 @@
+"""Attention emission: a planned head as W_Q, W_K, W_V, W_O over named directions.
+
+A head's score for query i and key j is ``beta * sum_t coef_t q_t(x_i) k_t(x_j)``:
+each bilinear term becomes one column of W_Q (``q_t`` times ``coef_t * beta``) and of
+W_K (``k_t``).  The planner guarantees that keys that must be attended score at
+least ``gap`` above every key that must be ignored, so the softmax puts total weight
+at most ``(n+1) * exp(-beta * gap)`` on ignored keys.  :func:`sharpness` picks the
+smallest beta that makes that at most the head's allowed ``leak``.
+
+The model divides scores by ``attn_scale``; W_Q is multiplied by it here, so the
+emitted weights and the model agree on the scale (a test checks this).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..plan import Head
+from ..residual import Layout
+
+#: Extra nats of margin on top of the leak bound, for float rounding of the scores.
+SAFETY = 2.0
+
+
+def sharpness(head: Head, max_len: int) -> float:
+    """beta such that ``(max_len + 1) * exp(-beta * gap) <= leak`` with a safety margin."""
+    return (math.log((max_len + 1) / head.leak) + SAFETY) / head.gap
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    W_Q: np.ndarray  # [d_model, d_head]
+    W_K: np.ndarray  # [d_model, d_head]
+    W_V: np.ndarray  # [d_model, d_head]
+    W_O: np.ndarray  # [d_head, d_model]
+    beta: float
+
+
+def head_weights(head: Head, layout: Layout, max_len: int, attn_scale: float, d_head: int) -> HeadWeights:
+    """The head's four matrices, padded with zeros to ``d_head`` columns."""
+    d = layout.d_model
+    beta = sharpness(head, max_len)
+    W_Q, W_K = np.zeros((d, d_head)), np.zeros((d, d_head))
+    for t, (q, k, coef) in enumerate(head.qk):
+        W_Q[:, t] = layout.vector(q) * coef * beta * attn_scale
+        W_K[:, t] = layout.vector(k)
+    W_V, W_O = np.zeros((d, d_head)), np.zeros((d_head, d))
+    idx = layout.index()
+    for u, (out_dir, lin) in enumerate(head.values):
+        W_V[:, u] = layout.vector(lin)
+        W_O[u, idx[out_dir]] = 1.0
+    return HeadWeights(W_Q, W_K, W_V, W_O, beta)

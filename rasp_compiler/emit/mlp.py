@@ -1,0 +1,164 @@
+"""MLP emission: an elementwise table as one hidden layer of ReLUs.
+
+Given inputs (categorical one-hots and numbers) and a function over the product of
+their value sets, :func:`table_units` builds hidden units whose output is the
+function's encoding, exactly, for every input combination, with room for noise.
+
+Why it is exact
+---------------
+* Categorical inputs are combined by a *gate* per combination ``c`` of their values:
+  ``g_c = sum_k onehot_k[c_k] - (a - 1)`` is 1 when every input has its value in
+  ``c`` and at most 0 otherwise.  ``ReLU(2 g_c - 1)`` is then exactly 1 or 0 even if
+  each one-hot entry is off by up to 1/(4a).
+* Numerical inputs are folded into one number ``u`` by a mixed-radix projection
+  (injective on the product of their value sets, see :func:`projection`).  Along the
+  sorted values of ``u`` the function is piecewise constant; each change between
+  neighbouring values ``u_a < u_b`` is a *step* made of two ReLUs,
+  ``ReLU(s(u-t)+1/2) - ReLU(s(u-t)-1/2)`` with ``t`` the midpoint and ``s = 2/(u_b-u_a)``:
+  0 at and below ``u_a``, 1 at and above ``u_b``, flat outside the middle half of the
+  gap, so ``u`` may be off by up to a quarter of the gap.  A step may face down
+  (active below ``t``) when that keeps its pre-activations small, which keeps float
+  rounding small.
+* A step of a combination ``c`` is switched off for other combinations by adding
+  ``G (g_c - 1)`` with ``G`` larger than the step's largest pre-activation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from ..ir import Atom
+from ..plan import CatRep, MLPJob, NumRep
+from ..residual import ONE, Lin, lin_sum
+from ..value_sets import vkey
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One hidden ReLU: ``out += ReLU(pre(x)) * out_coefs``."""
+
+    pre: Lin
+    out: tuple[tuple[str, float], ...]
+
+
+def _as_float(v: Atom) -> float:
+    return float(v)
+
+
+def projection(nums: list[NumRep]) -> tuple[list[float], list[tuple[float, ...]]]:
+    """Mixed-radix weights ``lam`` so ``u = sum lam_k x_k`` is injective on the value product.
+
+    Returns the weights and, per input, its sorted distinct float values.  Neighbouring
+    values of ``u`` are at least the smallest gap of the first input apart.
+    """
+    lams: list[float] = []
+    values: list[tuple[float, ...]] = []
+    span = 0.0  # range of the partial sum so far
+    unit = None
+    for rep in nums:
+        vals = tuple(sorted({_as_float(v) for v in rep.values}))
+        gaps = [b - a for a, b in zip(vals, vals[1:])]
+        gap = min(gaps) if gaps else 1.0
+        if unit is None:
+            lam = 1.0
+            unit = gap
+        else:
+            lam = (span + unit) / gap
+        lams.append(lam)
+        values.append(vals)
+        span += lam * (vals[-1] - vals[0])
+    return lams, values
+
+
+def _encoder(job: MLPJob):
+    """y -> its encoding over the job's target directions (one-hots and numbers)."""
+    tables = [{vkey(v): d for v, d in zip(vals, dirs)} for vals, dirs in job.cat_targets]
+
+    def enc(y: Atom) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for table in tables:
+            d = table.get(vkey(y))
+            if d is not None:
+                out[d] = 1.0
+        for d in job.num_targets:
+            out[d] = _as_float(y)
+        return out
+
+    return enc
+
+
+def _diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    out = {k: b.get(k, 0.0) - a.get(k, 0.0) for k in set(a) | set(b)}
+    return {k: v for k, v in out.items() if v != 0.0}
+
+
+def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return {k: v for k, v in out.items() if v != 0.0}
+
+
+def _neg(a: dict[str, float]) -> dict[str, float]:
+    return {k: -v for k, v in a.items()}
+
+
+def _out(d: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(d.items()))
+
+
+def table_units(job: MLPJob) -> list[Unit]:
+    """The hidden units computing ``job`` (see the module docstring for why it is exact)."""
+    cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
+    nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
+    lams, num_vals = projection([r for _, r in nums])
+    u_lin = lin_sum(r.lin.scale(lam) for (_, r), lam in zip(nums, lams))
+    a = len(cats)
+    encode = _encoder(job)
+    atoms = [{float(x): x for x in r.values} for _, r in nums]
+    units: list[Unit] = []
+    for combo in itertools.product(*(range(len(r.values)) for _, r in cats)):
+        gate = lin_sum(r.rows[c] for (_, r), c in zip(cats, combo)) - Lin.const(a - 1) if a else Lin.unit(ONE)
+        points: list[tuple[float, dict[str, float]]] = []
+        for ncombo in itertools.product(*num_vals):
+            args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
+            for (i, r), c in zip(cats, combo):
+                args[i] = r.values[c]
+            for (i, _), v, table in zip(nums, ncombo, atoms):
+                args[i] = table.get(v, v)
+            y = job.fn(tuple(args))  # type: ignore[operator]
+            if y is None:
+                continue
+            u = sum(lam * v for lam, v in zip(lams, ncombo))
+            points.append((u, encode(y)))
+        if not points:
+            continue
+        points.sort(key=lambda p: p[0])
+        base = dict(points[0][1])
+        u_min, u_max = points[0][0], points[-1][0]
+        steps: list[Unit] = []
+        for (ua, ea), (ub, eb) in zip(points, points[1:]):
+            delta = _diff(ea, eb)
+            if not delta:
+                continue
+            t = (ua + ub) / 2.0
+            s = 2.0 / (ub - ua)
+            up_extent, down_extent = s * (u_max - t), s * (t - u_min)
+            if up_extent <= down_extent:
+                ramp = (u_lin - Lin.const(t)).scale(s)
+                g = up_extent + 1.0
+                sign = 1.0
+            else:
+                ramp = (Lin.const(t) - u_lin).scale(s)
+                g = down_extent + 1.0
+                sign = -1.0
+                base = _add(base, delta)
+            gating = (gate - Lin.const(1.0)).scale(g) if a else Lin()
+            steps.append(Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()})))
+            steps.append(Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()})))
+        pre = gate.scale(2.0) - Lin.const(1.0) if a else Lin.unit(ONE)
+        if base:
+            units.append(Unit(pre, _out(base)))
+        units.extend(steps)
+    return units

@@ -1,0 +1,550 @@
+"""Encodings and scheduling: how every s-op is represented and in which layer it is made.
+
+Each s-op the output depends on gets one or both representations in the residual:
+
+* categorical (:class:`CatRep`): one read-out per possible value, ~1 when the s-op
+  has that value and ~0 otherwise;
+* numerical (:class:`NumRep`): one read-out holding the number.
+
+A read-out is a :class:`~rasp_compiler.residual.Lin`, so many s-ops cost nothing:
+any function of a single categorical s-op is a linear map of its one-hot, and sums,
+differences and constant multiples of numerical s-ops are linear too.  Only what is
+not linear is built: attention heads for ``aggregate``, ``selector_width`` and
+``length``, and MLPs for elementwise operations of several inputs (fused: a chain of
+elementwise operations becomes one MLP over the chain's inputs) and for turning a
+number into a category.
+
+Scheduling is as-soon-as-possible over *stages*: the embedding is stage 0, layer
+``l``'s attention writes stage ``2l+1`` and its MLP stage ``2l+2``.  A head can be in
+layer ``l`` when its inputs exist at stage ``2l``; an MLP when they exist at ``2l+1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import ir
+from .errors import RaspError, RaspTypeError
+from .ir import Atom
+from .residual import BOS, ONE, Lin, lin_sum
+from .selectors import Pair, Scores, build_pairs, disjoint_terms, solve_scores, term_scores, truth_table
+from .value_sets import ValueSet, sort_values, vkey
+
+#: Most hidden units one fused elementwise MLP may use before the compiler refuses.
+MAX_MLP_DOMAIN = 1 << 17
+
+
+class PlanError(RaspError):
+    """A construct that cannot be compiled exactly (collected into a CompileError)."""
+
+    kind = "cannot compile"
+
+
+@dataclass(frozen=True)
+class CatRep:
+    values: tuple[Atom, ...]
+    rows: tuple[Lin, ...]
+    stage: int
+
+    def row(self, value: Atom) -> Lin:
+        return self.rows[[vkey(v) for v in self.values].index(vkey(value))]
+
+
+@dataclass(frozen=True)
+class NumRep:
+    lin: Lin
+    values: tuple[Atom, ...]
+    stage: int
+
+
+Rep = CatRep | NumRep
+
+
+@dataclass
+class Head:
+    """One attention head, described over named directions.
+
+    score(query i, key j) = sum_t coef_t * q_t(x_i) * k_t(x_j)  (before sharpness beta);
+    value: for each (out_dir, lin), the head writes ``mean over attended keys of lin``.
+    """
+
+    layer: int
+    label: str
+    span: object
+    qk: list[tuple[Lin, Lin, float]]
+    values: list[tuple[str, Lin]]
+    gap: float  # score gap that separates what must be attended from what must not
+    leak: float  # largest total attention weight allowed on keys that must be ignored
+    kind: str
+
+
+@dataclass
+class MLPJob:
+    """An elementwise table: ``fn`` over the product of ``inputs``' values, into targets."""
+
+    layer: int
+    label: str
+    span: object
+    inputs: list[Rep]
+    fn: object  # Callable[[tuple[Atom, ...]], Atom | None]
+    cat_targets: list[tuple[tuple[Atom, ...], tuple[str, ...]]] = field(default_factory=list)
+    num_targets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Blocks:
+    """Residual blocks requested while planning: name -> (directions, description)."""
+
+    order: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
+
+    def add(self, name: str, dirs: tuple[str, ...], description: str) -> tuple[str, ...]:
+        self.order.append((name, dirs, description))
+        return dirs
+
+
+def key_side(lin: Lin) -> Lin:
+    """``lin`` with its constant part removed at the BOS position (ONE -> ONE - BOS)."""
+    c = lin.as_dict().get(ONE, 0.0)
+    return lin + Lin.unit(BOS, -c) if c else lin
+
+
+def _label(node: ir.Node, names: dict[int, str]) -> str:
+    name = names.get(node.id)
+    text = node.span.text.strip() if node.span is not None else type(node).__name__
+    if name and name != text:
+        return f"{name} = {text}"
+    return text
+
+
+LINEAR_OPS = {"add", "sub", "neg", "pos", "mul", "div"}
+
+
+class Planner:
+    """Decides every representation, head and MLP; see the module docstring."""
+
+    def __init__(
+        self, sets: dict[int, ValueSet], max_len: int, names: dict[int, str], conv_of: dict[int, str]
+    ):
+        self.sets = sets
+        self.max_len = max_len
+        self.names = names
+        self.blocks = Blocks()
+        self.heads: list[Head] = []
+        self.mlps: list[MLPJob] = []
+        self.problems: list[RaspError] = []
+        self._cat: dict[int, CatRep] = {}
+        self._num: dict[int, NumRep] = {}
+        self._mlp_of: dict[int, MLPJob] = {}
+        self._x_of: dict[int, list[tuple[Lin, int]]] = {}
+        self.embedded_tokens: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
+        self.index_dirs: dict[str, tuple[str, ...]] = {}
+        self.conv_of = conv_of
+
+    # ------------------------------------------------------------ naming
+
+    def _name(self, node: ir.Node) -> str:
+        base = self.names.get(node.id)
+        return f"{base}#{node.id}" if base else f"{type(node).__name__.lower()}#{node.id}"
+
+    def values(self, node: ir.Operand) -> tuple[Atom, ...]:
+        if isinstance(node, ir.Const):
+            return (node.value,)
+        return self.sets[node.id].values
+
+    # ------------------------------------------------------- what is cheap
+
+    def agg_is_categorical(self, node: ir.Aggregate) -> bool:
+        from .value_sets import is_functional
+
+        vs = ValueSet(self.values(node.values))
+        return not vs.numeric or (is_functional(node.selector) and len(vs) <= 64)
+
+    def map_kind(self, node: ir.Map) -> str:
+        """'cat1' (a function of one categorical s-op), 'linear', or 'mlp'."""
+        nodes = [a for a in node.args if isinstance(a, ir.Node)]
+        if len(nodes) == 1 and self.cheap_cat(nodes[0]):
+            return "cat1"
+        if node.op in LINEAR_OPS and self._linear_ok(node):
+            return "linear"
+        return "mlp"
+
+    def _linear_ok(self, node: ir.Map) -> bool:
+        if not ValueSet(self.sets[node.id].values).numeric:
+            return False
+        for a in node.args:
+            if not ValueSet(self.values(a)).numeric:
+                return False
+        consts = [a for a in node.args if isinstance(a, ir.Const)]
+        if node.op == "mul":
+            return len(consts) >= 1
+        if node.op == "div":
+            return isinstance(node.args[1], ir.Const) and node.args[1].value != 0
+        return True
+
+    def cheap_cat(self, node: ir.Node) -> bool:
+        """Can the s-op's categorical form be had at no extra depth?"""
+        match node:
+            case ir.Map():
+                return self.map_kind(node) != "linear"
+            case ir.Aggregate():
+                return self.agg_is_categorical(node)
+        return True
+
+    # ------------------------------------------------------- public reps
+
+    def cat(self, node: ir.Operand) -> CatRep:
+        if isinstance(node, ir.Const):
+            return CatRep((node.value,), (Lin.unit(ONE),), 0)
+        if node.id not in self._cat:
+            self._cat[node.id] = self._make_cat(node)
+        return self._cat[node.id]
+
+    def num(self, node: ir.Operand) -> NumRep:
+        if isinstance(node, ir.Const):
+            return NumRep(Lin.const(float(node.value)), (node.value,), 0)
+        if node.id not in self._num:
+            self._num[node.id] = self._make_num(node)
+        return self._num[node.id]
+
+    def best(self, node: ir.Operand) -> Rep:
+        """The representation an MLP should read: categorical if cheap, else numerical."""
+        if isinstance(node, ir.Const) or self.cheap_cat(node):
+            return self.cat(node)
+        return self.num(node)
+
+    # ------------------------------------------------------- construction
+
+    def _fail(self, msg: str, node: ir.Node) -> PlanError:
+        err = PlanError(msg, node.span)
+        self.problems.append(err)
+        return err
+
+    def _make_cat(self, node: ir.SOp) -> CatRep:
+        vals = self.values(node)
+        match node:
+            case ir.Tokens(conv=conv):
+                dirs = tuple(f"tokens_{conv}={v!r}" for v in vals)
+                if conv not in self.embedded_tokens:
+                    self.blocks.add(f"tokens_{conv}", dirs, f"one-hot of tokens_{conv}")
+                    self.embedded_tokens[conv] = (vals, dirs)
+                return CatRep(vals, tuple(Lin.unit(d) for d in dirs), 0)
+            case ir.Indices():
+                if "cat" not in self.index_dirs:
+                    dirs = tuple(f"indices={i}" for i in vals)
+                    self.index_dirs["cat"] = self.blocks.add("indices", dirs, "one-hot of indices")
+                return CatRep(vals, tuple(Lin.unit(d) for d in self.index_dirs["cat"]), 0)
+            case ir.Full(value=v):
+                return CatRep((v,), (Lin.unit(ONE),), 0)
+            case ir.Map() if self.map_kind(node) == "cat1":
+                return self._cat1_cat(node)
+            case ir.Aggregate() if self.agg_is_categorical(node):
+                return self._aggregate(node)  # type: ignore[return-value]
+        return self._mlp_output(node, "cat")  # type: ignore[return-value]
+
+    def _make_num(self, node: ir.SOp) -> NumRep:
+        vals = self.values(node)
+        if not ValueSet(vals).numeric:
+            raise self._fail("needs a number here but its values are not all numbers", node)
+        match node:
+            case ir.Indices():
+                if "num" not in self.index_dirs:
+                    self.index_dirs["num"] = self.blocks.add("indices:num", ("indices",), "indices as a number")
+                return NumRep(Lin.unit(self.index_dirs["num"][0]), vals, 0)
+            case ir.Full(value=v):
+                return NumRep(Lin.const(float(v)), vals, 0)
+            case ir.Tokens():
+                c = self.cat(node)
+                return NumRep(lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)), vals, 0)
+            case ir.Map():
+                kind = self.map_kind(node)
+                if kind == "cat1":
+                    return self._cat1_num(node)
+                if kind == "linear":
+                    return self._linear(node)
+            case ir.Aggregate() if not self.agg_is_categorical(node):
+                return self._aggregate(node)  # type: ignore[return-value]
+            case ir.Aggregate():
+                c = self.cat(node)
+                return NumRep(lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)), vals, c.stage)
+        return self._mlp_output(node, "num")  # type: ignore[return-value]
+
+    # ---- elementwise
+
+    def _cat1_parts(self, node: ir.Map):
+        (src,) = [a for a in node.args if isinstance(a, ir.Node)]
+        c = self.cat(src)
+        outs = []
+        for v, row in zip(c.values, c.rows):
+            args = tuple(v if a is src else a.value for a in node.args)  # type: ignore[union-attr]
+            try:
+                outs.append((ir.apply_map(node, args), row))
+            except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):
+                continue
+        return c, outs
+
+    def _cat1_cat(self, node: ir.Map) -> CatRep:
+        c, outs = self._cat1_parts(node)
+        vals = self.values(node)
+        rows = []
+        for y in vals:
+            rows.append(lin_sum(r for out, r in outs if vkey(out) == vkey(y)))
+        return CatRep(vals, tuple(rows), c.stage)
+
+    def _cat1_num(self, node: ir.Map) -> NumRep:
+        c, outs = self._cat1_parts(node)
+        return NumRep(lin_sum(r.scale(float(out)) for out, r in outs), self.values(node), c.stage)
+
+    def _linear(self, node: ir.Map) -> NumRep:
+        reps = [self.num(a) for a in node.args]
+        lins = [r.lin for r in reps]
+        stage = max(r.stage for r in reps)
+        match node.op:
+            case "add":
+                lin = lins[0] + lins[1]
+            case "sub":
+                lin = lins[0] - lins[1]
+            case "neg":
+                lin = lins[0].scale(-1.0)
+            case "pos":
+                lin = lins[0]
+            case "mul":
+                if isinstance(node.args[0], ir.Const):
+                    lin = lins[1].scale(float(node.args[0].value))
+                else:
+                    lin = lins[0].scale(float(node.args[1].value))  # type: ignore[union-attr]
+            case "div":
+                lin = lins[0].scale(1.0 / float(node.args[1].value))  # type: ignore[union-attr]
+        return NumRep(lin, self.values(node), stage)
+
+    def _fused_inputs(self, node: ir.Map) -> tuple[list[ir.Node], list[Rep]]:
+        """The inputs of the MLP computing ``node``: expand through args that are MLPs too."""
+        leaves: list[ir.Node] = []
+
+        def expand(n: ir.Node, budget_ok) -> None:
+            for a in n.children() if isinstance(n, ir.Map) else ():
+                if isinstance(a, ir.Map) and self.map_kind(a) == "mlp" and budget_ok(a):
+                    expand(a, budget_ok)
+                elif all(a is not x for x in leaves):
+                    leaves.append(a)
+
+        def small(a: ir.Map) -> bool:
+            return self._domain(a) <= MAX_MLP_DOMAIN // 4
+
+        expand(node, small)
+        if self._domain_of(leaves) > MAX_MLP_DOMAIN:
+            leaves = []
+            expand(node, lambda a: False)
+        return leaves, [self.best(x) for x in leaves]
+
+    def _domain(self, node: ir.Map) -> int:
+        return self._domain_of([a for a in node.args if isinstance(a, ir.Node)])
+
+    def _domain_of(self, nodes: list[ir.Node]) -> int:
+        return math.prod(len(self.values(n)) for n in nodes) if nodes else 1
+
+    def _mlp_output(self, node: ir.SOp, kind: str) -> Rep:
+        job = self._mlp_of.get(node.id)
+        if job is None:
+            job = self._new_mlp(node)
+            self._mlp_of[node.id] = job
+        stage = 2 * job.layer + 2
+        vals = self.values(node)
+        name = self._name(node)
+        if kind == "cat":
+            dirs = self.blocks.add(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {_label(node, self.names)}")
+            job.cat_targets.append((vals, dirs))
+            return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
+        (d,) = self.blocks.add(name + ":num", (name,), f"{_label(node, self.names)} as a number")
+        job.num_targets.append(d)
+        return NumRep(Lin.unit(d), vals, stage)
+
+    def _new_mlp(self, node: ir.SOp) -> MLPJob:
+        label = _label(node, self.names)
+        match node:
+            case ir.Map() if self.map_kind(node) == "mlp":
+                leaves, reps = self._fused_inputs(node)
+                fn = _fused_fn(node, leaves)
+            case ir.Length() | ir.SelectorWidth():
+                return self._width_mlp(node)
+            case _:  # a number turned into categories
+                reps = [self.num(node)]
+                fn = _identity
+                label = f"categories of {label}"
+        if math.prod(len(r.values) for r in reps) > MAX_MLP_DOMAIN:
+            self._fail(
+                f"this elementwise operation needs a table over {math.prod(len(r.values) for r in reps)} "
+                f"input combinations at max length {self.max_len} (limit {MAX_MLP_DOMAIN})",
+                node,
+            )
+        stage = max(r.stage for r in reps)
+        layer = max(0, math.ceil((stage - 1) / 2))
+        job = MLPJob(layer, label, node.span, reps, fn)
+        self.mlps.append(job)
+        return job
+
+    # ---- attention
+
+    def _selector_heads(self, sel: ir.Selector, uniform: bool, owner: ir.Node):
+        """(pairs, list of Scores) for the selector: one Scores per head needed."""
+        pairs = build_pairs(sel, self.values)
+        table = truth_table(sel, pairs)
+        scores = solve_scores(pairs, table, uniform)
+        if scores is not None:
+            return pairs, [scores]
+        if not uniform:
+            raise self._fail("this selector cannot be scored by one attention head", owner)
+        return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
+
+    def _qk_terms(self, pairs: list[Pair], scores: Scores) -> tuple[list[tuple[Lin, Lin, float]], int]:
+        """Bilinear score terms for one head, and the stage its operands exist at."""
+        terms: list[tuple[Lin, Lin, float]] = []
+        stage = 0
+        for p, w in zip(pairs, scores.weights):
+            if not any(w):
+                continue
+            kc, qc = self.cat(p.keys), self.cat(p.queries)
+            stage = max(stage, kc.stage, qc.stage)
+            krows = [key_side(kc.row(v)) for v in p.key_values]
+            qrows = [qc.row(v) for v in p.query_values]
+            nk, nq = len(krows), len(qrows)
+            tab = [[w[p.region_of[(ki, qi)]] for ki in range(nk)] for qi in range(nq)]
+            if nq <= nk:
+                for qi in range(nq):
+                    klin = lin_sum(krows[ki].scale(tab[qi][ki]) for ki in range(nk) if tab[qi][ki])
+                    if klin.terms:
+                        terms.append((qrows[qi], klin, 1.0))
+            else:
+                for ki in range(nk):
+                    qlin = lin_sum(qrows[qi].scale(tab[qi][ki]) for qi in range(nq) if tab[qi][ki])
+                    if qlin.terms:
+                        terms.append((qlin, krows[ki], 1.0))
+        return terms, stage
+
+    def _head(self, kind, label, span, pairs, scores, bos_level, values, extra_stage, leak) -> Head:
+        terms, stage = self._qk_terms(pairs, scores)
+        stage = max(stage, extra_stage)
+        weights_max = sum(max(w) for w in scores.weights) if scores.weights else 0
+        terms.append((Lin.unit(ONE), Lin.unit(BOS), bos_level))
+        # The BOS query attends to BOS alone, so the BOS position's residual stays known.
+        terms.append((Lin.unit(BOS), Lin.unit(BOS), float(weights_max + 2)))
+        layer = math.ceil(stage / 2)
+        head = Head(layer, label, span, terms, values, gap=0.5 if bos_level % 1 else 1.0, leak=leak, kind=kind)
+        self.heads.append(head)
+        return head
+
+    def _aggregate(self, node: ir.Aggregate) -> Rep:
+        label = _label(node, self.names)
+        categorical = self.agg_is_categorical(node)
+        try:
+            pairs, all_scores = self._selector_heads(node.selector, uniform=not categorical, owner=node)
+        except PlanError:
+            return CatRep((), (), 0) if categorical else NumRep(Lin(), (), 0)
+        if len(all_scores) != 1:
+            raise self._fail(
+                "a numerical aggregate (a mean) needs a selector that one attention head can "
+                "select uniformly; this 'or' of selectors over different s-ops is not one",
+                node,
+            )
+        (scores,) = all_scores
+        vals = self.values(node)
+        name = self._name(node)
+        if categorical:
+            src = self.cat(node.values)
+            dirs = self.blocks.add(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {label}")
+            value_lins = []
+            for v, d in zip(vals, dirs):
+                try:
+                    lin = key_side(src.row(v))
+                except ValueError:
+                    lin = Lin()
+                if vkey(v) == vkey(node.default):
+                    lin = lin + Lin.unit(BOS)
+                value_lins.append((d, lin))
+            rep: Rep = CatRep(vals, tuple(Lin.unit(d) for d in dirs), 0)
+            leak = 1e-3
+        else:
+            src = self.num(node.values)
+            (d,) = self.blocks.add(name, (name,), f"{label} (a mean)")
+            value_lins = [(d, key_side(src.lin) + Lin.unit(BOS, float(node.default)))]
+            rep = NumRep(Lin.unit(d), vals, 0)
+            nums = [float(v) for v in vals]
+            span_v = max(abs(x) for x in nums) + abs(float(node.default)) + 1
+            leak = _min_gap(nums) / (8 * span_v)
+        head = self._head(
+            "aggregate", label, node.span, pairs, scores, scores.level - 0.5, value_lins, src.stage, leak
+        )
+        stage = 2 * head.layer + 1
+        if isinstance(rep, CatRep):
+            return CatRep(rep.values, rep.rows, stage)
+        return NumRep(rep.lin, rep.values, stage)
+
+    def _width_mlp(self, node: ir.SOp) -> MLPJob:
+        """Heads giving 1/(w+1) per disjoint term, and the MLP reading them back."""
+        label = _label(node, self.names)
+        name = self._name(node)
+        n1 = self.max_len + 1
+        leak = 1.0 / (16.0 * n1 * n1)
+        xs: list[NumRep] = []
+        if isinstance(node, ir.Length):
+            heads = [([], Scores((), 0, True))]
+        else:
+            pairs, all_scores = self._selector_heads(node.selector, uniform=True, owner=node)
+            heads = [(pairs, s) for s in all_scores]
+        for t, (pairs, scores) in enumerate(heads):
+            (d,) = self.blocks.add(f"{name}:x{t}", (f"{name}:x{t}",), f"1/(width+1) for {label}")
+            head = self._head("width", label, node.span, pairs, scores, float(scores.level), [(d, Lin.unit(BOS))], 0, leak)
+            xvals = tuple(1.0 / (w + 1) for w in range(self.max_len + 1))
+            xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1))
+        stage = max(x.stage for x in xs)
+        layer = max(0, math.ceil((stage - 1) / 2))
+        fn = _width_fn(len(xs), self.max_len)
+        job = MLPJob(layer, f"width of {label}" if len(xs) > 1 else label, node.span, list(xs), fn)
+        self.mlps.append(job)
+        return job
+
+
+def _identity(args: tuple[Atom, ...]) -> Atom:
+    return args[0]
+
+
+def _width_fn(n_terms: int, max_len: int):
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        total = sum(round(1.0 / float(x)) - 1 for x in args)
+        return total if total <= max_len else None
+
+    return fn
+
+
+def _fused_fn(node: ir.Map, leaves: list[ir.Node]):
+    """Evaluate the Map DAG above ``leaves`` on one combination of leaf values."""
+    index = {leaf.id: i for i, leaf in enumerate(leaves)}
+
+    def value(n: ir.Operand, args: tuple[Atom, ...]) -> Atom:
+        if isinstance(n, ir.Const):
+            return n.value
+        if n.id in index:
+            return args[index[n.id]]
+        assert isinstance(n, ir.Map)
+        return ir.apply_map(n, tuple(value(a, args) for a in n.args))
+
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        try:
+            return value(node, args)
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):
+            return None
+
+    return fn
+
+
+def _min_gap(nums: list[float]) -> float:
+    s = sorted(set(nums))
+    gaps = [b - a for a, b in zip(s, s[1:])]
+    return min(gaps) if gaps else 1.0
+
+
+def check_mixed(values: tuple[Atom, ...]) -> bool:
+    return len({ir.type_name(v) for v in values} - {"int", "float"}) > 0 and len(values) > 1
+
+
+__all__ = ["Planner", "Head", "MLPJob", "CatRep", "NumRep", "PlanError", "sort_values", "RaspTypeError"]

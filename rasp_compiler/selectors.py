@@ -1,0 +1,183 @@
+"""Selectors as attention scores: turning a selector tree into additive score tables.
+
+A selector is a boolean formula over atomic ``select(k, q, cmp)``s.  Atoms that
+compare the same (key, query) pair of operands are grouped; each group is a finite
+table over (key value, query value).  A single attention head scores key j for query
+i as ``sum_p W_p[k_p(j), q_p(i)]`` (one additive table per pair), which is bilinear
+in one-hot encodings.  :func:`solve_scores` finds small integer tables so that
+
+* selected keys score at least ``level`` and unselected keys at most ``level - 1``
+  (enough for an aggregate whose selected values agree), or
+* selected keys score *exactly* ``level`` (needed for counting and for means).
+
+When no single head can give exact uniform scores (``a or b`` over different pairs
+that overlap), :func:`disjoint_terms` splits the formula into disjoint conjunctions,
+each of which is uniform, so ``selector_width`` can count with one head per term.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import ir
+from .ir import Atom
+
+#: Search bound for score weights (0..MAX_WEIGHT).
+MAX_WEIGHT = 3
+MAX_VARIABLES = 9
+
+
+def operand_key(op: ir.Operand) -> tuple:
+    """Identity of an operand: the node id, or ('const', typed value)."""
+    if isinstance(op, ir.Const):
+        return ("const", ir.type_name(op.value), op.value)
+    return ("node", op.id)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The atomic selects over one (keys, queries) operand pair, and its regions.
+
+    ``regions`` are the distinct truth tuples of ``atoms`` over all (key value,
+    query value) combinations; ``region_of[(ki, qi)]`` indexes them.
+    """
+
+    keys: ir.Operand
+    queries: ir.Operand
+    atoms: tuple[ir.Select, ...]
+    key_values: tuple[Atom, ...]
+    query_values: tuple[Atom, ...]
+    regions: tuple[tuple[bool, ...], ...]
+    region_of: dict[tuple[int, int], int]
+
+
+def _atoms(sel: ir.Selector) -> list[ir.Select]:
+    out: list[ir.Select] = []
+    for node in ir.walk(sel):
+        if isinstance(node, ir.Select):
+            out.append(node)
+    return out
+
+
+def _truth(cmp: str, k: Atom, q: Atom) -> bool:
+    try:
+        return ir.compare(cmp, k, q)
+    except TypeError:
+        return False
+
+
+def build_pairs(sel: ir.Selector, values_of: Callable[[ir.Operand], tuple[Atom, ...]]) -> list[Pair]:
+    groups: dict[tuple, list[ir.Select]] = {}
+    for atom in _atoms(sel):
+        groups.setdefault((operand_key(atom.keys), operand_key(atom.queries)), []).append(atom)
+    pairs = []
+    for atoms in groups.values():
+        kv, qv = values_of(atoms[0].keys), values_of(atoms[0].queries)
+        regions: dict[tuple[bool, ...], int] = {}
+        region_of = {}
+        for ki, k in enumerate(kv):
+            for qi, q in enumerate(qv):
+                t = tuple(_truth(a.cmp, k, q) for a in atoms)
+                region_of[(ki, qi)] = regions.setdefault(t, len(regions))
+        pairs.append(
+            Pair(atoms[0].keys, atoms[0].queries, tuple(atoms), kv, qv, tuple(regions), region_of)
+        )
+    return pairs
+
+
+def evaluate(sel: ir.Selector, truth: dict[int, bool]) -> bool:
+    """The selector formula given the truth of each atomic select (by node id)."""
+    match sel:
+        case ir.Select():
+            return truth[sel.id]
+        case ir.SelectorAnd(left=a, right=b):
+            return evaluate(a, truth) and evaluate(b, truth)
+        case ir.SelectorOr(left=a, right=b):
+            return evaluate(a, truth) or evaluate(b, truth)
+        case ir.SelectorNot(inner=a):
+            return not evaluate(a, truth)
+    raise TypeError(sel)
+
+
+def truth_table(sel: ir.Selector, pairs: list[Pair]) -> dict[tuple[int, ...], bool]:
+    """F for every combination of one region per pair."""
+    table = {}
+    for combo in itertools.product(*(range(len(p.regions)) for p in pairs)):
+        truth = {}
+        for p, r in zip(pairs, combo, strict=True):
+            for atom, t in zip(p.atoms, p.regions[r], strict=True):
+                truth[atom.id] = t
+        table[combo] = evaluate(sel, truth)
+    return table
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per pair, the score weight of each region; selected keys score >= (or ==) level."""
+
+    weights: tuple[tuple[int, ...], ...]
+    level: int
+    uniform: bool
+
+
+def solve_scores(
+    pairs: list[Pair], table: dict[tuple[int, ...], bool], uniform: bool
+) -> Scores | None:
+    """Small integer weights meeting the score conditions, or None if none exist."""
+    sizes = [len(p.regions) for p in pairs]
+    if len(pairs) == 1:  # one table: weight 1 where selected
+        w = tuple(int(table[(r,)]) for r in range(sizes[0]))
+        return Scores((w,), 1, True)
+    if sum(sizes) > MAX_VARIABLES:
+        return None
+    true_combos = [c for c, v in table.items() if v]
+    false_combos = [c for c, v in table.items() if not v]
+    if not true_combos:
+        return Scores(tuple((0,) * s for s in sizes), 1, True)
+    for bound in range(1, MAX_WEIGHT + 1):
+        for flat in itertools.product(range(bound + 1), repeat=sum(sizes)):
+            if bound not in flat:
+                continue  # tried with a smaller bound already
+            ws, i = [], 0
+            for s in sizes:
+                ws.append(flat[i : i + s])
+                i += s
+            tsum = [sum(ws[p][r] for p, r in enumerate(c)) for c in true_combos]
+            lo = min(tsum)
+            if uniform and max(tsum) != lo:
+                continue
+            if false_combos and max(sum(ws[p][r] for p, r in enumerate(c)) for c in false_combos) > lo - 1:
+                continue
+            return Scores(tuple(tuple(w) for w in ws), lo, uniform or max(tsum) == lo)
+    return None
+
+
+def disjoint_terms(pairs: list[Pair], table: dict[tuple[int, ...], bool]) -> list[tuple[int | None, ...]]:
+    """The true region combinations as disjoint terms (None: any region of that pair)."""
+    sizes = [len(p.regions) for p in pairs]
+    terms: set[tuple[int | None, ...]] = {c for c, v in table.items() if v}
+    changed = True
+    while changed:
+        changed = False
+        for p, size in enumerate(sizes):
+            groups: dict[tuple, set] = {}
+            for t in terms:
+                groups.setdefault(t[:p] + t[p + 1 :], set()).add(t[p])
+            for rest, regs in groups.items():
+                if regs == set(range(size)) and size > 1:
+                    for r in regs:
+                        terms.discard(rest[:p] + (r,) + rest[p:])
+                    terms.add(rest[:p] + (None,) + rest[p:])
+                    changed = True
+    return sorted(terms, key=lambda t: tuple(-1 if x is None else x for x in t))
+
+
+def term_scores(pairs: list[Pair], term: tuple[int | None, ...]) -> Scores:
+    """Uniform scores for one conjunction of regions (level = number of fixed pairs)."""
+    weights = []
+    for p, r in zip(pairs, term, strict=True):
+        weights.append(tuple(0 if r is None else int(i == r) for i in range(len(p.regions))))
+    level = sum(r is not None for r in term)
+    return Scores(tuple(weights), max(level, 0), True)

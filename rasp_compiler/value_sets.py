@@ -1,0 +1,209 @@
+"""Static analysis: the set of values every s-op can take.
+
+For a vocabulary and a maximum length N, :func:`infer_value_sets` computes, for every
+s-op node, a finite superset of the values it can take on any input of length 1..N
+whose tokens come from the vocabulary.  Sets are over-approximations (elementwise ops
+take the product of their inputs' sets), which is sound: the compiler builds lookups
+over a superset of what can occur.
+
+Values are kept *typed*: ``1``, ``1.0`` and ``True`` are different entries (Python
+says they are equal, but the reference prints them differently), see :func:`vkey`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from . import ir
+from .errors import RaspError, RaspTypeError
+from .ir import Atom
+
+#: Above this many values a set is too large to enumerate (the compiler refuses).
+MAX_VALUE_SET = 1 << 20
+#: Above this many argument combinations an elementwise op is not enumerated.
+MAX_COMBINATIONS = 1 << 22
+
+
+def vkey(v: Atom) -> tuple[str, Atom]:
+    """A key that keeps 1, 1.0 and True apart while sorting numbers by value."""
+    return (ir.type_name(v), v)
+
+
+def sort_values(values: Iterable[Atom]) -> tuple[Atom, ...]:
+    """Distinct typed values in a stable order: numbers ascending, then strings, then bools."""
+    uniq = {vkey(v): v for v in values}
+    order = {"int": 0, "float": 0, "str": 1, "bool": 2}
+    return tuple(
+        uniq[k]
+        for k in sorted(uniq, key=lambda k: (order[k[0]], k[1] if k[0] != "str" else 0, str(k[1]), k[0]))
+    )
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """The possible values of one s-op, sorted (see :func:`sort_values`)."""
+
+    values: tuple[Atom, ...]
+
+    @property
+    def numeric(self) -> bool:
+        """True when every value is an int or float (bools excluded)."""
+        return all(ir.is_number(v) for v in self.values)
+
+    @property
+    def integral(self) -> bool:
+        return self.numeric and all(float(v).is_integer() for v in self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _too_large(node: ir.Node, what: str, size: int, max_len: int) -> RaspError:
+    return RaspTypeError(
+        f"{what} can take about {size} values at max length {max_len}; "
+        f"too many to compile exactly (limit {MAX_VALUE_SET})",
+        node.span,
+    )
+
+
+def _mean_values(vals: ValueSet, max_len: int, node: ir.Node) -> tuple[Atom, ...]:
+    """Every mean of 1..max_len values drawn from ``vals`` (a superset, on a rational grid)."""
+    fr = [Fraction(v).limit_denominator(1 << 20) for v in vals.values]
+    if any(Fraction(float(f)) != Fraction(v) for f, v in zip(fr, vals.values, strict=True)):
+        # Values that are not short rationals: fall back to exact pairwise enumeration.
+        raise _too_large(node, "this numerical aggregate", 10**9, max_len)
+    den = math.lcm(*(f.denominator for f in fr)) if fr else 1
+    ints = sorted({int(f * den) for f in fr})
+    lo, hi = ints[0], ints[-1]
+    step = math.gcd(*(i - lo for i in ints)) if len(ints) > 1 else 1
+    step = step or 1
+    # mean = (m*lo + step*k) / (den*m) for m = 1..N and 0 <= k <= m*(hi-lo)/step
+    est = sum(m * (hi - lo) // step + 1 for m in range(1, max_len + 1))
+    if est > MAX_VALUE_SET:
+        raise _too_large(node, "this numerical aggregate (a mean)", est, max_len)
+    out: set[Fraction] = set()
+    for m in range(1, max_len + 1):
+        span = m * (hi - lo) // step
+        for k in range(span + 1):
+            out.add(Fraction(m * lo + step * k, den * m))
+    result: list[Atom] = []
+    for f in out:
+        result.append(float(f))
+    # Single selections keep their type (int stays int).
+    result.extend(vals.values)
+    return sort_values(result)
+
+
+def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) -> tuple[Atom, ...]:
+    size = math.prod(len(s) for s in arg_sets)
+    if size > MAX_COMBINATIONS:
+        raise _too_large(node, f"the elementwise '{ir.MAP_OPS[node.op].symbol}'", size, max_len)
+    out = []
+    for combo in itertools.product(*arg_sets):
+        try:
+            out.append(ir.apply_map(node, combo))
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):
+            continue  # that combination fails in the interpreter too: it is never compiled
+    return sort_values(v for v in out if ir.finite(v))
+
+
+def convert_token(conv: str, tok: Atom) -> Atom:
+    """``tokens_<conv>`` applied to one raw token (raises ValueError/TypeError on failure)."""
+    match conv:
+        case "str":
+            return str(tok)
+        case "int":
+            return int(tok)
+        case "float":
+            return float(tok)
+        case "bool":
+            return bool(tok)
+        case "asis":
+            return tok
+    raise ValueError(conv)
+
+
+def _node_values(
+    node: ir.SOp, sets: dict[int, ValueSet], vocab: tuple[Atom, ...], max_len: int, functional
+) -> tuple[Atom, ...]:
+    def operand(a: ir.Operand) -> tuple[Atom, ...]:
+        return (a.value,) if isinstance(a, ir.Const) else sets[a.id].values
+
+    match node:
+        case ir.Tokens(conv=conv):
+            vals = []
+            for tok in vocab:
+                try:
+                    vals.append(convert_token(conv, tok))
+                except (TypeError, ValueError) as exc:
+                    raise RaspTypeError(
+                        f"token {tok!r} of the vocabulary cannot be converted by tokens_{conv}",
+                        node.span,
+                    ) from exc
+            return sort_values(vals)
+        case ir.Indices():
+            return tuple(range(max_len))
+        case ir.Length():
+            return tuple(range(1, max_len + 1))
+        case ir.Full(value=v):
+            return (v,)
+        case ir.Map():
+            return _map_values(node, [operand(a) for a in node.args], max_len)
+        case ir.SelectorWidth():
+            return tuple(range(max_len + 1))
+        case ir.Aggregate(values=values, default=default):
+            vs = ValueSet(operand(values))
+            if vs.numeric and not functional(node.selector):
+                vals = _mean_values(vs, max_len, node)
+            else:
+                vals = vs.values
+            return sort_values((*vals, default))
+    raise TypeError(f"not an s-op: {node!r}")
+
+
+def is_functional(sel: ir.Selector) -> bool:
+    """True when every query provably selects at most one key.
+
+    ``select(indices, q, ==)`` is (indices are distinct); so is an ``and`` with one.
+    """
+    match sel:
+        case ir.Select(keys=ir.Indices(), cmp="=="):
+            return True
+        case ir.SelectorAnd(left=a, right=b):
+            return is_functional(a) or is_functional(b)
+    return False
+
+
+def infer_value_sets(
+    root: ir.SOp, vocab: tuple[Atom, ...], max_len: int
+) -> tuple[dict[int, ValueSet], list[RaspError]]:
+    """Value sets of every s-op reachable from ``root``, keyed by node id.
+
+    Returns the sets and the problems found (each with the span of its node); nodes
+    downstream of a problem are skipped.
+    """
+    sets: dict[int, ValueSet] = {}
+    problems: list[RaspError] = []
+    failed: set[int] = set()
+    for node in ir.walk(root):
+        if any(c.id in failed for c in node.children()):
+            failed.add(node.id)
+            continue
+        if not isinstance(node, ir.SOp):
+            continue
+        try:
+            vals = _node_values(node, sets, vocab, max_len, is_functional)
+        except RaspError as exc:
+            problems.append(exc)
+            failed.add(node.id)
+            continue
+        if len(vals) > MAX_VALUE_SET:
+            problems.append(_too_large(node, "this s-op", len(vals), max_len))
+            failed.add(node.id)
+            continue
+        sets[node.id] = ValueSet(vals)
+    return sets, problems
