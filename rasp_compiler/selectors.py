@@ -18,6 +18,7 @@ each of which is uniform, so ``selector_width`` can count with one head per term
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,11 +55,15 @@ class Pair:
 
 
 def _atoms(sel: ir.Selector) -> list[ir.Select]:
-    out: list[ir.Select] = []
-    for node in ir.walk(sel):
-        if isinstance(node, ir.Select):
-            out.append(node)
-    return out
+    """The atomic selects of a selector formula (not those inside its operands' s-ops)."""
+    match sel:
+        case ir.Select():
+            return [sel]
+        case ir.SelectorAnd(left=a, right=b) | ir.SelectorOr(left=a, right=b):
+            return _atoms(a) + [x for x in _atoms(b) if all(x is not y for y in _atoms(a))]
+        case ir.SelectorNot(inner=a):
+            return _atoms(a)
+    raise TypeError(sel)
 
 
 def _truth(cmp: str, k: Atom, q: Atom) -> bool:
@@ -130,12 +135,16 @@ def solve_scores(
     if len(pairs) == 1:  # one table: weight 1 where selected
         w = tuple(int(table[(r,)]) for r in range(sizes[0]))
         return Scores((w,), 1, True)
-    if sum(sizes) > MAX_VARIABLES:
-        return None
     true_combos = [c for c, v in table.items() if v]
     false_combos = [c for c, v in table.items() if not v]
     if not true_combos:
         return Scores(tuple((0,) * s for s in sizes), 1, True)
+    # A conjunction of one region set per pair: weight 1 on those regions, level = #pairs.
+    proj = [{c[p] for c in true_combos} for p in range(len(pairs))]
+    if len(true_combos) == math.prod(len(s) for s in proj):
+        return Scores(tuple(tuple(int(r in proj[p]) for r in range(sizes[p])) for p in range(len(pairs))), len(pairs), True)
+    if sum(sizes) > MAX_VARIABLES:
+        return None
     for bound in range(1, MAX_WEIGHT + 1):
         for flat in itertools.product(range(bound + 1), repeat=sum(sizes)):
             if bound not in flat:

@@ -1,0 +1,45 @@
+"""Helpers that compare a compiled model with the reference interpreter."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from rasp_compiler import ir
+from rasp_compiler.compiler import compile_sop
+from rasp_compiler.errors import RaspError
+from rasp_compiler.interpret import evaluate
+from rasp_compiler.lower import get_sop, load_source
+
+
+def compile_source(src: str, vocab: str, max_len: int):
+    session = load_source(src)
+    name = session.last_sop_name()
+    sop = get_sop(session, name)
+    return sop, compile_sop(sop, tuple(vocab), max_len, sop_name=name)
+
+
+def all_inputs(vocab: str, max_len: int) -> list[list[str]]:
+    return [list(p) for n in range(1, max_len + 1) for p in itertools.product(vocab, repeat=n)]
+
+
+def random_inputs(vocab: str, max_len: int, count: int, seed: int = 0) -> list[list[str]]:
+    rng = random.Random(seed)
+    out = [[rng.choice(vocab) for _ in range(max_len)] for _ in range(count // 4)]
+    out += [[rng.choice(vocab) for _ in range(rng.randint(1, max_len))] for _ in range(count - len(out))]
+    return out
+
+
+def mismatches(sop: ir.SOp, model, inputs: list[list[str]]) -> tuple[int, list[tuple]]:
+    """(inputs checked, [(input, expected, got), ...]) skipping inputs the program rejects."""
+    got_all = model.run_batch(inputs)
+    bad, checked = [], 0
+    for inp, got in zip(inputs, got_all, strict=True):
+        try:
+            ref = evaluate(sop, inp)
+        except RaspError:
+            continue
+        checked += 1
+        if got != ref or [type(x) is str for x in got] != [type(x) is str for x in ref]:
+            bad.append((inp, ref, got))
+    return checked, bad
