@@ -21,7 +21,7 @@ import functools
 import importlib.resources
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +65,9 @@ class Function:
 
     name: str
     params: tuple[str, ...]
-    body: tuple[S.Stmt | S.Return, ...]
-    closure_scope: Scope
-    span: Span
+    body: tuple[S.Stmt | S.Return, ...] = field(repr=False)
+    closure_scope: Scope = field(repr=False)
+    span: Span = field(repr=False)
 
     def __str__(self) -> str:
         return f"function: {self.name}({', '.join(self.params)})"
