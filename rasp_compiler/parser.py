@@ -52,7 +52,43 @@ def _lark() -> lark.Lark:
         lexer="basic",
         propagate_positions=True,
         maybe_placeholders=True,
+        postlex=_SetExampleLineEnd(),
     )
+
+
+class _SetExampleLineEnd:
+    """Post-lexer: ends the expression of ``set [...] example E`` at the end of its line.
+
+    REPL commands have no ``;``; without this, a statement on the next line that starts
+    with ``-``, ``(`` or ``[`` would continue E.  A ``_LINE_END`` token goes after the
+    last token of E's line, outside brackets, when that token can end an expression.
+    """
+
+    always_accept: tuple[str, ...] = ()
+    _ENDS_EXPR = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "RBRACE"}
+    _OPEN = {"LPAR", "LSQB", "LBRACE"}
+    _CLOSE = {"RPAR", "RSQB", "RBRACE"}
+
+    def process(self, stream: Iterable[Token]) -> Iterable[Token]:
+        in_set, depth, prev = False, 0, None
+        for tok in stream:
+            if (
+                in_set
+                and depth == 0
+                and prev is not None
+                and prev.type in self._ENDS_EXPR
+                and (tok.line or 0) > (prev.end_line or 0)
+            ):
+                yield Token.new_borrow_pos("_LINE_END", "", prev)
+                in_set = False
+            if tok.type == "SET":
+                in_set, depth = True, 0
+            elif in_set:
+                depth += (tok.type in self._OPEN) - (tok.type in self._CLOSE)
+                if tok.type == "SEMICOLON" and depth == 0:
+                    in_set = False
+            prev = tok
+            yield tok
 
 
 def parse(text: str, name: str = "<input>") -> S.Program:
@@ -272,6 +308,7 @@ _TERMINAL_WORDS = {
     "FULL_SEQ_DISPLAY": "'full seq display'",
     "S_OP": "'s-op'",
     "$END": "end of input",
+    "_LINE_END": "the end of the line",
 }
 # Terminals that can begin an expression: listed together as "an expression".
 _EXPR_START = {

@@ -316,6 +316,15 @@ def test_repl_commands_between_statements() -> None:
     assert kinds == ["Assign", "SetExample", "ShowExample", "Assign", "ToggleExamples"]
 
 
+def test_set_example_ends_at_the_end_of_its_line() -> None:
+    prog = parse('set example "abc"\n-indices;\nset example [1,\n  2] +\n  [3]\n(x);')
+    kinds = [type(s).__name__ for s in prog.statements]
+    assert kinds == ["SetExample", "ExprStmt", "SetExample", "ExprStmt"]
+    second = prog.statements[2]
+    assert isinstance(second, S.SetExample) and isinstance(second.example, S.Binary)
+    assert value("[1,\n  2] +\n  [3]") == [1, 2, 3]
+
+
 def test_set_example_expression() -> None:
     (cmd,) = parse("set example [1, 2] + [3]").statements
     assert isinstance(cmd, S.SetExample) and isinstance(cmd.example, S.Binary)
