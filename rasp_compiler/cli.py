@@ -1,0 +1,425 @@
+"""The command line: ``rasp-compiler`` (also ``python -m rasp_compiler``).
+
+Subcommands::
+
+    eval     PROGRAM.rasp [--sop NAME] --input TEXT ...           run the interpreter
+    repl                                                        the interactive RASP REPL
+    compile  PROGRAM.rasp [--sop NAME] --vocab V --max-len N -o MODEL_DIR
+    run      PROGRAM.rasp [--sop NAME] --vocab V --max-len N --input TEXT ...
+    run      MODEL_DIR --input TEXT ...                         run a saved model
+    verify   PROGRAM.rasp [--sop NAME] --vocab V --max-len N   model == interpreter?
+    inspect  PROGRAM.rasp [--sop NAME] --vocab V --max-len N   layers, heads, layout
+
+Inputs: ``--input TEXT`` is one token per character; ``--input-json '["hi","you"]'`` is
+a list of tokens.  Each input gives one output line, ``[o, l, l, e, h] (strings)`` or,
+with ``--json``, ``["o", "l", "l", "e", "h"]``.
+
+Every user error (a RaspError, an unreadable file, a bad argument) prints a message on
+stderr -- for program errors file:line:col and a caret -- and exits 1 (2 for a usage
+error); Ctrl-C exits 130.  No traceback is shown unless RASP_COMPILER_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__, ir
+from .display import format_sop, to_json_value
+from .errors import InputError, RaspError
+from .ir import Atom
+
+PROG = "rasp-compiler"
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.format_usage().rstrip()}\n{self.prog}: error: {message}")
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def _json_input(text: str) -> list[Atom]:
+    """``--input-json``: a non-empty JSON list of atoms (or a JSON string)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
+    if isinstance(value, str):
+        value = list(value)
+    if not isinstance(value, list) or not all(
+        isinstance(v, (str, int, float, bool)) for v in value
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON list of strings, numbers or booleans, got {text!r}"
+        )
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for every subcommand."""
+    parser = _Parser(
+        prog=PROG,
+        description="Compile RASP programs to exact transformer weights, run and check them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def program_args(p: argparse.ArgumentParser, what: str = "PROGRAM.rasp") -> None:
+        p.add_argument("program", metavar=what, help="a RASP program file")
+        p.add_argument("--sop", metavar="NAME", help="the s-op to use (default: the last one)")
+
+    def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument(
+            "--vocab",
+            required=required,
+            metavar="TOKENS",
+            help='the input vocabulary: one-character tokens ("abc") or a JSON list',
+        )
+        p.add_argument(
+            "--max-len", required=required, type=_positive_int, metavar="N",
+            help="the longest input the model accepts",
+        )  # fmt: skip
+
+    def input_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--input", dest="inputs", action="append", default=[], metavar="TEXT",
+            help="an input, one token per character (repeatable)",
+        )  # fmt: skip
+        p.add_argument(
+            "--input-json", dest="inputs", action="append", type=_json_input, metavar="JSON",
+            help='an input as a JSON list, e.g. \'["hi", "there"]\' (repeatable)',
+        )  # fmt: skip
+        p.add_argument("--json", action="store_true", help="print each output as a JSON list")
+
+    p = sub.add_parser("eval", help="run a program with the reference interpreter")
+    program_args(p)
+    input_args(p)
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("repl", help="the interactive RASP REPL")
+    p.set_defaults(handler=cmd_repl)
+
+    p = sub.add_parser("compile", help="compile a program and save the model")
+    program_args(p)
+    model_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="where to save")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("run", help="compile and run a program, or run a saved model")
+    program_args(p, "PROGRAM.rasp|MODEL_DIR")
+    model_args(p, required=False)
+    input_args(p)
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default: cpu)"
+    )
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("verify", help="check the compiled model against the interpreter")
+    program_args(p)
+    model_args(p)
+    p.add_argument(
+        "--samples", type=_count, default=500, metavar="K",
+        help="random inputs of lengths up to --max-len (default 500)",
+    )  # fmt: skip
+    p.add_argument(
+        "--exhaustive-len", type=_count, default=None, metavar="L",
+        help="check every input up to this length (default: as long as ~20000 inputs allow)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("inspect", help="describe the compiled model's layers and residual stream")
+    program_args(p)
+    model_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_inspect)
+    return parser
+
+
+# ------------------------------------------------------------------ shared steps
+
+
+def _load(path: str, draw: bool = True) -> Any:
+    """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory."""
+    from .draw import make_draw_hook
+    from .lower import Session
+    from .parser import parse
+
+    file = Path(path)
+    if file.is_dir():
+        raise InputError(f"'{path}' is a directory, not a RASP program")
+    text = file.read_text(encoding="utf-8")  # OSError is reported by main()
+    holder: list[Session] = []
+    hook = make_draw_hook(lambda: holder[0].names(), echo=_note) if draw else None
+    session = Session(base_dir=file.resolve().parent, draw_hook=hook)
+    holder.append(session)
+    session.execute(parse(text, str(path)))
+    return session
+
+
+def _sop(session: Any, name: str | None, path: str) -> tuple[str, ir.SOp]:
+    from .lower import get_sop
+
+    if name is None:
+        name = session.last_sop_name()
+        if name is None:
+            raise InputError(f"{path} assigns no s-op; name one with --sop")
+    return name, get_sop(session, name)
+
+
+def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any]:
+    """(the s-op, its CompiledModel) for a program file and --vocab/--max-len."""
+    from .compiler import compile_sop, parse_vocab
+
+    session = session if session is not None else _load(args.program)
+    name, sop = _sop(session, args.sop, args.program)
+    vocab = parse_vocab(args.vocab)
+    names: dict[int, str] = {}  # node id -> the first top-level name bound to it
+    for bound, value in session.names().items():
+        if isinstance(value, ir.Node):
+            names.setdefault(value.id, bound)
+    model = compile_sop(
+        sop, vocab, args.max_len, names=names, program_name=args.program, sop_name=name
+    )
+    return sop, model
+
+
+def _inputs(args: argparse.Namespace) -> list[str | list[Atom]]:
+    if not args.inputs:
+        raise UsageError(f"{PROG} {args.command}: give at least one --input or --input-json")
+    return args.inputs
+
+
+def _print_outputs(outputs: Sequence[Sequence[Atom]], as_json: bool) -> None:
+    for values in outputs:
+        if as_json:
+            print(json.dumps(to_json_value(list(values)), ensure_ascii=False))
+        else:
+            print(format_sop(values))
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# ------------------------------------------------------------------ subcommands
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .interpret import evaluate
+
+    inputs = _inputs(args)
+    session = _load(args.program)
+    _, sop = _sop(session, args.sop, args.program)
+    outputs = []
+    for inp in inputs:
+        value = evaluate(sop, inp)
+        assert isinstance(value, list)
+        outputs.append(value)
+    _print_outputs(outputs, args.json)
+    return 0
+
+
+def cmd_repl(args: argparse.Namespace) -> int:
+    from .repl import Repl, stdin_reader
+
+    interactive = sys.stdin.isatty()
+    return Repl().run(stdin_reader(interactive), interactive=interactive)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .serialize import save_model
+
+    _, model = _compile(args)
+    save_model(model, args.output)
+    cfg = model.config
+    print(
+        f"compiled {model.spec.sop_name!r} from {args.program}: {cfg.n_layers} layers, "
+        f"{_count_heads(model)} heads, {_count_mlps(model)} MLPs, d_model {cfg.d_model}, "
+        f"{model.transformer.count_params():,} params -> {args.output}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    inputs = _inputs(args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if Path(args.program).is_dir():
+        from .serialize import load_model
+
+        given = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len),
+                                ("--sop", args.sop)) if v is not None]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"{PROG} run: {', '.join(given)} only apply when compiling a .rasp program; "
+                f"the saved model {args.program} has its own"
+            )
+        model = load_model(args.program)
+    else:
+        missing = [
+            f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None
+        ]
+        if missing:
+            raise UsageError(
+                f"{PROG} run: compiling {args.program} needs {' and '.join(missing)} "
+                "(or give a saved model directory instead)"
+            )
+        _, model = _compile(args)
+    model = model.to(args.device)
+    _print_outputs(model.run_batch(inputs), args.json)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    started = time.perf_counter()
+    sop, model = _compile(args)
+    progress = _ProgressBar() if sys.stderr.isatty() else None
+    try:
+        report = verify(
+            sop, model, model.spec.vocab, args.max_len, args.samples,
+            exhaustive_len=args.exhaustive_len, seed=args.seed, progress=progress,
+        )  # fmt: skip
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - started
+    print(f"{report.verdict()} [{seconds:.1f}s]")
+    return 0 if report.ok else EXIT_ERROR
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    _, model = _compile(args)
+    if not args.json:
+        print(model.summary())
+        return 0
+    cfg, spec = model.config, model.spec
+    info = {
+        "program": spec.program_name,
+        "sop": spec.sop_name,
+        "vocab": list(spec.vocab),
+        "max_len": spec.max_len,
+        "output": spec.output.to_dict(),
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "d_model": cfg.d_model,
+        "d_mlp": cfg.d_mlp,
+        "d_head": cfg.d_head,
+        "d_vocab": cfg.d_vocab,
+        "d_vocab_out": cfg.d_vocab_out,
+        "n_ctx": cfg.n_ctx,
+        "n_params": model.transformer.count_params(),
+        "heads_used": _count_heads(model),
+        "mlps_used": _count_mlps(model),
+        "compile_seconds": spec.extra.get("compile_seconds"),
+        "layers": list(spec.layers),
+        "layout": list(spec.layout),
+    }
+    print(json.dumps(info, ensure_ascii=False, default=str))
+    return 0
+
+
+def _count_heads(model: Any) -> int:
+    return sum(len(layer.get("attn", []) or []) for layer in model.spec.layers)
+
+
+def _count_mlps(model: Any) -> int:
+    return sum(len(layer.get("mlp", []) or []) for layer in model.spec.layers)
+
+
+class _ProgressBar:
+    """``verify [#########.........]  4500/5960`` on stderr, redrawn in place."""
+
+    WIDTH = 30
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        sys.stderr.write(f"\rverify [{bar}] {done}/{total}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * (self.WIDTH + 40) + "\r")
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except RaspError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - a bug: say so without a traceback
+        if os.environ.get("RASP_COMPILER_DEBUG"):
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc}\n"
+            "  (this is a bug in rasp_compiler; set RASP_COMPILER_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
