@@ -184,7 +184,10 @@ def _load(path: str, draw: bool = True) -> Any:
     file = Path(path)
     if file.is_dir():
         raise InputError(f"'{path}' is a directory, not a RASP program")
-    text = file.read_text(encoding="utf-8")  # OSError is reported by main()
+    try:
+        text = file.read_text(encoding="utf-8")  # OSError is reported by main()
+    except UnicodeDecodeError:
+        raise InputError(f"'{path}' is not a RASP program (not UTF-8 text)") from None
     holder: list[Session] = []
     hook = make_draw_hook(lambda: holder[0].names(), echo=_note) if draw else None
     session = Session(base_dir=file.resolve().parent, draw_hook=hook)

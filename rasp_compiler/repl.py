@@ -141,6 +141,8 @@ class Repl:
                 return "done"
             except RecursionError:
                 self.print("error: the computation nests too deeply")
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the session
+                self.print(f"internal error (a bug in rasp_compiler): {type(exc).__name__}: {exc}")
         return "done"
 
     # ------------------------------------------------------------ statements

@@ -146,6 +146,10 @@ def test_eval_errors(capsys, tmp_path):
     assert code == 1 and f"{failing}:1:" in err
     code, _, err = main(capsys, "eval", str(tmp_path), "--input", "ab")
     assert code == 1 and "directory" in err
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    code, _, err = main(capsys, "eval", str(binary), "--input", "ab")
+    assert code == 1 and "not UTF-8" in err
 
 
 def test_program_without_sop(capsys, tmp_path):
