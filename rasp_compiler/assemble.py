@@ -20,9 +20,14 @@ import numpy as np
 from .emit.attention import head_weights
 from .emit.mlp import Unit, table_units
 from .ir import Atom
-from .plan import CatRep, Head, MLPJob, NumRep, Planner
+from .errors import CompileError
+from .plan import CatRep, Head, MLPJob, NumRep, PlanError, Planner
 from .residual import BOS, ONE, Block, Layout, Lin
 from .value_sets import convert_token
+
+
+#: Unit round-off of each dtype the model may run in.
+EPS = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ def assemble(
     output: CatRep | NumRep,
     vocab: tuple[Atom, ...],
     max_len: int,
+    dtype: str = "float32",
 ) -> Assembled:
     layout = build_layout(planner)
     idx = layout.index()
@@ -86,7 +92,19 @@ def assemble(
         mlps_by_layer[m.layer].append(m)
 
     # MLP units per layer (BOS-gated) plus the BOS clean-up unit.
-    job_units = {id(m): table_units(m) for m in planner.mlps}
+    tables = {id(m): table_units(m) for m in planner.mlps}
+    job_units = {k: t.units for k, t in tables.items()}
+    problems = [
+        PlanError(
+            f"this elementwise table needs pre-activations of about {tables[id(m)].magnitude:.3g}, "
+            f"too large to stay exact in {dtype} at max length {max_len}",
+            m.span,
+        )
+        for m in planner.mlps
+        if tables[id(m)].magnitude * EPS[dtype] * 8 > 0.25
+    ]
+    if problems:
+        raise CompileError(problems)
     units_by_layer: list[list[Unit]] = []
     for layer in range(n_layers):
         bos_resid = {ONE: 1.0, BOS: 1.0}

@@ -32,33 +32,16 @@ from .selectors import Pair, Scores, build_pairs, disjoint_terms, solve_scores, 
 from .value_sets import ValueSet, sort_values, vkey
 
 #: Most hidden units one fused elementwise MLP may use before the compiler refuses.
-MAX_MLP_DOMAIN = 1 << 17
+MAX_MLP_DOMAIN = 1 << 21
+#: Joint tables over several numbers are used only while range/gap stays below this
+#: (beyond it float32 cannot tell neighbouring combinations apart reliably).
+MAX_PROJECTION_RATIO = 2e4
 
 
 class PlanError(RaspError):
     """A construct that cannot be compiled exactly (collected into a CompileError)."""
 
     kind = "cannot compile"
-
-
-@dataclass(frozen=True)
-class CatRep:
-    values: tuple[Atom, ...]
-    rows: tuple[Lin, ...]
-    stage: int
-
-    def row(self, value: Atom) -> Lin:
-        return self.rows[[vkey(v) for v in self.values].index(vkey(value))]
-
-
-@dataclass(frozen=True)
-class NumRep:
-    lin: Lin
-    values: tuple[Atom, ...]
-    stage: int
-
-
-Rep = CatRep | NumRep
 
 
 @dataclass
@@ -77,6 +60,46 @@ class Head:
     gap: float  # score gap that separates what must be attended from what must not
     leak: float  # largest total attention weight allowed on keys that must be ignored
     kind: str
+    value_span: float = 1.0  # bound on |value - value'|: output error <= leak * value_span
+
+
+@dataclass(frozen=True)
+class CatRep:
+    """Categories in the residual: ``rows[i]`` reads ~1 when the value is ``values[i]``.
+    ``sources`` are heads whose leaky output the rows read (see :class:`NumRep`)."""
+
+    values: tuple[Atom, ...]
+    rows: tuple[Lin, ...]
+    stage: int
+    sources: tuple[Head, ...] = ()
+
+    def require(self, tol: float) -> None:
+        """Make every row accurate to within ``tol``."""
+        for head in self.sources:
+            head.leak = min(head.leak, tol / head.value_span)
+
+    def row(self, value: Atom) -> Lin:
+        return self.rows[[vkey(v) for v in self.values].index(vkey(value))]
+
+
+@dataclass(frozen=True)
+class NumRep:
+    """A number in the residual.  ``sources`` are the attention heads whose (slightly
+    leaky) output it sums, each with the size of its coefficient: a consumer that
+    needs the number to within ``tol`` tightens those heads' allowed leak."""
+
+    lin: Lin
+    values: tuple[Atom, ...]
+    stage: int
+    sources: tuple[tuple[Head, float], ...] = ()
+
+    def require(self, tol: float) -> None:
+        """Make every source head accurate enough that this number is within ``tol``."""
+        for head, coef in self.sources:
+            head.leak = min(head.leak, tol / (len(self.sources) * abs(coef) * head.value_span))
+
+
+Rep = CatRep | NumRep
 
 
 @dataclass
@@ -135,8 +158,8 @@ class Planner:
         self.problems: list[RaspError] = []
         self._cat: dict[int, CatRep] = {}
         self._num: dict[int, NumRep] = {}
-        self._mlp_of: dict[int, MLPJob] = {}
-        self._x_of: dict[int, list[tuple[Lin, int]]] = {}
+        self._jobs: dict[tuple[int, str], list[MLPJob]] = {}
+        self._x_of: dict[int, list[NumRep]] = {}
         self.embedded_tokens: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
         self.index_dirs: dict[str, tuple[str, ...]] = {}
         self.conv_of = conv_of
@@ -266,7 +289,11 @@ class Planner:
                 return self._aggregate(node)  # type: ignore[return-value]
             case ir.Aggregate():
                 c = self.cat(node)
-                return NumRep(lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)), vals, c.stage)
+                scale = max(abs(float(v)) for v in c.values) * len(c.values) or 1.0
+                return NumRep(
+                    lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)), vals, c.stage,
+                    tuple((h, scale) for h in c.sources),
+                )
         return self._mlp_output(node, "num")  # type: ignore[return-value]
 
     # ---- elementwise
@@ -289,11 +316,15 @@ class Planner:
         rows = []
         for y in vals:
             rows.append(lin_sum(r for out, r in outs if vkey(out) == vkey(y)))
-        return CatRep(vals, tuple(rows), c.stage)
+        return CatRep(vals, tuple(rows), c.stage, c.sources)
 
     def _cat1_num(self, node: ir.Map) -> NumRep:
         c, outs = self._cat1_parts(node)
-        return NumRep(lin_sum(r.scale(float(out)) for out, r in outs), self.values(node), c.stage)
+        scale = max((abs(float(out)) for out, _ in outs), default=1.0) or 1.0
+        return NumRep(
+            lin_sum(r.scale(float(out)) for out, r in outs), self.values(node), c.stage,
+            tuple((h, scale * len(outs)) for h in c.sources),
+        )
 
     def _linear(self, node: ir.Map) -> NumRep:
         reps = [self.num(a) for a in node.args]
@@ -315,7 +346,11 @@ class Planner:
                     lin = lins[0].scale(float(node.args[1].value))  # type: ignore[union-attr]
             case "div":
                 lin = lins[0].scale(1.0 / float(node.args[1].value))  # type: ignore[union-attr]
-        return NumRep(lin, self.values(node), stage)
+        coefs = {"neg": [-1.0], "sub": [1.0, -1.0]}.get(node.op, [1.0] * len(reps))
+        if node.op in ("mul", "div"):
+            coefs = [abs(lins_scale(lin, r.lin)) for r in reps]
+        sources = tuple((h, c * k) for r, k in zip(reps, coefs) for h, c in r.sources)
+        return NumRep(lin, self.values(node), stage, sources)
 
     def _fused_inputs(self, node: ir.Map) -> tuple[list[ir.Node], list[Rep]]:
         """The inputs of the MLP computing ``node``: expand through args that are MLPs too."""
@@ -329,13 +364,17 @@ class Planner:
                     leaves.append(a)
 
         def small(a: ir.Map) -> bool:
-            return self._domain(a) <= MAX_MLP_DOMAIN // 4
+            return self._domain(a) <= MAX_MLP_DOMAIN // 16
 
         expand(node, small)
-        if self._domain_of(leaves) > MAX_MLP_DOMAIN:
+        reps = [self.best(x) for x in leaves]
+        nums = [r for r in reps if isinstance(r, NumRep)]
+        too_fine = len(nums) > 1 and _projection_ratio(nums) >= MAX_PROJECTION_RATIO
+        if self._domain_of(leaves) > MAX_MLP_DOMAIN or too_fine:
             leaves = []
             expand(node, lambda a: False)
-        return leaves, [self.best(x) for x in leaves]
+            reps = [self.best(x) for x in leaves]
+        return leaves, reps
 
     def _domain(self, node: ir.Map) -> int:
         return self._domain_of([a for a in node.args if isinstance(a, ir.Node)])
@@ -344,42 +383,80 @@ class Planner:
         return math.prod(len(self.values(n)) for n in nodes) if nodes else 1
 
     def _mlp_output(self, node: ir.SOp, kind: str) -> Rep:
-        job = self._mlp_of.get(node.id)
-        if job is None:
-            job = self._new_mlp(node)
-            self._mlp_of[node.id] = job
-        stage = 2 * job.layer + 2
+        """The ``kind`` representation of ``node`` written by the MLP(s) that compute it."""
+        jobs = self._jobs_for(node, kind)
+        stage = max(2 * job.layer + 2 for job in jobs)
         vals = self.values(node)
         name = self._name(node)
         if kind == "cat":
             dirs = self.blocks.add(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {_label(node, self.names)}")
-            job.cat_targets.append((vals, dirs))
+            for job in jobs:
+                job.cat_targets.append((vals, dirs))
             return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
         (d,) = self.blocks.add(name + ":num", (name,), f"{_label(node, self.names)} as a number")
-        job.num_targets.append(d)
+        for job in jobs:
+            job.num_targets.append(d)
         return NumRep(Lin.unit(d), vals, stage)
 
-    def _new_mlp(self, node: ir.SOp) -> MLPJob:
-        label = _label(node, self.names)
-        match node:
-            case ir.Map() if self.map_kind(node) == "mlp":
-                leaves, reps = self._fused_inputs(node)
-                fn = _fused_fn(node, leaves)
-            case ir.Length() | ir.SelectorWidth():
-                return self._width_mlp(node)
-            case _:  # a number turned into categories
-                reps = [self.num(node)]
-                fn = _identity
-                label = f"categories of {label}"
-        if math.prod(len(r.values) for r in reps) > MAX_MLP_DOMAIN:
+    def _jobs_for(self, node: ir.SOp, kind: str) -> list[MLPJob]:
+        """The MLP jobs that write ``node``'s ``kind`` representation (made on first use).
+
+        Most nodes have one job that writes both representations.  A selector_width
+        split over several heads writes its number as a sum of one job per head, and
+        its categories jointly when that table is small, else from the number."""
+        key = (node.id, "any")
+        if isinstance(node, ir.SelectorWidth) and len(self._width_xs(node)) > 1:
+            xs = self._width_xs(node)
+            if kind == "num":
+                key = (node.id, "num")
+                if key not in self._jobs:
+                    self._jobs[key] = [self._job(node, [x], _width_fn(self.max_len), f"width term of {_label(node, self.names)}") for x in xs]
+                return self._jobs[key]
+            if math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN and _projection_ratio(xs) < MAX_PROJECTION_RATIO:
+                key = (node.id, "cat")
+                if key not in self._jobs:
+                    self._jobs[key] = [self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))]
+                return self._jobs[key]
+            return self._conversion(node)
+        if key not in self._jobs:
+            match node:
+                case ir.Map() if self.map_kind(node) == "mlp":
+                    leaves, reps = self._fused_inputs(node)
+                    self._jobs[key] = [self._job(node, reps, _fused_fn(node, leaves), _label(node, self.names))]
+                case ir.Length() | ir.SelectorWidth():
+                    xs = self._width_xs(node)
+                    self._jobs[key] = [self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))]
+                case _:
+                    return self._conversion(node)
+        return self._jobs[key]
+
+    def _conversion(self, node: ir.SOp) -> list[MLPJob]:
+        """An MLP turning the number ``node`` into its categories."""
+        key = (node.id, "conv")
+        if key not in self._jobs:
+            label = f"categories of {_label(node, self.names)}"
+            self._jobs[key] = [self._job(node, [self.num(node)], _identity, label)]
+        return self._jobs[key]
+
+    def _job(self, node: ir.SOp, reps: list[Rep], fn, label: str) -> MLPJob:
+        """A new MLP job in the earliest layer its inputs allow; tightens their precision."""
+        size = math.prod(len(r.values) for r in reps)
+        if size > MAX_MLP_DOMAIN:
             self._fail(
-                f"this elementwise operation needs a table over {math.prod(len(r.values) for r in reps)} "
-                f"input combinations at max length {self.max_len} (limit {MAX_MLP_DOMAIN})",
+                f"this elementwise operation needs a table over {size} input combinations "
+                f"at max length {self.max_len} (limit {MAX_MLP_DOMAIN})",
                 node,
             )
-        stage = max(r.stage for r in reps)
-        layer = max(0, math.ceil((stage - 1) / 2))
-        job = MLPJob(layer, label, node.span, reps, fn)
+        nums = [r for r in reps if isinstance(r, NumRep)]
+        if nums:
+            from .emit.mlp import projection
+
+            lams, vals = projection(nums)
+            u_gap = min(_min_gap(list(v)) * lam for v, lam in zip(vals[:1], lams[:1]))
+            for r, lam in zip(nums, lams):
+                r.require(u_gap / (8.0 * lam * len(nums)))
+        stage = max((r.stage for r in reps), default=0)
+        job = MLPJob(max(0, math.ceil((stage - 1) / 2)), label, node.span, reps, fn)
         self.mlps.append(job)
         return job
 
@@ -476,39 +553,58 @@ class Planner:
         )
         stage = 2 * head.layer + 1
         if isinstance(rep, CatRep):
-            return CatRep(rep.values, rep.rows, stage)
-        return NumRep(rep.lin, rep.values, stage)
+            head.value_span = 2.0
+            return CatRep(rep.values, rep.rows, stage, (head,))
+        head.value_span = 2.0 * span_v
+        return NumRep(rep.lin, rep.values, stage, ((head, 1.0),))
 
-    def _width_mlp(self, node: ir.SOp) -> MLPJob:
-        """Heads giving 1/(w+1) per disjoint term, and the MLP reading them back."""
+    def _width_xs(self, node: ir.SOp) -> list[NumRep]:
+        """Heads giving 1/(w+1), one per disjoint term of the selector (memoised)."""
+        if node.id in self._x_of:
+            return self._x_of[node.id]
         label = _label(node, self.names)
         name = self._name(node)
         n1 = self.max_len + 1
-        leak = 1.0 / (16.0 * n1 * n1)
-        xs: list[NumRep] = []
         if isinstance(node, ir.Length):
             heads = [([], Scores((), 0, True))]
         else:
             pairs, all_scores = self._selector_heads(node.selector, uniform=True, owner=node)
-            heads = [(pairs, s) for s in all_scores]
+            heads = [(pairs, sc) for sc in all_scores]
+        xs: list[NumRep] = []
         for t, (pairs, scores) in enumerate(heads):
             (d,) = self.blocks.add(f"{name}:x{t}", (f"{name}:x{t}",), f"1/(width+1) for {label}")
-            head = self._head("width", label, node.span, pairs, scores, float(scores.level), [(d, Lin.unit(BOS))], 0, leak)
+            head = self._head(
+                "width", label, node.span, pairs, scores, float(scores.level), [(d, Lin.unit(BOS))], 0, 1.0 / (16.0 * n1 * n1)
+            )
             xvals = tuple(1.0 / (w + 1) for w in range(self.max_len + 1))
-            xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1))
-        stage = max(x.stage for x in xs)
-        layer = max(0, math.ceil((stage - 1) / 2))
-        fn = _width_fn(len(xs), self.max_len)
-        job = MLPJob(layer, f"width of {label}" if len(xs) > 1 else label, node.span, list(xs), fn)
-        self.mlps.append(job)
-        return job
+            xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head, 1.0),)))
+        self._x_of[node.id] = xs
+        return xs
+
+
+def _projection_ratio(nums: list[NumRep]) -> float:
+    """Range over smallest gap of the joint projection of several numbers (precision proxy)."""
+    from .emit.mlp import projection
+
+    lams, vals = projection(nums)
+    span = sum(lam * (v[-1] - v[0]) for lam, v in zip(lams, vals))
+    return span / _min_gap(list(vals[0]))
+
+
+def lins_scale(combined: Lin, part: Lin) -> float:
+    """The factor by which ``part`` appears in ``combined`` (for scaled copies)."""
+    pd, cd = part.as_dict(), combined.as_dict()
+    for k, v in pd.items():
+        if v and k in cd:
+            return cd[k] / v
+    return 1.0
 
 
 def _identity(args: tuple[Atom, ...]) -> Atom:
     return args[0]
 
 
-def _width_fn(n_terms: int, max_len: int):
+def _width_fn(max_len: int):
     def fn(args: tuple[Atom, ...]) -> Atom | None:
         total = sum(round(1.0 / float(x)) - 1 for x in args)
         return total if total <= max_len else None

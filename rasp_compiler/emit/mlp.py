@@ -108,8 +108,20 @@ def _out(d: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(d.items()))
 
 
-def table_units(job: MLPJob) -> list[Unit]:
-    """The hidden units computing ``job`` (see the module docstring for why it is exact)."""
+@dataclass(frozen=True)
+class Table:
+    """The units of one MLP job and the largest pre-activation magnitude any active unit
+    computes (float rounding error is about this times the dtype's epsilon)."""
+
+    units: list[Unit]
+    magnitude: float
+
+
+def table_units(job: MLPJob) -> Table:
+    """The hidden units computing ``job`` (see the module docstring for why it is exact).
+
+    Also tightens the precision required of the job's categorical inputs: a gate
+    multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger."""
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
     lams, num_vals = projection([r for _, r in nums])
@@ -118,6 +130,8 @@ def table_units(job: MLPJob) -> list[Unit]:
     encode = _encoder(job)
     atoms = [{float(x): x for x in r.values} for _, r in nums]
     units: list[Unit] = []
+    magnitude = 1.0
+    max_gate = 1.0
     for combo in itertools.product(*(range(len(r.values)) for _, r in cats)):
         gate = lin_sum(r.rows[c] for (_, r), c in zip(cats, combo)) - Lin.const(a - 1) if a else Lin.unit(ONE)
         points: list[tuple[float, dict[str, float]]] = []
@@ -154,6 +168,9 @@ def table_units(job: MLPJob) -> list[Unit]:
                 g = down_extent + 1.0
                 sign = -1.0
                 base = _add(base, delta)
+            u_active = max(abs(u_max), abs(t)) if sign > 0 else max(abs(u_min), abs(t))
+            magnitude = max(magnitude, s * (abs(t) + u_active) + (g if a else 0.0))
+            max_gate = max(max_gate, g)
             gating = (gate - Lin.const(1.0)).scale(g) if a else Lin()
             steps.append(Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()})))
             steps.append(Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()})))
@@ -161,4 +178,6 @@ def table_units(job: MLPJob) -> list[Unit]:
         if base:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
-    return units
+    for _, r in cats:
+        r.require(0.05 / (max_gate * max(a, 1)))
+    return Table(units, magnitude)
