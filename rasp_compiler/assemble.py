@@ -92,9 +92,16 @@ def assemble(
         mlps_by_layer[m.layer].append(m)
 
     # MLP units per layer (BOS-gated) plus the BOS clean-up unit.
-    tables = {id(m): table_units(m) for m in planner.mlps}
+    tables, problems = {}, []
+    for m in planner.mlps:
+        try:
+            tables[id(m)] = table_units(m)
+        except PlanError as exc:
+            problems.append(exc)
+    if problems:
+        raise CompileError(problems)
     job_units = {k: t.units for k, t in tables.items()}
-    problems = [
+    problems += [
         PlanError(
             f"this elementwise table needs pre-activations of about {tables[id(m)].magnitude:.3g}, "
             f"too large to stay exact in {dtype} at max length {max_len}",

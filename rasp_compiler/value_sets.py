@@ -201,6 +201,12 @@ def infer_value_sets(
             problems.append(exc)
             failed.add(node.id)
             continue
+        if not vals:
+            problems.append(
+                RaspTypeError("this operation fails for every value its inputs can take", node.span)
+            )
+            failed.add(node.id)
+            continue
         if len(vals) > MAX_VALUE_SET:
             problems.append(_too_large(node, "this s-op", len(vals), max_len))
             failed.add(node.id)

@@ -29,9 +29,13 @@ import itertools
 from dataclasses import dataclass
 
 from ..ir import Atom
-from ..plan import CatRep, MLPJob, NumRep
+from ..plan import CatRep, MLPJob, NumRep, PlanError
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import vkey
+
+
+#: Most hidden units one elementwise table may use.
+MAX_UNITS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,12 @@ def table_units(job: MLPJob) -> Table:
         if base:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
+        if len(units) > MAX_UNITS:
+            raise PlanError(
+                f"this elementwise table needs more than {MAX_UNITS} hidden units "
+                f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
+                job.span,  # type: ignore[arg-type]
+            )
     for _, r in cats:
         r.require(0.05 / (max_gate * max(a, 1)))
     return Table(units, magnitude)
