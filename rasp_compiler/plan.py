@@ -35,7 +35,9 @@ from .value_sets import ValueSet, sort_values, vkey
 MAX_MLP_DOMAIN = 1 << 21
 #: Joint tables over several numbers are used only while range/gap stays below this
 #: (beyond it float32 cannot tell neighbouring combinations apart reliably).
-MAX_PROJECTION_RATIO = 2e4
+MAX_PROJECTION_RATIO = 1e5
+#: Largest table for reading a width's attention output directly (saves a layer).
+MAX_FUSED_CONVERSION = 1 << 10
 
 
 class PlanError(RaspError):
@@ -431,12 +433,55 @@ class Planner:
         return self._jobs[key]
 
     def _conversion(self, node: ir.SOp) -> list[MLPJob]:
-        """An MLP turning the number ``node`` into its categories."""
+        """An MLP turning the number ``node`` into its categories.
+
+        When ``node`` is elementwise arithmetic over widths/lengths (``length - indices
+        - 1``), the MLP may read the widths' attention outputs directly instead of
+        waiting for their own MLP: one layer earlier, if the table stays small."""
         key = (node.id, "conv")
         if key not in self._jobs:
             label = f"categories of {_label(node, self.names)}"
-            self._jobs[key] = [self._job(node, [self.num(node)], _identity, label)]
+            fused = self._fused_through_widths(node) if isinstance(node, ir.Map) else None
+            num = self.num(node)
+            if fused is not None and max(r.stage for r in fused[0]) < num.stage:
+                self._jobs[key] = [self._job(node, fused[0], fused[1], label)]
+            else:
+                self._jobs[key] = [self._job(node, [num], _identity, label)]
         return self._jobs[key]
+
+    def _fused_through_widths(self, node: ir.Map):
+        """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
+        single-head width or length leaf as its head's 1/(w+1); None if too large."""
+        leaves: list[ir.Node] = []
+
+        def expand(n: ir.Node) -> None:
+            for a in n.children():
+                if isinstance(a, ir.Map):
+                    expand(a)
+                elif all(a is not x for x in leaves):
+                    leaves.append(a)
+
+        expand(node)
+        reps: list[Rep] = []
+        decode: list[bool] = []
+        for leaf in leaves:
+            if isinstance(leaf, (ir.Length, ir.SelectorWidth)) and len(self._width_xs(leaf)) == 1:
+                reps.append(self._width_xs(leaf)[0])
+                decode.append(True)
+            else:
+                reps.append(self.best(leaf))
+                decode.append(False)
+        nums = [r for r in reps if isinstance(r, NumRep)]
+        if math.prod(len(r.values) for r in reps) > MAX_FUSED_CONVERSION:
+            return None
+        if len(nums) > 1 and _projection_ratio(nums) >= MAX_PROJECTION_RATIO:
+            return None
+        base = _fused_fn(node, leaves)
+
+        def fn(args: tuple[Atom, ...]) -> Atom | None:
+            return base(tuple(round(1.0 / float(a)) - 1 if d else a for a, d in zip(args, decode)))
+
+        return reps, fn
 
     def _job(self, node: ir.SOp, reps: list[Rep], fn, label: str) -> MLPJob:
         """A new MLP job in the earliest layer its inputs allow; tightens their precision."""
