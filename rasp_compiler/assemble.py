@@ -135,7 +135,7 @@ def assemble(
 
     w: dict[str, np.ndarray] = {}
     n_vocab = len(vocab) + 2
-    W_E = np.zeros((n_vocab, d))
+    W_E = np.zeros((n_vocab, d), dtype=np.float32)
     for t, tok in enumerate(vocab):
         W_E[t, idx[ONE]] = 1.0
         for conv, (vals, dirs) in planner.embedded_tokens.items():
@@ -146,7 +146,7 @@ def assemble(
     W_E[len(vocab), idx[ONE]] = 1.0  # BOS
     W_E[len(vocab), idx[BOS]] = 1.0
     w["embed.W_E"] = W_E  # the pad id (last row) embeds to zero: pad keys are masked anyway
-    W_pos = np.zeros((max_len + 1, d))
+    W_pos = np.zeros((max_len + 1, d), dtype=np.float32)
     for p in range(1, max_len + 1):
         if "cat" in planner.index_dirs:
             W_pos[p, idx[planner.index_dirs["cat"][p - 1]]] = 1.0
@@ -157,9 +157,9 @@ def assemble(
     layers_info: list[dict] = []
     betas: list[list[float]] = []
     for layer in range(n_layers):
-        W_Q = np.zeros((n_heads, d, d_head))
+        W_Q = np.zeros((n_heads, d, d_head), dtype=np.float32)
         W_K, W_V = np.zeros_like(W_Q), np.zeros_like(W_Q)
-        W_O = np.zeros((n_heads, d_head, d))
+        W_O = np.zeros((n_heads, d_head, d), dtype=np.float32)
         layer_betas = []
         for hi, h in enumerate(heads_by_layer[layer]):
             hw = head_weights(h, layout, max_len, attn_scale, d_head)
@@ -168,17 +168,17 @@ def assemble(
         betas.append(layer_betas)
         pre = f"blocks.{layer}."
         w[pre + "attn.W_Q"], w[pre + "attn.W_K"], w[pre + "attn.W_V"], w[pre + "attn.W_O"] = W_Q, W_K, W_V, W_O
-        w[pre + "attn.b_Q"] = np.zeros((n_heads, d_head))
-        w[pre + "attn.b_K"] = np.zeros((n_heads, d_head))
-        w[pre + "attn.b_V"] = np.zeros((n_heads, d_head))
-        w[pre + "attn.b_O"] = np.zeros(d)
-        W_in, W_out = np.zeros((d, d_mlp)), np.zeros((d_mlp, d))
+        w[pre + "attn.b_Q"] = np.zeros((n_heads, d_head), dtype=np.float32)
+        w[pre + "attn.b_K"] = np.zeros((n_heads, d_head), dtype=np.float32)
+        w[pre + "attn.b_V"] = np.zeros((n_heads, d_head), dtype=np.float32)
+        w[pre + "attn.b_O"] = np.zeros(d, dtype=np.float32)
+        W_in, W_out = np.zeros((d, d_mlp), dtype=np.float32), np.zeros((d_mlp, d), dtype=np.float32)
         for ui, u in enumerate(units_by_layer[layer]):
             W_in[:, ui] = layout.vector(u.pre)
             for k, c in u.out:
                 W_out[ui, idx[k]] += c
         w[pre + "mlp.W_in"], w[pre + "mlp.W_out"] = W_in, W_out
-        w[pre + "mlp.b_in"], w[pre + "mlp.b_out"] = np.zeros(d_mlp), np.zeros(d)
+        w[pre + "mlp.b_in"], w[pre + "mlp.b_out"] = np.zeros(d_mlp, dtype=np.float32), np.zeros(d, dtype=np.float32)
         layers_info.append(
             {
                 "attn": [
@@ -193,11 +193,11 @@ def assemble(
         )
 
     if isinstance(output, CatRep):
-        W_U = np.stack([layout.vector(r) for r in output.rows], axis=1)
+        W_U = np.stack([layout.vector(r) for r in output.rows], axis=1).astype(np.float32)
     else:
-        W_U = layout.vector(output.lin)[:, None]
+        W_U = layout.vector(output.lin)[:, None].astype(np.float32)
     w["unembed.W_U"] = W_U
-    w["unembed.b_U"] = np.zeros(W_U.shape[1])
+    w["unembed.b_U"] = np.zeros(W_U.shape[1], dtype=np.float32)
     return Assembled(w, layout, d, n_layers, n_heads, d_head, d_mlp, attn_scale, layers_info, betas)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class Layout:
 
     blocks: tuple[Block, ...]
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(d for b in self.blocks for d in b.directions)
 
@@ -87,8 +88,13 @@ class Layout:
     def d_model(self) -> int:
         return sum(len(b.directions) for b in self.blocks)
 
-    def index(self) -> dict[str, int]:
+    @cached_property
+    def _index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.names)}
+
+    def index(self) -> dict[str, int]:
+        """direction name -> position (computed once)."""
+        return self._index
 
     def vector(self, lin: Lin) -> np.ndarray:
         """The read-out ``lin`` as a column of length d_model."""

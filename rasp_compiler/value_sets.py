@@ -102,8 +102,13 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
     size = math.prod(len(s) for s in arg_sets)
     if size > MAX_COMBINATIONS:
         raise _too_large(node, f"the elementwise '{ir.MAP_OPS[node.op].symbol}'", size, max_len)
+    # Every position has index < length: combinations breaking that never occur.
+    idx = [i for i, a in enumerate(node.args) if isinstance(a, ir.Indices)]
+    lens = [i for i, a in enumerate(node.args) if isinstance(a, ir.Length)]
     out = []
     for combo in itertools.product(*arg_sets):
+        if any(combo[i] >= combo[j] for i in idx for j in lens):  # type: ignore[operator]
+            continue
         try:
             out.append(ir.apply_map(node, combo))
         except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):

@@ -43,11 +43,11 @@ def head_weights(head: Head, layout: Layout, max_len: int, attn_scale: float, d_
     """The head's four matrices, padded with zeros to ``d_head`` columns."""
     d = layout.d_model
     beta = sharpness(head, max_len)
-    W_Q, W_K = np.zeros((d, d_head)), np.zeros((d, d_head))
+    W_Q, W_K = np.zeros((d, d_head), dtype=np.float32), np.zeros((d, d_head), dtype=np.float32)
     for t, (q, k, coef) in enumerate(head.qk):
         W_Q[:, t] = layout.vector(q) * coef * beta * attn_scale
         W_K[:, t] = layout.vector(k)
-    W_V, W_O = np.zeros((d, d_head)), np.zeros((d_head, d))
+    W_V, W_O = np.zeros((d, d_head), dtype=np.float32), np.zeros((d_head, d), dtype=np.float32)
     idx = layout.index()
     for u, (out_dir, lin) in enumerate(head.values):
         W_V[:, u] = layout.vector(lin)
