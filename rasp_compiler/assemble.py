@@ -19,12 +19,11 @@ import numpy as np
 
 from .emit.attention import head_weights
 from .emit.mlp import Unit, table_units
-from .ir import Atom
 from .errors import CompileError
+from .ir import Atom
 from .plan import CatRep, Head, MLPJob, NumRep, PlanError, Planner
 from .residual import BOS, ONE, Block, Layout, Lin
 from .value_sets import convert_token
-
 
 #: Unit round-off of each dtype the model may run in.
 EPS = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
@@ -81,7 +80,9 @@ def assemble(
     idx = layout.index()
     d = layout.d_model
     n_layers = max(
-        [h.layer + 1 for h in planner.heads] + [m.layer + 1 for m in planner.mlps] + [math.ceil(output.stage / 2)],
+        [h.layer + 1 for h in planner.heads]
+        + [m.layer + 1 for m in planner.mlps]
+        + [math.ceil(output.stage / 2)],
         default=0,
     )
     heads_by_layer: list[list[Head]] = [[] for _ in range(n_layers)]
@@ -167,7 +168,12 @@ def assemble(
             layer_betas.append(hw.beta)
         betas.append(layer_betas)
         pre = f"blocks.{layer}."
-        w[pre + "attn.W_Q"], w[pre + "attn.W_K"], w[pre + "attn.W_V"], w[pre + "attn.W_O"] = W_Q, W_K, W_V, W_O
+        w[pre + "attn.W_Q"], w[pre + "attn.W_K"], w[pre + "attn.W_V"], w[pre + "attn.W_O"] = (
+            W_Q,
+            W_K,
+            W_V,
+            W_O,
+        )
         w[pre + "attn.b_Q"] = np.zeros((n_heads, d_head), dtype=np.float32)
         w[pre + "attn.b_K"] = np.zeros((n_heads, d_head), dtype=np.float32)
         w[pre + "attn.b_V"] = np.zeros((n_heads, d_head), dtype=np.float32)
@@ -178,15 +184,28 @@ def assemble(
             for k, c in u.out:
                 W_out[ui, idx[k]] += c
         w[pre + "mlp.W_in"], w[pre + "mlp.W_out"] = W_in, W_out
-        w[pre + "mlp.b_in"], w[pre + "mlp.b_out"] = np.zeros(d_mlp, dtype=np.float32), np.zeros(d, dtype=np.float32)
+        w[pre + "mlp.b_in"], w[pre + "mlp.b_out"] = (
+            np.zeros(d_mlp, dtype=np.float32),
+            np.zeros(d, dtype=np.float32),
+        )
         layers_info.append(
             {
                 "attn": [
-                    {"head": hi, "kind": h.kind, "implements": h.label, "line": _line(h.span), "beta": round(b, 3)}
+                    {
+                        "head": hi,
+                        "kind": h.kind,
+                        "implements": h.label,
+                        "line": _line(h.span),
+                        "beta": round(b, 3),
+                    }
                     for hi, (h, b) in enumerate(zip(heads_by_layer[layer], layer_betas))
                 ],
                 "mlp": [
-                    {"implements": m.label, "line": _line(m.span), "hidden_units": len(job_units[id(m)])}
+                    {
+                        "implements": m.label,
+                        "line": _line(m.span),
+                        "hidden_units": len(job_units[id(m)]),
+                    }
                     for m in mlps_by_layer[layer]
                 ],
             }

@@ -139,7 +139,9 @@ def compile_program(
     """
     if isinstance(program, Session):
         session, pname = program, "<session>"
-    elif isinstance(program, Path) or (isinstance(program, str) and program.endswith(".rasp") and "\n" not in program):
+    elif isinstance(program, Path) or (
+        isinstance(program, str) and program.endswith(".rasp") and "\n" not in program
+    ):
         session, pname = load_program(program), str(program)
     else:
         session, pname = load_source(program), "<source>"
@@ -149,5 +151,10 @@ def compile_program(
             raise InputError(f"{pname} assigns no s-op; name one with --sop")
     sop = get_sop(session, sop_name)
     return compile_sop(
-        sop, parse_vocab(vocab), max_len, names=_names(session), program_name=pname, sop_name=sop_name
+        sop,
+        parse_vocab(vocab),
+        max_len,
+        names=_names(session),
+        program_name=pname,
+        sop_name=sop_name,
     )

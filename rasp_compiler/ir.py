@@ -20,11 +20,10 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Union
 
 from .errors import Span
 
-Atom = Union[int, float, str, bool]
+Atom = int | float | str | bool
 
 _ids = itertools.count()
 
@@ -60,7 +59,7 @@ class Selector(Node):
     """A selector: input sequence -> n x n boolean matrix (row query, column key)."""
 
 
-Operand = Union[SOp, Const]
+Operand = SOp | Const
 
 # ---------------------------------------------------------------- s-ops
 

@@ -28,7 +28,15 @@ from . import ir
 from .errors import RaspError, RaspTypeError
 from .ir import Atom
 from .residual import BOS, ONE, Lin, lin_sum
-from .selectors import Pair, Scores, build_pairs, disjoint_terms, solve_scores, term_scores, truth_table
+from .selectors import (
+    Pair,
+    Scores,
+    build_pairs,
+    disjoint_terms,
+    solve_scores,
+    term_scores,
+    truth_table,
+)
 from .value_sets import ValueSet, sort_values, vkey
 
 #: Most hidden units one fused elementwise MLP may use before the compiler refuses.
@@ -149,7 +157,11 @@ class Planner:
     """Decides every representation, head and MLP; see the module docstring."""
 
     def __init__(
-        self, sets: dict[int, ValueSet], max_len: int, names: dict[int, str], conv_of: dict[int, str]
+        self,
+        sets: dict[int, ValueSet],
+        max_len: int,
+        names: dict[int, str],
+        conv_of: dict[int, str],
     ):
         self.sets = sets
         self.max_len = max_len
@@ -274,7 +286,9 @@ class Planner:
         match node:
             case ir.Indices():
                 if "num" not in self.index_dirs:
-                    self.index_dirs["num"] = self.blocks.add("indices:num", ("indices",), "indices as a number")
+                    self.index_dirs["num"] = self.blocks.add(
+                        "indices:num", ("indices",), "indices as a number"
+                    )
                 return NumRep(Lin.unit(self.index_dirs["num"][0]), vals, 0)
             case ir.Full(value=v):
                 return NumRep(Lin.const(float(v)), vals, 0)
@@ -293,7 +307,9 @@ class Planner:
                 c = self.cat(node)
                 scale = max(abs(float(v)) for v in c.values) * len(c.values) or 1.0
                 return NumRep(
-                    lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)), vals, c.stage,
+                    lin_sum(r.scale(float(v)) for v, r in zip(c.values, c.rows)),
+                    vals,
+                    c.stage,
                     tuple((h, scale) for h in c.sources),
                 )
         return self._mlp_output(node, "num")  # type: ignore[return-value]
@@ -324,7 +340,9 @@ class Planner:
         c, outs = self._cat1_parts(node)
         scale = max((abs(float(out)) for out, _ in outs), default=1.0) or 1.0
         return NumRep(
-            lin_sum(r.scale(float(out)) for out, r in outs), self.values(node), c.stage,
+            lin_sum(r.scale(float(out)) for out, r in outs),
+            self.values(node),
+            c.stage,
             tuple((h, scale * len(outs)) for h in c.sources),
         )
 
@@ -391,7 +409,9 @@ class Planner:
         vals = self.values(node)
         name = self._name(node)
         if kind == "cat":
-            dirs = self.blocks.add(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {_label(node, self.names)}")
+            dirs = self.blocks.add(
+                name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {_label(node, self.names)}"
+            )
             for job in jobs:
                 job.cat_targets.append((vals, dirs))
             return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
@@ -412,22 +432,39 @@ class Planner:
             if kind == "num":
                 key = (node.id, "num")
                 if key not in self._jobs:
-                    self._jobs[key] = [self._job(node, [x], _width_fn(self.max_len), f"width term of {_label(node, self.names)}") for x in xs]
+                    self._jobs[key] = [
+                        self._job(
+                            node,
+                            [x],
+                            _width_fn(self.max_len),
+                            f"width term of {_label(node, self.names)}",
+                        )
+                        for x in xs
+                    ]
                 return self._jobs[key]
-            if math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN and _projection_ratio(xs) < MAX_PROJECTION_RATIO:
+            if (
+                math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN
+                and _projection_ratio(xs) < MAX_PROJECTION_RATIO
+            ):
                 key = (node.id, "cat")
                 if key not in self._jobs:
-                    self._jobs[key] = [self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))]
+                    self._jobs[key] = [
+                        self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))
+                    ]
                 return self._jobs[key]
             return self._conversion(node)
         if key not in self._jobs:
             match node:
                 case ir.Map() if self.map_kind(node) == "mlp":
                     leaves, reps = self._fused_inputs(node)
-                    self._jobs[key] = [self._job(node, reps, _fused_fn(node, leaves), _label(node, self.names))]
+                    self._jobs[key] = [
+                        self._job(node, reps, _fused_fn(node, leaves), _label(node, self.names))
+                    ]
                 case ir.Length() | ir.SelectorWidth():
                     xs = self._width_xs(node)
-                    self._jobs[key] = [self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))]
+                    self._jobs[key] = [
+                        self._job(node, xs, _width_fn(self.max_len), _label(node, self.names))
+                    ]
                 case _:
                     return self._conversion(node)
         return self._jobs[key]
@@ -518,7 +555,9 @@ class Planner:
             raise self._fail("this selector cannot be scored by one attention head", owner)
         return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
 
-    def _qk_terms(self, pairs: list[Pair], scores: Scores) -> tuple[list[tuple[Lin, Lin, float]], int]:
+    def _qk_terms(
+        self, pairs: list[Pair], scores: Scores
+    ) -> tuple[list[tuple[Lin, Lin, float]], int]:
         """Bilinear score terms for one head, and the stage its operands exist at."""
         terms: list[tuple[Lin, Lin, float]] = []
         stage = 0
@@ -551,7 +590,16 @@ class Planner:
         # The BOS query attends to BOS alone, so the BOS position's residual stays known.
         terms.append((Lin.unit(BOS), Lin.unit(BOS), float(weights_max + 2)))
         layer = math.ceil(stage / 2)
-        head = Head(layer, label, span, terms, values, gap=0.5 if bos_level % 1 else 1.0, leak=leak, kind=kind)
+        head = Head(
+            layer,
+            label,
+            span,
+            terms,
+            values,
+            gap=0.5 if bos_level % 1 else 1.0,
+            leak=leak,
+            kind=kind,
+        )
         self.heads.append(head)
         return head
 
@@ -559,7 +607,9 @@ class Planner:
         label = _label(node, self.names)
         categorical = self.agg_is_categorical(node)
         try:
-            pairs, all_scores = self._selector_heads(node.selector, uniform=not categorical, owner=node)
+            pairs, all_scores = self._selector_heads(
+                node.selector, uniform=not categorical, owner=node
+            )
         except PlanError:
             return CatRep((), (), 0) if categorical else NumRep(Lin(), (), 0)
         if len(all_scores) != 1:
@@ -573,7 +623,9 @@ class Planner:
         name = self._name(node)
         if categorical:
             src = self.cat(node.values)
-            dirs = self.blocks.add(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {label}")
+            dirs = self.blocks.add(
+                name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {label}"
+            )
             value_lins = []
             for v, d in zip(vals, dirs):
                 try:
@@ -594,7 +646,15 @@ class Planner:
             span_v = max(abs(x) for x in nums) + abs(float(node.default)) + 1
             leak = _min_gap(nums) / (8 * span_v)
         head = self._head(
-            "aggregate", label, node.span, pairs, scores, scores.level - 0.5, value_lins, src.stage, leak
+            "aggregate",
+            label,
+            node.span,
+            pairs,
+            scores,
+            scores.level - 0.5,
+            value_lins,
+            src.stage,
+            leak,
         )
         stage = 2 * head.layer + 1
         if isinstance(rep, CatRep):
@@ -619,7 +679,15 @@ class Planner:
         for t, (pairs, scores) in enumerate(heads):
             (d,) = self.blocks.add(f"{name}:x{t}", (f"{name}:x{t}",), f"1/(width+1) for {label}")
             head = self._head(
-                "width", label, node.span, pairs, scores, float(scores.level), [(d, Lin.unit(BOS))], 0, 1.0 / (16.0 * n1 * n1)
+                "width",
+                label,
+                node.span,
+                pairs,
+                scores,
+                float(scores.level),
+                [(d, Lin.unit(BOS))],
+                0,
+                1.0 / (16.0 * n1 * n1),
             )
             xvals = tuple(1.0 / (w + 1) for w in range(self.max_len + 1))
             xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head, 1.0),)))
@@ -688,4 +756,13 @@ def check_mixed(values: tuple[Atom, ...]) -> bool:
     return len({ir.type_name(v) for v in values} - {"int", "float"}) > 0 and len(values) > 1
 
 
-__all__ = ["Planner", "Head", "MLPJob", "CatRep", "NumRep", "PlanError", "sort_values", "RaspTypeError"]
+__all__ = [
+    "Planner",
+    "Head",
+    "MLPJob",
+    "CatRep",
+    "NumRep",
+    "PlanError",
+    "sort_values",
+    "RaspTypeError",
+]

@@ -108,7 +108,12 @@ class Layout:
         out, start = [], 0
         for b in self.blocks:
             out.append(
-                {"name": b.name, "start": start, "size": len(b.directions), "description": b.description}
+                {
+                    "name": b.name,
+                    "start": start,
+                    "size": len(b.directions),
+                    "description": b.description,
+                }
             )
             start += len(b.directions)
         return out

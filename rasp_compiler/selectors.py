@@ -73,7 +73,9 @@ def _truth(cmp: str, k: Atom, q: Atom) -> bool:
         return False
 
 
-def build_pairs(sel: ir.Selector, values_of: Callable[[ir.Operand], tuple[Atom, ...]]) -> list[Pair]:
+def build_pairs(
+    sel: ir.Selector, values_of: Callable[[ir.Operand], tuple[Atom, ...]]
+) -> list[Pair]:
     groups: dict[tuple, list[ir.Select]] = {}
     for atom in _atoms(sel):
         groups.setdefault((operand_key(atom.keys), operand_key(atom.queries)), []).append(atom)
@@ -142,7 +144,11 @@ def solve_scores(
     # A conjunction of one region set per pair: weight 1 on those regions, level = #pairs.
     proj = [{c[p] for c in true_combos} for p in range(len(pairs))]
     if len(true_combos) == math.prod(len(s) for s in proj):
-        return Scores(tuple(tuple(int(r in proj[p]) for r in range(sizes[p])) for p in range(len(pairs))), len(pairs), True)
+        return Scores(
+            tuple(tuple(int(r in proj[p]) for r in range(sizes[p])) for p in range(len(pairs))),
+            len(pairs),
+            True,
+        )
     if sum(sizes) > MAX_VARIABLES:
         return None
     for bound in range(1, MAX_WEIGHT + 1):
@@ -157,13 +163,18 @@ def solve_scores(
             lo = min(tsum)
             if uniform and max(tsum) != lo:
                 continue
-            if false_combos and max(sum(ws[p][r] for p, r in enumerate(c)) for c in false_combos) > lo - 1:
+            if (
+                false_combos
+                and max(sum(ws[p][r] for p, r in enumerate(c)) for c in false_combos) > lo - 1
+            ):
                 continue
             return Scores(tuple(tuple(w) for w in ws), lo, uniform or max(tsum) == lo)
     return None
 
 
-def disjoint_terms(pairs: list[Pair], table: dict[tuple[int, ...], bool]) -> list[tuple[int | None, ...]]:
+def disjoint_terms(
+    pairs: list[Pair], table: dict[tuple[int, ...], bool]
+) -> list[tuple[int | None, ...]]:
     """The true region combinations as disjoint terms (None: any region of that pair)."""
     sizes = [len(p.regions) for p in pairs]
     terms: set[tuple[int | None, ...]] = {c for c, v in table.items() if v}

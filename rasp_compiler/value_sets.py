@@ -39,7 +39,9 @@ def sort_values(values: Iterable[Atom]) -> tuple[Atom, ...]:
     order = {"int": 0, "float": 0, "str": 1, "bool": 2}
     return tuple(
         uniq[k]
-        for k in sorted(uniq, key=lambda k: (order[k[0]], k[1] if k[0] != "str" else 0, str(k[1]), k[0]))
+        for k in sorted(
+            uniq, key=lambda k: (order[k[0]], k[1] if k[0] != "str" else 0, str(k[1]), k[0])
+        )
     )
 
 

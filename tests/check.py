@@ -26,7 +26,9 @@ def all_inputs(vocab: str, max_len: int) -> list[list[str]]:
 def random_inputs(vocab: str, max_len: int, count: int, seed: int = 0) -> list[list[str]]:
     rng = random.Random(seed)
     out = [[rng.choice(vocab) for _ in range(max_len)] for _ in range(count // 4)]
-    out += [[rng.choice(vocab) for _ in range(rng.randint(1, max_len))] for _ in range(count - len(out))]
+    out += [
+        [rng.choice(vocab) for _ in range(rng.randint(1, max_len))] for _ in range(count - len(out))
+    ]
     return out
 
 

@@ -13,8 +13,18 @@ from corpus import EXPRESSIONS, example_programs
 
 CORPUS = EXPRESSIONS + example_programs()
 IDS = [c[0] for c in CORPUS]
-CI_SAMPLE = {"reverse", "histogram", "sort", "frac_prevs", "dyck1", "dyck2", "sort_by_frequency",
-             "double_histogram", "or_selector_width", "mean_then_round"}
+CI_SAMPLE = {
+    "reverse",
+    "histogram",
+    "sort",
+    "frac_prevs",
+    "dyck1",
+    "dyck2",
+    "sort_by_frequency",
+    "double_histogram",
+    "or_selector_width",
+    "mean_then_round",
+}
 
 
 @pytest.mark.parametrize(("name", "src", "vocab"), CORPUS, ids=IDS)
@@ -43,7 +53,9 @@ def test_sweep(name, src, vocab):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "src", "vocab"), [c for c in CORPUS if c[0] in CI_SAMPLE], ids=[c[0] for c in CORPUS if c[0] in CI_SAMPLE]
+    ("name", "src", "vocab"),
+    [c for c in CORPUS if c[0] in CI_SAMPLE],
+    ids=[c[0] for c in CORPUS if c[0] in CI_SAMPLE],
 )
 def test_ci_sample_sweep(name, src, vocab):
     _sweep(name, src, vocab)

@@ -39,7 +39,9 @@ class HeadWeights:
     beta: float
 
 
-def head_weights(head: Head, layout: Layout, max_len: int, attn_scale: float, d_head: int) -> HeadWeights:
+def head_weights(
+    head: Head, layout: Layout, max_len: int, attn_scale: float, d_head: int
+) -> HeadWeights:
     """The head's four matrices, padded with zeros to ``d_head`` columns."""
     d = layout.d_model
     beta = sharpness(head, max_len)

@@ -33,7 +33,6 @@ from ..plan import CatRep, MLPJob, NumRep, PlanError
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import vkey
 
-
 #: Most hidden units one elementwise table may use.
 MAX_UNITS = 1 << 16
 
@@ -137,7 +136,11 @@ def table_units(job: MLPJob) -> Table:
     magnitude = 1.0
     max_gate = 1.0
     for combo in itertools.product(*(range(len(r.values)) for _, r in cats)):
-        gate = lin_sum(r.rows[c] for (_, r), c in zip(cats, combo)) - Lin.const(a - 1) if a else Lin.unit(ONE)
+        gate = (
+            lin_sum(r.rows[c] for (_, r), c in zip(cats, combo)) - Lin.const(a - 1)
+            if a
+            else Lin.unit(ONE)
+        )
         points: list[tuple[float, dict[str, float]]] = []
         for ncombo in itertools.product(*num_vals):
             args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
@@ -176,8 +179,12 @@ def table_units(job: MLPJob) -> Table:
             magnitude = max(magnitude, s * (abs(t) + u_active) + (g if a else 0.0))
             max_gate = max(max_gate, g)
             gating = (gate - Lin.const(1.0)).scale(g) if a else Lin()
-            steps.append(Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()})))
-            steps.append(Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()})))
+            steps.append(
+                Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()}))
+            )
+            steps.append(
+                Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()}))
+            )
         pre = gate.scale(2.0) - Lin.const(1.0) if a else Lin.unit(ONE)
         if base:
             units.append(Unit(pre, _out(base)))
