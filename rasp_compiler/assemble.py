@@ -111,6 +111,28 @@ def assemble(
         for m in planner.mlps
         if tables[id(m)].magnitude * EPS[dtype] * 8 > 0.25
     ]
+    problems += [
+        PlanError(
+            f"reads a number as large as {vmax:.4g} that must stay within {tol:.3g}; "
+            f"{dtype} rounds it by about {vmax * EPS[dtype]:.3g} at max length {max_len}",
+            m.span,
+        )
+        for m in planner.mlps
+        for vmax, tol in m.tolerances
+        if (vmax + 1.0) * EPS[dtype] * 4 > tol
+    ]
+    if isinstance(output, NumRep) and len(output.values) > 1:
+        nums = sorted({float(v) for v in output.values})
+        gap = min(b - a for a, b in zip(nums, nums[1:]))
+        vmax = max(abs(v) for v in nums)
+        if (vmax + 1.0) * EPS[dtype] * 4 > gap / 2:
+            problems.append(
+                PlanError(
+                    f"the output's possible values are {gap:.3g} apart; {dtype} cannot keep "
+                    f"numbers up to {vmax:.4g} that exact at max length {max_len}",
+                    None,
+                )
+            )
     if problems:
         raise CompileError(problems)
     units_by_layer: list[list[Unit]] = []

@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--max-len", required=required, type=_positive_int, metavar="N",
             help="the longest input the model accepts",
         )  # fmt: skip
+        p.add_argument(
+            "--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+            help="the dtype the model runs in; compilation refuses what it cannot certify",
+        )  # fmt: skip
 
     def input_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -218,8 +222,9 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
         if isinstance(value, ir.Node):
             names.setdefault(value.id, bound)
     model = compile_sop(
-        sop, vocab, args.max_len, names=names, program_name=args.program, sop_name=name
-    )
+        sop, vocab, args.max_len, names=names, program_name=args.program, sop_name=name,
+        dtype=getattr(args, "dtype", "float32") or "float32",
+    )  # fmt: skip
     return sop, model
 
 
@@ -332,7 +337,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    _, model = _compile(args)
+    sop, model = _compile(args)
     if not args.json:
         print(model.summary())
         return 0
@@ -357,9 +362,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "compile_seconds": spec.extra.get("compile_seconds"),
         "layers": list(spec.layers),
         "layout": list(spec.layout),
+        "dtype": spec.dtype,
+        "certified_max_len": _certified(sop, spec),
     }
     print(json.dumps(info, ensure_ascii=False, default=str))
     return 0
+
+
+def _certified(sop: ir.SOp, spec: Any) -> dict[str, int]:
+    """Per dtype, the largest max length (power of two, up to this model's) certified exact."""
+    from .compiler import largest_certified_length
+
+    return {
+        dt: largest_certified_length(sop, spec.vocab, dt, upto=spec.max_len)[0]
+        for dt in ("float32", "float16", "bfloat16")
+    }
 
 
 def _count_heads(model: Any) -> int:

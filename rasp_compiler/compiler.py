@@ -12,6 +12,8 @@ Stages, in order (one module each)::
 from __future__ import annotations
 
 import time
+
+import torch
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from .lower import Session, get_sop, load_program, load_source
 from .plan import CatRep, Planner
 from .runtime import CompiledModel, ModelSpec, OutputSpec
 from .value_sets import infer_value_sets, sort_values
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
@@ -75,6 +80,7 @@ def compile_sop(
     names: dict[int, str] | None = None,
     program_name: str = "<program>",
     sop_name: str = "out",
+    dtype: str = "float32",
 ) -> CompiledModel:
     """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
 
@@ -93,7 +99,9 @@ def compile_sop(
     output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
     if planner.problems:
         raise CompileError(planner.problems)
-    asm = assemble(planner, output, vocab, max_len)
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    asm = assemble(planner, output, vocab, max_len, dtype)
     if isinstance(output, CatRep):
         out_spec = OutputSpec("categorical", values=output.values)
     else:
@@ -104,6 +112,7 @@ def compile_sop(
         vocab=vocab,
         max_len=max_len,
         output=out_spec,
+        dtype=dtype,
         layout=tuple(asm.layout.describe()),
         layers=tuple(asm.layers),
         extra={"compile_seconds": round(time.perf_counter() - started, 4)},
@@ -121,7 +130,8 @@ def compile_sop(
         n_ctx=max_len + 1,
         attn_scale=asm.attn_scale,
     )
-    return CompiledModel.build(config, spec, asm.weights)
+    model = CompiledModel.build(config, spec, asm.weights)
+    return model.to(DTYPES[dtype])
 
 
 def compile_program(
@@ -129,6 +139,7 @@ def compile_program(
     sop_name: str | None = None,
     vocab: str | Sequence[Atom] = "abcd",
     max_len: int = 16,
+    dtype: str = "float32",
 ) -> CompiledModel:
     """Compile the s-op ``sop_name`` of a program.
 
@@ -158,3 +169,22 @@ def compile_program(
         program_name=pname,
         sop_name=sop_name,
     )
+
+
+def largest_certified_length(
+    sop: ir.SOp, vocab: Sequence[Atom], dtype: str, upto: int = 1024
+) -> tuple[int, str | None]:
+    """The largest max length (a power of two, or ``upto``) certified exact in ``dtype``.
+
+    Returns the length (0 if none) and the reason the next length was refused.
+    """
+    best, reason, n = 0, None, 1
+    while n <= upto:
+        try:
+            compile_sop(sop, tuple(vocab), n, dtype=dtype)
+        except CompileError as exc:
+            reason = exc.problems[0].message if exc.problems else exc.message
+            break
+        best = n
+        n = upto if n < upto < 2 * n else 2 * n
+    return best, reason

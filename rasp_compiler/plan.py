@@ -123,6 +123,8 @@ class MLPJob:
     fn: object  # Callable[[tuple[Atom, ...]], Atom | None]
     cat_targets: list[tuple[tuple[Atom, ...], tuple[str, ...]]] = field(default_factory=list)
     num_targets: list[str] = field(default_factory=list)
+    #: per numerical input: (largest |value|, error it tolerates), for certifying a dtype
+    tolerances: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -530,15 +532,21 @@ class Planner:
                 node,
             )
         nums = [r for r in reps if isinstance(r, NumRep)]
+        lams: list[float] = []
         if nums:
             from .emit.mlp import projection
 
             lams, vals = projection(nums)
             u_gap = min(_min_gap(list(v)) * lam for v, lam in zip(vals[:1], lams[:1]))
+        tolerances = []
+        if nums:
             for r, lam in zip(nums, lams):
-                r.require(u_gap / (8.0 * lam * len(nums)))
+                tol = u_gap / (8.0 * lam * len(nums))
+                r.require(tol)
+                tolerances.append((max(abs(float(v)) for v in r.values), tol))
         stage = max((r.stage for r in reps), default=0)
         job = MLPJob(max(0, math.ceil((stage - 1) / 2)), label, node.span, reps, fn)
+        job.tolerances = tolerances
         self.mlps.append(job)
         return job
 

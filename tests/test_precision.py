@@ -1,0 +1,44 @@
+"""Certified precision: a model is compiled for a dtype only if its margins survive it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from check import compile_source, mismatches, random_inputs
+
+from rasp_compiler.compiler import compile_sop, largest_certified_length
+from rasp_compiler.errors import CompileError
+from rasp_compiler.lower import get_sop, load_source
+
+REVERSE = "r = aggregate(select(indices, length - indices - 1, ==), tokens);"
+FRAC = 'f = aggregate(select(indices, indices, <=), indicator(tokens == "a"));'
+
+
+def _sop(src):
+    s = load_source(src)
+    return get_sop(s, s.last_sop_name())
+
+
+def test_low_precision_is_refused_with_the_reason_and_line():
+    with pytest.raises(CompileError) as info:
+        compile_sop(_sop(REVERSE), tuple("abcd"), 64, dtype="bfloat16")
+    text = info.value.render()
+    assert "bfloat16" in text and ":1:" in text
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_certified_models_are_exact_in_their_dtype(dtype):
+    for src in (REVERSE, FRAC):
+        sop = _sop(src)
+        n, _ = largest_certified_length(sop, tuple("abcd"), dtype, upto=64)
+        if n == 0:
+            continue
+        model = compile_sop(sop, tuple("abcd"), n, dtype=dtype)
+        assert model.dtype == getattr(torch, dtype)
+        checked, bad = mismatches(sop, model, random_inputs("abcd", n, 100))
+        assert checked and not bad
+
+
+def test_float32_is_certified_at_the_requested_length():
+    sop, model = compile_source(FRAC, "abcd", 64)
+    assert largest_certified_length(sop, tuple("abcd"), "float32", upto=64)[0] == 64
