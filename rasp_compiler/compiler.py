@@ -12,10 +12,10 @@ Stages, in order (one module each)::
 from __future__ import annotations
 
 import time
-
-import torch
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from . import ir
 from .assemble import assemble
@@ -26,7 +26,6 @@ from .lower import Session, get_sop, load_program, load_source
 from .plan import CatRep, Planner
 from .runtime import CompiledModel, ModelSpec, OutputSpec
 from .value_sets import infer_value_sets, sort_values
-
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
