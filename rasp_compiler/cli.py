@@ -212,17 +212,13 @@ def _sop(session: Any, name: str | None, path: str) -> tuple[str, ir.SOp]:
 
 def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any]:
     """(the s-op, its CompiledModel) for a program file and --vocab/--max-len."""
-    from .compiler import compile_sop, parse_vocab
+    from .compiler import compile_sop, names_of, parse_vocab
 
     session = session if session is not None else _load(args.program)
     name, sop = _sop(session, args.sop, args.program)
     vocab = parse_vocab(args.vocab)
-    names: dict[int, str] = {}  # node id -> the first top-level name bound to it
-    for bound, value in session.names().items():
-        if isinstance(value, ir.Node):
-            names.setdefault(value.id, bound)
     model = compile_sop(
-        sop, vocab, args.max_len, names=names, program_name=args.program, sop_name=name,
+        sop, vocab, args.max_len, names=names_of(session), program_name=args.program, sop_name=name,
         dtype=getattr(args, "dtype", "float32") or "float32",
     )  # fmt: skip
     return sop, model

@@ -58,7 +58,7 @@ def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
     return tuple(seen)
 
 
-def _names(session: Session) -> dict[int, str]:
+def names_of(session: Session) -> dict[int, str]:
     """node id -> the user's name for it (the first name bound to it)."""
     out: dict[int, str] = {}
     for name, value in session.names().items():
@@ -164,7 +164,7 @@ def compile_program(
         sop,
         parse_vocab(vocab),
         max_len,
-        names=_names(session),
+        names=names_of(session),
         program_name=pname,
         sop_name=sop_name,
     )
