@@ -459,9 +459,13 @@ class Planner:
             match node:
                 case ir.Map() if self.map_kind(node) == "mlp":
                     leaves, reps = self._fused_inputs(node)
-                    self._jobs[key] = [
-                        self._job(node, reps, _fused_fn(node, leaves), _label(node, self.names))
-                    ]
+                    fn = _fused_fn(node, leaves)
+                    early = self._fused_through_widths(node)
+                    if early is not None and max(r.stage for r in early[0]) < max(
+                        r.stage for r in reps
+                    ):
+                        reps, fn = early
+                    self._jobs[key] = [self._job(node, reps, fn, _label(node, self.names))]
                 case ir.Length() | ir.SelectorWidth():
                     xs = self._width_xs(node)
                     self._jobs[key] = [
