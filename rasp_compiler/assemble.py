@@ -21,7 +21,7 @@ from .emit.attention import head_weights
 from .emit.mlp import Unit, table_units
 from .errors import CompileError
 from .ir import Atom
-from .plan import CatRep, Head, MLPJob, NumRep, PlanError, Planner
+from .plan import CatRep, Head, MLPJob, NumRep, PlanError, Planner, _binding_pair
 from .residual import BOS, ONE, Block, Layout, Lin
 from .value_sets import convert_token
 
@@ -119,17 +119,15 @@ def assemble(
         )
         for m in planner.mlps
         for vmax, tol in m.tolerances
-        if (vmax + 1.0) * EPS[dtype] * 4 > tol
+        if vmax * EPS[dtype] * 4 > tol
     ]
     if isinstance(output, NumRep) and len(output.values) > 1:
-        nums = sorted({float(v) for v in output.values})
-        gap = min(b - a for a, b in zip(nums, nums[1:]))
-        vmax = max(abs(v) for v in nums)
-        if (vmax + 1.0) * EPS[dtype] * 4 > gap / 2:
+        vmax, tol = _binding_pair(output.values, 4.0)
+        if vmax * EPS[dtype] * 4 > tol:
             problems.append(
                 PlanError(
-                    f"the output's possible values are {gap:.3g} apart; {dtype} cannot keep "
-                    f"numbers up to {vmax:.4g} that exact at max length {max_len}",
+                    f"the output's possible values near {vmax:.4g} are {4 * tol:.3g} apart; "
+                    f"{dtype} cannot keep them apart at max length {max_len}",
                     None,
                 )
             )

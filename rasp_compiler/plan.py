@@ -547,7 +547,10 @@ class Planner:
             for r, lam in zip(nums, lams):
                 tol = u_gap / (8.0 * lam * len(nums))
                 r.require(tol)
-                tolerances.append((max(abs(float(v)) for v in r.values), tol))
+                if len(nums) == 1:  # rounding is relative: what binds is the worst neighbour pair
+                    tolerances.append(_binding_pair(r.values, 8.0))
+                else:
+                    tolerances.append((max(abs(float(v)) for v in r.values), tol))
         stage = max((r.stage for r in reps), default=0)
         job = MLPJob(max(0, math.ceil((stage - 1) / 2)), label, node.span, reps, fn)
         job.tolerances = tolerances
@@ -705,6 +708,16 @@ class Planner:
             xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head, 1.0),)))
         self._x_of[node.id] = xs
         return xs
+
+
+def _binding_pair(values: tuple[Atom, ...], divisor: float) -> tuple[float, float]:
+    """(magnitude, tolerance) of the neighbouring values hardest to keep apart under
+    relative rounding: tolerance is their gap / ``divisor``."""
+    nums = sorted({float(v) for v in values})
+    if len(nums) < 2:
+        return (abs(nums[0]) if nums else 0.0, math.inf)
+    pairs = [(max(abs(a), abs(b)), (b - a) / divisor) for a, b in zip(nums, nums[1:])]
+    return max(pairs, key=lambda p: p[0] / p[1])
 
 
 def _projection_ratio(nums: list[NumRep]) -> float:
