@@ -98,6 +98,7 @@ def compile_sop(
     output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
     if planner.problems:
         raise CompileError(planner.problems)
+    planner.prune(output)
     if dtype not in DTYPES:
         raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     asm = assemble(planner, output, vocab, max_len, dtype)

@@ -45,7 +45,7 @@ MAX_MLP_DOMAIN = 1 << 21
 #: (beyond it float32 cannot tell neighbouring combinations apart reliably).
 MAX_PROJECTION_RATIO = 1e5
 #: Largest table for reading a width's attention output directly (saves a layer).
-MAX_FUSED_CONVERSION = 1 << 10
+MAX_FUSED_CONVERSION = 1 << 12
 
 
 class PlanError(RaspError):
@@ -179,6 +179,56 @@ class Planner:
         self.embedded_tokens: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
         self.index_dirs: dict[str, tuple[str, ...]] = {}
         self.conv_of = conv_of
+        self._kind: dict[int, str] = {}
+        self._leaf: dict[int, ir.Node | None] = {}
+
+    # ------------------------------------------------------------ pruning
+
+    def prune(self, output: Rep) -> None:
+        """Drop heads, MLPs and residual blocks nothing reads.
+
+        Planning asks for representations while it compares alternatives (a fused
+        table against reading a finished s-op), so some jobs end up unused; what
+        survives is what the output depends on, transitively."""
+        live: set[str] = {ONE, BOS}
+
+        def read(lin: Lin) -> None:
+            live.update(lin.names())
+
+        for lin in output.rows if isinstance(output, CatRep) else (output.lin,):
+            read(lin)
+        heads, jobs = set(), set()
+        changed = True
+        while changed:
+            changed = False
+            for h in self.heads:
+                if id(h) not in heads and any(d in live for d, _ in h.values):
+                    heads.add(id(h))
+                    changed = True
+                    for q, k, _ in h.qk:
+                        read(q)
+                        read(k)
+                    for _, lin in h.values:
+                        read(lin)
+            for m in self.mlps:
+                targets = [d for _, dirs in m.cat_targets for d in dirs] + m.num_targets
+                if id(m) not in jobs and any(d in live for d in targets):
+                    jobs.add(id(m))
+                    changed = True
+                    for r in m.inputs:
+                        for lin in r.rows if isinstance(r, CatRep) else (r.lin,):
+                            read(lin)
+        self.heads = [h for h in self.heads if id(h) in heads]
+        self.mlps = [m for m in self.mlps if id(m) in jobs]
+        self.blocks.order = [b for b in self.blocks.order if any(d in live for d in b[1])]
+        self.embedded_tokens = {
+            c: (vals, dirs)
+            for c, (vals, dirs) in self.embedded_tokens.items()
+            if any(d in live for d in dirs)
+        }
+        self.index_dirs = {
+            k: dirs for k, dirs in self.index_dirs.items() if any(d in live for d in dirs)
+        }
 
     # ------------------------------------------------------------ naming
 
@@ -201,12 +251,39 @@ class Planner:
 
     def map_kind(self, node: ir.Map) -> str:
         """'cat1' (a function of one categorical s-op), 'linear', or 'mlp'."""
+        if node.id in self._kind:
+            return self._kind[node.id]
         nodes = [a for a in node.args if isinstance(a, ir.Node)]
+        leaf = self._chain_leaf(node)
         if len(nodes) == 1 and self.cheap_cat(nodes[0]):
-            return "cat1"
-        if node.op in LINEAR_OPS and self._linear_ok(node):
-            return "linear"
-        return "mlp"
+            kind = "cat1"
+        elif node.op in LINEAR_OPS and self._linear_ok(node) and leaf is None:
+            kind = "linear"
+        elif leaf is not None and self.cheap_cat(leaf):
+            # a chain of elementwise operations over one categorical s-op
+            # (``indicator(tokens == "(") - indicator(tokens == ")")``) is a
+            # function of that s-op alone: linear in its one-hot.
+            kind = "cat1"
+        elif node.op in LINEAR_OPS and self._linear_ok(node):
+            kind = "linear"
+        else:
+            kind = "mlp"
+        self._kind[node.id] = kind
+        return kind
+
+    def _chain_leaf(self, node: ir.Map) -> ir.Node | None:
+        """The one non-elementwise s-op a chain of elementwise operations reads, if one."""
+        if node.id not in self._leaf:
+            leaves: dict[int, ir.Node] = {}
+            stack: list[ir.Node] = [node]
+            while stack and len(leaves) <= 1:
+                for a in stack.pop().children():
+                    if isinstance(a, ir.Map):
+                        stack.append(a)
+                    else:
+                        leaves[a.id] = a
+            self._leaf[node.id] = next(iter(leaves.values())) if len(leaves) == 1 else None
+        return self._leaf[node.id]
 
     def _linear_ok(self, node: ir.Map) -> bool:
         if not ValueSet(self.sets[node.id].values).numeric:
@@ -319,15 +396,16 @@ class Planner:
     # ---- elementwise
 
     def _cat1_parts(self, node: ir.Map):
-        (src,) = [a for a in node.args if isinstance(a, ir.Node)]
+        nodes = [a for a in node.args if isinstance(a, ir.Node)]
+        src = nodes[0] if len(nodes) == 1 and self.cheap_cat(nodes[0]) else self._chain_leaf(node)
+        assert src is not None
         c = self.cat(src)
+        fn = _fused_fn(node, [src])
         outs = []
         for v, row in zip(c.values, c.rows):
-            args = tuple(v if a is src else a.value for a in node.args)  # type: ignore[union-attr]
-            try:
-                outs.append((ir.apply_map(node, args), row))
-            except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):
-                continue
+            y = fn((v,))
+            if y is not None:
+                outs.append((y, row))
         return c, outs
 
     def _cat1_cat(self, node: ir.Map) -> CatRep:
@@ -380,7 +458,7 @@ class Planner:
 
         def expand(n: ir.Node, budget_ok) -> None:
             for a in n.children() if isinstance(n, ir.Map) else ():
-                if isinstance(a, ir.Map) and self.map_kind(a) == "mlp" and budget_ok(a):
+                if isinstance(a, ir.Map) and budget_ok(a):
                     expand(a, budget_ok)
                 elif all(a is not x for x in leaves):
                     leaves.append(a)
@@ -388,15 +466,30 @@ class Planner:
         def small(a: ir.Map) -> bool:
             return self._domain(a) <= MAX_MLP_DOMAIN // 16
 
-        expand(node, small)
-        reps = [self.best(x) for x in leaves]
-        nums = [r for r in reps if isinstance(r, NumRep)]
-        too_fine = len(nums) > 1 and _projection_ratio(nums) >= MAX_PROJECTION_RATIO
-        if self._domain_of(leaves) > MAX_MLP_DOMAIN or too_fine:
+        def hides_mlp(a: ir.Map) -> bool:
+            # a cheap map (``not pair_ok``) over an MLP's output: reading through it
+            # lets this MLP start from the inner MLP's inputs, one layer earlier.
+            return self.map_kind(a) == "mlp" or any(
+                isinstance(c, ir.Map) and hides_mlp(c) for c in a.children()
+            )
+
+        for rule in (
+            lambda a: small(a) and hides_mlp(a),
+            lambda a: small(a) and self.map_kind(a) == "mlp",
+            lambda a: False,
+        ):
             leaves = []
-            expand(node, lambda a: False)
-            reps = [self.best(x) for x in leaves]
-        return leaves, reps
+            expand(node, rule)
+            if self._domain_of(leaves) > MAX_MLP_DOMAIN:
+                continue
+            nums = [self.best(x) for x in leaves if not self._cheap_for_mlp(x)]
+            if len(nums) > 1 and _projection_ratio(nums) >= MAX_PROJECTION_RATIO:  # type: ignore[arg-type]
+                continue
+            break
+        return leaves, [self.best(x) for x in leaves]
+
+    def _cheap_for_mlp(self, node: ir.Node) -> bool:
+        return isinstance(node, ir.Const) or self.cheap_cat(node)
 
     def _domain(self, node: ir.Map) -> int:
         return self._domain_of([a for a in node.args if isinstance(a, ir.Node)])

@@ -78,6 +78,30 @@ EXPRESSIONS: list[tuple[str, str, str]] = [
     ("mean_then_round", "m = round(aggregate(select(indices, indices, <=), indices));", LETTERS),
     ("division", "d = indices / length;", LETTERS),
     ("power_mod", "p = (indices ^ 2) % 3;", LETTERS),
+    (
+        "cat1_chain_select",
+        's = indicator(tokens == "a") - indicator(tokens == "b");'
+        " w = selector_width(select(s, s, ==) and select(indices, indices, <=));",
+        LETTERS,
+    ),
+    (
+        "mlp_through_not",
+        'p = (tokens == "a") and (indices > 1); q = (not p) or (length == 3);',
+        LETTERS,
+    ),
+    (
+        "width_difference_select",
+        'a = selector_width(select(tokens, "a", ==) and select(indices, indices, <=));'
+        ' b = selector_width(select(tokens, "b", ==) and select(indices, indices, <=));'
+        ' d = a - b + indicator(tokens == "c");'
+        " w = selector_width(select(d, d, ==) and select(indices, indices, <));",
+        LETTERS,
+    ),
+    (
+        "gate_groups",
+        'x = ((tokens in ["a", "b"]) and (indices > 1)) or (tokens == "d" and length > 2);',
+        LETTERS,
+    ),
 ]
 
 

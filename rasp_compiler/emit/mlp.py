@@ -129,18 +129,10 @@ def table_units(job: MLPJob) -> Table:
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
     lams, num_vals = projection([r for _, r in nums])
     u_lin = lin_sum(r.lin.scale(lam) for (_, r), lam in zip(nums, lams))
-    a = len(cats)
     encode = _encoder(job)
     atoms = [{float(x): x for x in r.values} for _, r in nums]
-    units: list[Unit] = []
-    magnitude = 1.0
-    max_gate = 1.0
-    for combo in itertools.product(*(range(len(r.values)) for _, r in cats)):
-        gate = (
-            lin_sum(r.rows[c] for (_, r), c in zip(cats, combo)) - Lin.const(a - 1)
-            if a
-            else Lin.unit(ONE)
-        )
+
+    def points_of(combo: tuple[int, ...]) -> tuple[tuple[float, dict[str, float]], ...]:
         points: list[tuple[float, dict[str, float]]] = []
         for ncombo in itertools.product(*num_vals):
             args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
@@ -153,9 +145,35 @@ def table_units(job: MLPJob) -> Table:
                 continue
             u = sum(lam * v for lam, v in zip(lams, ncombo))
             points.append((u, encode(y)))
+        points.sort(key=lambda p: p[0])
+        return tuple(points)
+
+    groups = _gate_groups(
+        [len(r.values) for _, r in cats],
+        {
+            combo: points_of(combo)
+            for combo in itertools.product(*(range(len(r.values)) for _, r in cats))
+        },
+    )
+    units: list[Unit] = []
+    magnitude = 1.0
+    max_gate = 1.0
+    widest = 1
+    a = 0
+    for sets, points in groups:
+        # the gate reads only the inputs it constrains: sum over each one of the rows in its
+        # set is 1 inside the set and 0 outside, so ``gate`` is 1 inside the group, <= 0 out
+        parts = [
+            lin_sum(r.rows[c] for c in sorted(vs))
+            for (_, r), vs in zip(cats, sets)
+            if len(vs) < len(r.values)
+        ]
+        a = max(a, len(parts))
+        widest = max([widest] + [len(vs) for vs in sets])
+        gate = lin_sum(parts) - Lin.const(len(parts) - 1) if parts else Lin.unit(ONE)
+        gated = bool(parts)
         if not points:
             continue
-        points.sort(key=lambda p: p[0])
         base = dict(points[0][1])
         u_min, u_max = points[0][0], points[-1][0]
         steps: list[Unit] = []
@@ -176,16 +194,16 @@ def table_units(job: MLPJob) -> Table:
                 sign = -1.0
                 base = _add(base, delta)
             u_active = max(abs(u_max), abs(t)) if sign > 0 else max(abs(u_min), abs(t))
-            magnitude = max(magnitude, s * (abs(t) + u_active) + (g if a else 0.0))
+            magnitude = max(magnitude, s * (abs(t) + u_active) + (g if gated else 0.0))
             max_gate = max(max_gate, g)
-            gating = (gate - Lin.const(1.0)).scale(g) if a else Lin()
+            gating = (gate - Lin.const(1.0)).scale(g) if gated else Lin()
             steps.append(
                 Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()}))
             )
             steps.append(
                 Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()}))
             )
-        pre = gate.scale(2.0) - Lin.const(1.0) if a else Lin.unit(ONE)
+        pre = gate.scale(2.0) - Lin.const(1.0) if gated else Lin.unit(ONE)
         if base:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
@@ -196,5 +214,32 @@ def table_units(job: MLPJob) -> Table:
                 job.span,  # type: ignore[arg-type]
             )
     for _, r in cats:
-        r.require(0.05 / (max_gate * max(a, 1)))
+        r.require(0.05 / (max_gate * max(a, 1) * widest))
     return Table(units, magnitude)
+
+
+def _gate_groups(
+    sizes: list[int], tables: dict[tuple[int, ...], tuple]
+) -> list[tuple[tuple[frozenset[int], ...], tuple]]:
+    """Merge combinations of categorical values whose tables are identical into boxes
+    (one value set per input), so one gate serves them all.
+
+    Merging runs along one input at a time: boxes that agree on every other input's set
+    and have the same table become one box whose set on this input is the union."""
+    boxes: list[tuple[tuple[frozenset[int], ...], tuple]] = [
+        (tuple(frozenset((c,)) for c in combo), tables[combo]) for combo in tables
+    ]
+    for k in range(len(sizes)):
+        merged: dict[tuple, list] = {}
+        for sets, pts in boxes:
+            key = (sets[:k] + sets[k + 1 :], _signature(pts))
+            if key in merged:
+                merged[key][0] = merged[key][0] | sets[k]
+            else:
+                merged[key] = [sets[k], sets, pts]
+        boxes = [(sets[:k] + (vk,) + sets[k + 1 :], pts) for vk, sets, pts in merged.values()]
+    return boxes
+
+
+def _signature(points: tuple) -> tuple:
+    return tuple((u, tuple(sorted(e.items()))) for u, e in points)

@@ -1,0 +1,89 @@
+"""Scheduling and sizing: layer counts, fusion, and nothing built that is not read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from check import compile_source
+
+from rasp_compiler.compiler import compile_program
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# The layer counts the RASP paper reports (Weiss et al., 2021, table 1), at max length 16.
+PAPER_LAYERS = [
+    ("reverse", "abcd", 2),
+    ("histogram", "abcd", 1),
+    ("sort", "abcd", 2),
+    ("double_histogram", "§abcd", 2),
+    ("sort_by_frequency", "§abcd", 3),
+    ("dyck1", "()ab", 2),
+    ("dyck2", "(){}", 4),
+]
+
+
+@pytest.mark.parametrize(
+    ("stem", "vocab", "layers"), PAPER_LAYERS, ids=[p[0] for p in PAPER_LAYERS]
+)
+def test_examples_take_the_papers_layer_counts(stem, vocab, layers):
+    sop = "sort_by_frequency" if stem == "sort_by_frequency" else None
+    model = compile_program(EXAMPLES / f"{stem}.rasp", sop, vocab, 16)
+    assert model.config.n_layers == layers
+
+
+def test_a_chain_of_maps_over_one_categorical_sop_costs_no_layer():
+    # the whole expression is a function of tokens: a linear read-out of its one-hot
+    _, model = compile_source('t = "x" if tokens == "a" else tokens;', "abcd", 8)
+    assert model.config.n_layers == 0
+    _, model = compile_source(
+        's = indicator(tokens == "a") - indicator(tokens == "b");'
+        " w = selector_width(select(s, 1, ==));",
+        "abcd",
+        8,
+    )
+    assert model.config.n_layers == 1 and model.config.n_heads == 1
+
+
+def test_an_mlp_reads_through_a_cheap_map_of_another_mlp():
+    # ``not p`` is free given p, but p is an MLP: q's MLP reads p's inputs instead
+    _, model = compile_source(
+        'p = (tokens == "a") and (indices > 1); q = (not p) or (indices == 3);', "abcd", 8
+    )
+    assert model.config.n_layers == 1
+
+
+def test_width_arithmetic_is_read_from_the_heads_in_the_same_layer():
+    _, model = compile_source(
+        'a = selector_width(select(tokens, "a", ==)); b = selector_width(select(tokens, "b", ==));'
+        " w = selector_width(select(a - b, a - b, ==));",
+        "abcd",
+        8,
+    )
+    assert model.config.n_layers == 2
+
+
+def test_unread_residual_blocks_and_mlps_are_pruned():
+    # frequency's own categories are never read: key's table reads the width head directly
+    model = compile_program(EXAMPLES / "sort_by_frequency.rasp", "sort_by_frequency", "§abcd", 16)
+    names = [b["name"] for b in model.spec.layout]
+    assert not any(re.fullmatch(r"frequency#\d+", str(n)) for n in names), names
+    written = set()
+    for layer in model.spec.layers:
+        for mlp in layer["mlp"]:
+            written.add(mlp["implements"])
+    assert "frequency = selector_width(same_token)" not in written
+
+
+def test_categories_with_equal_tables_share_one_gate():
+    from rasp_compiler.emit.mlp import _gate_groups
+
+    # input 0 has 3 values, input 1 has 2; the table depends only on whether input 0 is 2
+    tables = {(a, b): (("hi",) if a == 2 else ("lo",)) for a in range(3) for b in range(2)}
+    points = {k: ((0.0, {"y": 1.0}),) if v == ("hi",) else ((0.0, {}),) for k, v in tables.items()}
+    groups = _gate_groups([3, 2], points)
+    assert sorted((sorted(s[0]), sorted(s[1])) for s, _ in groups) == [
+        ([0, 1], [0, 1]),
+        ([2], [0, 1]),
+    ]
