@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .emit.attention import head_weights
+from .emit.attention import head_weights, score_noise
 from .emit.mlp import Unit, table_units
 from .errors import CompileError
 from .ir import Atom
@@ -121,6 +121,16 @@ def assemble(
         for vmax, tol in m.tolerances
         if vmax * EPS[dtype] * 4 > tol
     ]
+    problems += [
+        PlanError(
+            f"this attention head's scores reach about {h.magnitude:.3g}; {dtype} rounds them "
+            f"by up to {score_noise(h, EPS[dtype]):.3g}, too close to the gap of {h.gap:.3g} "
+            f"that separates selected keys at max length {max_len}",
+            h.span,
+        )
+        for h in planner.heads
+        if score_noise(h, EPS[dtype]) > h.gap / 4
+    ]
     if isinstance(output, NumRep) and len(output.values) > 1:
         vmax, tol = _binding_pair(output.values, 4.0)
         if vmax * EPS[dtype] * 4 > tol:
@@ -173,6 +183,8 @@ def assemble(
             W_pos[p, idx[planner.index_dirs["cat"][p - 1]]] = 1.0
         if "num" in planner.index_dirs:
             W_pos[p, idx[planner.index_dirs["num"][0]]] = float(p - 1)
+        for name, values in planner.positional.items():
+            W_pos[p, idx[name]] = values[p - 1]
     w["pos_embed.W_pos"] = W_pos
 
     layers_info: list[dict] = []
@@ -183,7 +195,7 @@ def assemble(
         W_O = np.zeros((n_heads, d_head, d), dtype=np.float32)
         layer_betas = []
         for hi, h in enumerate(heads_by_layer[layer]):
-            hw = head_weights(h, layout, max_len, attn_scale, d_head)
+            hw = head_weights(h, layout, max_len, attn_scale, d_head, EPS[dtype])
             W_Q[hi], W_K[hi], W_V[hi], W_O[hi] = hw.W_Q, hw.W_K, hw.W_V, hw.W_O
             layer_betas.append(hw.beta)
         betas.append(layer_betas)

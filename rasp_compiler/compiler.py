@@ -168,6 +168,7 @@ def compile_program(
         names=names_of(session),
         program_name=pname,
         sop_name=sop_name,
+        dtype=dtype,
     )
 
 

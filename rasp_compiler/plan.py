@@ -37,7 +37,7 @@ from .selectors import (
     term_scores,
     truth_table,
 )
-from .value_sets import ValueSet, sort_values, vkey
+from .value_sets import ValueSet, affine_form, sort_values, vkey
 
 #: Most hidden units one fused elementwise MLP may use before the compiler refuses.
 MAX_MLP_DOMAIN = 1 << 21
@@ -46,6 +46,9 @@ MAX_MLP_DOMAIN = 1 << 21
 MAX_PROJECTION_RATIO = 1e5
 #: Largest table for reading a width's attention output directly (saves a layer).
 MAX_FUSED_CONVERSION = 1 << 12
+#: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
+#: side instead of a one-hot) once a side has at least this many values.
+NUMERIC_EQ_MIN_VALUES = 12
 
 
 class PlanError(RaspError):
@@ -71,6 +74,9 @@ class Head:
     leak: float  # largest total attention weight allowed on keys that must be ignored
     kind: str
     value_span: float = 1.0  # bound on |value - value'|: output error <= leak * value_span
+    #: bound on |score| over all query/key pairs: float rounding of a score is about
+    #: this times the dtype's epsilon (a few times over, see emit.attention.sharpness)
+    magnitude: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,8 @@ class Planner:
         self.index_dirs: dict[str, tuple[str, ...]] = {}
         self.conv_of = conv_of
         self._kind: dict[int, str] = {}
+        #: extra positional-embedding directions: name -> value at index 0, 1, ...
+        self.positional: dict[str, tuple[float, ...]] = {}
         self._leaf: dict[int, ir.Node | None] = {}
 
     # ------------------------------------------------------------ pruning
@@ -229,6 +237,7 @@ class Planner:
         self.index_dirs = {
             k: dirs for k, dirs in self.index_dirs.items() if any(d in live for d in dirs)
         }
+        self.positional = {d: v for d, v in self.positional.items() if d in live}
 
     # ------------------------------------------------------------ naming
 
@@ -707,6 +716,7 @@ class Planner:
             gap=0.5 if bos_level % 1 else 1.0,
             leak=leak,
             kind=kind,
+            magnitude=2.0 * weights_max + abs(bos_level) + 2.0,
         )
         self.heads.append(head)
         return head
@@ -714,12 +724,18 @@ class Planner:
     def _aggregate(self, node: ir.Aggregate) -> Rep:
         label = _label(node, self.names)
         categorical = self.agg_is_categorical(node)
-        try:
-            pairs, all_scores = self._selector_heads(
-                node.selector, uniform=not categorical, owner=node
-            )
-        except PlanError:
-            return CatRep((), (), 0) if categorical else NumRep(Lin(), (), 0)
+        numeric_eq = self._numeric_eq(node.selector)
+        pairs: list[Pair] = []
+        all_scores: list[Scores] = []
+        if numeric_eq is None:
+            try:
+                pairs, all_scores = self._selector_heads(
+                    node.selector, uniform=not categorical, owner=node
+                )
+            except PlanError:
+                return CatRep((), (), 0) if categorical else NumRep(Lin(), (), 0)
+        else:
+            all_scores = [Scores((), 0, True)]
         if len(all_scores) != 1:
             raise self._fail(
                 "a numerical aggregate (a mean) needs a selector that one attention head can "
@@ -753,23 +769,141 @@ class Planner:
             nums = [float(v) for v in vals]
             span_v = max(abs(x) for x in nums) + abs(float(node.default)) + 1
             leak = _min_gap(nums) / (8 * span_v)
-        head = self._head(
-            "aggregate",
-            label,
-            node.span,
-            pairs,
-            scores,
-            scores.level - 0.5,
-            value_lins,
-            src.stage,
-            leak,
-        )
+        if numeric_eq is not None:
+            head = self._numeric_eq_head(numeric_eq, label, node.span, value_lins, src.stage, leak)
+        else:
+            head = self._head(
+                "aggregate",
+                label,
+                node.span,
+                pairs,
+                scores,
+                scores.level - 0.5,
+                value_lins,
+                src.stage,
+                leak,
+            )
         stage = 2 * head.layer + 1
         if isinstance(rep, CatRep):
             head.value_span = 2.0
             return CatRep(rep.values, rep.rows, stage, (head,))
         head.value_span = 2.0 * span_v
         return NumRep(rep.lin, rep.values, stage, ((head, 1.0),))
+
+    # ---- numerical equality
+
+    def _numeric_eq(self, sel: ir.Selector):
+        """(keys, queries, key positional values, query positional values or None) when
+        ``sel`` is ``select(keys, queries, ==)`` over numbers that is cheaper as a
+        numerical head (see :meth:`_numeric_eq_head`); else None."""
+        if not (isinstance(sel, ir.Select) and sel.cmp == "=="):
+            return None
+        k, q = sel.keys, sel.queries
+        if not (isinstance(k, ir.Node) and isinstance(q, ir.Node)):
+            return None
+        kv, qv = self.values(k), self.values(q)
+        if not (ValueSet(kv).numeric and ValueSet(qv).numeric):
+            return None
+        if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES:
+            return None
+        kpos = self._positional_values(k)
+        if kpos is None:
+            return None
+        qpos = self._positional_values(q)
+        if qpos is None and not (
+            kpos == tuple(float(i) for i in range(self.max_len)) and self._always_an_index(q)
+        ):
+            return None
+        return k, q, kpos, qpos
+
+    def _positional_values(self, node: ir.Node) -> tuple[float, ...] | None:
+        """The s-op's value at index 0, 1, ... when it is a function of indices alone."""
+        if isinstance(node, ir.Indices):
+            return tuple(float(i) for i in range(self.max_len))
+        if not (isinstance(node, ir.Map) and isinstance(self._chain_leaf(node), ir.Indices)):
+            return None
+        (leaf,) = [x for x in [self._chain_leaf(node)] if x is not None]
+        fn = _fused_fn(node, [leaf])
+        out = []
+        for i in range(self.max_len):
+            y = fn((i,))
+            if not ir.is_number(y):
+                return None
+            out.append(float(y))  # type: ignore[arg-type]
+        return tuple(out)
+
+    def _always_an_index(self, node: ir.Node) -> bool:
+        """Is ``node`` ``a*length + b*indices + c`` with a value in ``[0, length)`` at
+        every index of every length?  (Then ``select(indices, node, ==)`` always
+        selects exactly one key, as in ``length - indices - 1``.)"""
+        form = affine_form(node)
+        if form is None:
+            return False
+        a, b, c = form
+        for n in range(1, self.max_len + 1):
+            for i in (0, n - 1):
+                v = a * n + b * i + c
+                if not (float(v).is_integer() and 0 <= v <= n - 1):
+                    return False
+        return True
+
+    def _positional_dir(self, name: str, values: tuple[float, ...]) -> Lin:
+        if name not in self.positional:
+            self.blocks.add(name, (name,), f"{name} (positional)")
+            self.positional[name] = values
+        return Lin.unit(name)
+
+    def _numeric_eq_head(self, eq, label, span, values, value_stage, leak) -> Head:
+        """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
+
+        With ``k' = k - c`` and ``q' = q - c`` (``c`` centres the keys, to keep scores
+        small), the score ``2 q' k' - k'^2 = q'^2 - (k' - q')^2`` is ``q'^2`` on keys equal
+        to the query and at least ``gap`` (the smallest nonzero ``(k - q)^2``) lower on
+        every other key.  ``k'`` and ``k'^2`` are positional-embedding directions.  The
+        BOS key (where ``k'`` reads 0) scores ``q'^2 - gap/2`` when ``q'^2`` is positional
+        too, so a query with no equal key attends BOS alone; when the query is provably
+        always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
+        k, q, kpos, qpos = eq
+        centre = (min(kpos) + max(kpos)) / 2.0
+        kname, qname = self._name(k), self._name(q)
+        kc = tuple(v - centre for v in kpos)
+        k1 = self._positional_dir(f"{kname}:key-{centre:g}", kc)
+        k2 = self._positional_dir(f"{kname}:(key-{centre:g})^2", tuple(v * v for v in kc))
+        qrep = self.num(q)
+        q1 = qrep.lin - Lin.const(centre)
+        kvals = sorted({float(v) for v in self.values(k)})
+        qvals = sorted({float(v) for v in self.values(q)})
+        gap = _nearest_other_sq(kvals, qvals)
+        qmax = max(abs(v - centre) for v in qvals)
+        kmax = max(abs(v) for v in kc)
+        terms = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
+        if qpos is not None:
+            qc = tuple(v - centre for v in qpos)
+            q2 = self._positional_dir(f"{qname}:(query-{centre:g})^2", tuple(v * v for v in qc))
+            terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
+            head_gap = gap / 2
+        else:
+            terms.append((Lin.unit(ONE), Lin.unit(BOS), -gap))
+            head_gap = gap
+        # the BOS query (residual one + bos) must attend BOS alone
+        qb = _eval_at_bos(q1)
+        terms.append((Lin.unit(BOS), Lin.unit(BOS), qb * qb + 2 * abs(qb) * kmax + gap + 2.0))
+        # a query not yet exact moves its score by 2 |dq| |k'|: keep that under gap/8
+        qrep.require(head_gap / (16.0 * max(kmax, 1.0)))
+        magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+        head = Head(
+            math.ceil(max(qrep.stage, value_stage) / 2),
+            label,
+            span,
+            terms,
+            values,
+            gap=head_gap,
+            leak=leak,
+            kind="aggregate",
+            magnitude=magnitude,
+        )
+        self.heads.append(head)
+        return head
 
     def _width_xs(self, node: ir.SOp) -> list[NumRep]:
         """Heads giving 1/(w+1), one per disjoint term of the selector (memoised)."""
@@ -801,6 +935,25 @@ class Planner:
             xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head, 1.0),)))
         self._x_of[node.id] = xs
         return xs
+
+
+def _nearest_other_sq(keys: list[float], queries: list[float]) -> float:
+    """The smallest ``(k - q)^2`` over keys and queries with ``k != q``."""
+    import bisect
+
+    best = math.inf
+    for q in queries:
+        i = bisect.bisect_left(keys, q)
+        for j in (i - 1, i, i + 1):
+            if 0 <= j < len(keys) and keys[j] != q:
+                best = min(best, (keys[j] - q) ** 2)
+    return best if best < math.inf else 1.0
+
+
+def _eval_at_bos(lin: Lin) -> float:
+    """A read-out's value at the BOS position at the start of a layer (one + bos)."""
+    d = lin.as_dict()
+    return d.get(ONE, 0.0) + d.get(BOS, 0.0)
 
 
 def _binding_pair(values: tuple[Atom, ...], divisor: float) -> tuple[float, float]:

@@ -175,14 +175,48 @@ def _node_values(
 def is_functional(sel: ir.Selector) -> bool:
     """True when every query provably selects at most one key.
 
-    ``select(indices, q, ==)`` is (indices are distinct); so is an ``and`` with one.
+    ``select(indices, q, ==)`` is (indices are distinct), and ``select(indices + n, q,
+    ==)``; so is an ``and`` with one.
     """
     match sel:
         case ir.Select(keys=ir.Indices(), cmp="=="):
             return True
+        case ir.Select(keys=keys, cmp="=="):
+            # keys a * indices + c with a != 0 are distinct too (``shift``)
+            form = affine_form(keys)
+            return form is not None and form[0] == 0 and form[1] != 0
         case ir.SelectorAnd(left=a, right=b):
             return is_functional(a) or is_functional(b)
     return False
+
+
+def affine_form(node: ir.Operand) -> tuple[float, float, float] | None:
+    """(a, b, c) with node = a*length + b*indices + c, or None if it is not of that form."""
+    match node:
+        case ir.Const(value=v) if ir.is_number(v):
+            return (0.0, 0.0, float(v))  # type: ignore[arg-type]
+        case ir.Length():
+            return (1.0, 0.0, 0.0)
+        case ir.Indices():
+            return (0.0, 1.0, 0.0)
+        case ir.Map(op=op, args=args) if op in ("add", "sub", "neg", "pos", "mul"):
+            forms = [affine_form(a) for a in args]
+            if any(f is None for f in forms):
+                return None
+            if op == "add":
+                return tuple(x + y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
+            if op == "sub":
+                return tuple(x - y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
+            if op == "neg":
+                return tuple(-x for x in forms[0])  # type: ignore[return-value, union-attr]
+            if op == "pos":
+                return forms[0]
+            consts = [f for f in forms if f is not None and f[0] == 0 and f[1] == 0]
+            if not consts:
+                return None
+            other = forms[1] if forms[0] is consts[0] else forms[0]
+            return tuple(consts[0][2] * x for x in other)  # type: ignore[return-value, union-attr]
+    return None
 
 
 def infer_value_sets(

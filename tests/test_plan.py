@@ -87,3 +87,50 @@ def test_categories_with_equal_tables_share_one_gate():
         ([0, 1], [0, 1]),
         ([2], [0, 1]),
     ]
+
+
+NUMERIC_EQ_PROGRAMS = [
+    "reverse",
+    "shift_tokens",
+    "shift_indices",
+    "load_from_location",
+    "index_negative",
+    "shift_and_compare",
+]
+
+
+@pytest.mark.parametrize("name", NUMERIC_EQ_PROGRAMS)
+def test_numeric_equality_heads_are_exact_on_every_small_input(name, monkeypatch):
+    # force the numerical head even where the value sets are small, and check it all
+    from check import all_inputs, mismatches
+    from corpus import EXPRESSIONS, example_programs
+
+    from rasp_compiler import plan
+
+    monkeypatch.setattr(plan, "NUMERIC_EQ_MIN_VALUES", 0)
+    (src, vocab) = next((s, v) for n, s, v in EXPRESSIONS + example_programs() if n == name)
+    sop, model = compile_source(src, vocab, 5)
+    kinds = [h["kind"] for layer in model.spec.layers for h in layer["attn"]]
+    assert "aggregate" in kinds
+    checked, bad = mismatches(sop, model, all_inputs(vocab, 5))
+    assert checked > 0 and not bad, bad[:1]
+
+
+def test_reverse_at_long_lengths_needs_no_one_hot_of_indices():
+    # select(indices, length - indices - 1, ==) compares numbers: key index and its
+    # square are positional directions, so d_model does not grow with max_len
+    for max_len in (64, 512):
+        model = compile_program(EXAMPLES / "reverse.rasp", "reverse", "abcd", max_len)
+        assert model.config.n_layers == 2
+        assert model.config.d_model < 40
+        names = [b["name"] for b in model.spec.layout]
+        assert "indices" not in names
+
+
+def test_numeric_equality_head_refuses_a_dtype_that_cannot_separate_its_scores():
+    from rasp_compiler.errors import CompileError
+
+    with pytest.raises(CompileError) as err:
+        compile_program(EXAMPLES / "reverse.rasp", "reverse", "abcd", 1024, dtype="float16")
+    text = err.value.render() if hasattr(err.value, "render") else str(err.value)
+    assert "attention head's scores" in text and "reverse.rasp:" in text

@@ -25,9 +25,22 @@ from ..residual import Layout
 SAFETY = 2.0
 
 
-def sharpness(head: Head, max_len: int) -> float:
-    """beta such that ``(max_len + 1) * exp(-beta * gap) <= leak`` with a safety margin."""
-    return (math.log((max_len + 1) / head.leak) + SAFETY) / head.gap
+#: A score is computed from a handful of products and sums, each rounded: its error is at
+#: most about this many times ``magnitude * eps`` (``magnitude`` bounds |score|).
+ROUNDINGS = 4.0
+
+
+def score_noise(head: Head, eps: float) -> float:
+    """Bound on the rounding error of one score (before beta) in a dtype with unit ``eps``."""
+    return ROUNDINGS * head.magnitude * eps
+
+
+def sharpness(head: Head, max_len: int, eps: float = 2.0**-24) -> float:
+    """beta such that ``(max_len + 1) * exp(-beta * gap') <= leak`` with a safety margin,
+    where ``gap' = gap - 2 * score_noise`` is the gap that survives rounding (the
+    assembler refuses a head whose ``gap'`` is below half its gap)."""
+    effective = head.gap - 2.0 * score_noise(head, eps)
+    return (math.log((max_len + 1) / head.leak) + SAFETY) / effective
 
 
 @dataclass(frozen=True)
@@ -40,11 +53,16 @@ class HeadWeights:
 
 
 def head_weights(
-    head: Head, layout: Layout, max_len: int, attn_scale: float, d_head: int
+    head: Head,
+    layout: Layout,
+    max_len: int,
+    attn_scale: float,
+    d_head: int,
+    eps: float = 2.0**-24,
 ) -> HeadWeights:
     """The head's four matrices, padded with zeros to ``d_head`` columns."""
     d = layout.d_model
-    beta = sharpness(head, max_len)
+    beta = sharpness(head, max_len, eps)
     W_Q, W_K = np.zeros((d, d_head), dtype=np.float32), np.zeros((d, d_head), dtype=np.float32)
     for t, (q, k, coef) in enumerate(head.qk):
         W_Q[:, t] = layout.vector(q) * coef * beta * attn_scale
