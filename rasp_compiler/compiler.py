@@ -95,6 +95,10 @@ def compile_sop(
     if problems:
         raise CompileError(problems)
     planner = Planner(sets, max_len, names, _conversions(sop))
+    for node in ir.walk(sop):
+        for child in node.children():
+            if child.span is None and node.span is not None:
+                planner.used_at.setdefault(child.id, node.span)
     output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
     if planner.problems:
         raise CompileError(planner.problems)

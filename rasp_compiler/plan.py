@@ -186,9 +186,15 @@ class Planner:
         self.index_dirs: dict[str, tuple[str, ...]] = {}
         self.conv_of = conv_of
         self._kind: dict[int, str] = {}
+        #: node id -> the span of an operation that reads it, for nodes without their own
+        #: (``length`` from the library): errors about them point at where they are used
+        self.used_at: dict[int, object] = {}
         #: extra positional-embedding directions: name -> value at index 0, 1, ...
         self.positional: dict[str, tuple[float, ...]] = {}
         self._leaf: dict[int, ir.Node | None] = {}
+
+    def span_of(self, node: ir.Node):
+        return node.span if node.span is not None else self.used_at.get(node.id)
 
     # ------------------------------------------------------------ pruning
 
@@ -341,7 +347,7 @@ class Planner:
     # ------------------------------------------------------- construction
 
     def _fail(self, msg: str, node: ir.Node) -> PlanError:
-        err = PlanError(msg, node.span)
+        err = PlanError(msg, self.span_of(node))
         self.problems.append(err)
         return err
 
@@ -654,7 +660,7 @@ class Planner:
                 else:
                     tolerances.append((max(abs(float(v)) for v in r.values), tol))
         stage = max((r.stage for r in reps), default=0)
-        job = MLPJob(max(0, math.ceil((stage - 1) / 2)), label, node.span, reps, fn)
+        job = MLPJob(max(0, math.ceil((stage - 1) / 2)), label, self.span_of(node), reps, fn)
         job.tolerances = tolerances
         self.mlps.append(job)
         return job
@@ -775,7 +781,7 @@ class Planner:
             head = self._head(
                 "aggregate",
                 label,
-                node.span,
+                self.span_of(node),
                 pairs,
                 scores,
                 scores.level - 0.5,
@@ -923,7 +929,7 @@ class Planner:
             head = self._head(
                 "width",
                 label,
-                node.span,
+                self.span_of(node),
                 pairs,
                 scores,
                 float(scores.level),
