@@ -256,9 +256,13 @@ class _Lowerer:
         if path in self.loading:
             raise RaspValueError(f"'{st.path}' is already being loaded (circular load)", st.span)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise RaspNameError(f"cannot read '{path}': {exc.strerror}", st.span) from None
+        except UnicodeDecodeError:
+            raise RaspValueError(
+                f"'{path}' is not a RASP program (not UTF-8 text)", st.span
+            ) from None
         program = parse(text, str(path))
         file_scope = Scope(self.library, st.path, export_to=scope)
         self.loading.append(path)
@@ -569,9 +573,11 @@ def load_program(path: str | Path, draw_hook: DrawHook | None = None) -> Session
     """Parse and run the file ``path`` in a new Session (loads resolve next to it first)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RaspNameError(f"cannot read program '{path}': {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RaspValueError(f"'{path}' is not a RASP program (not UTF-8 text)") from None
     return load_source(text, str(path), base_dir=path.resolve().parent, draw_hook=draw_hook)
 
 

@@ -230,6 +230,11 @@ def infer_value_sets(
     sets: dict[int, ValueSet] = {}
     problems: list[RaspError] = []
     failed: set[int] = set()
+    used_at: dict[int, object] = {}  # built-ins have no span: point at where they are read
+    for node in ir.walk(root):
+        for child in node.children():
+            if child.span is None and node.span is not None:
+                used_at.setdefault(child.id, node.span)
     for node in ir.walk(root):
         if any(c.id in failed for c in node.children()):
             failed.add(node.id)
@@ -239,6 +244,8 @@ def infer_value_sets(
         try:
             vals = _node_values(node, sets, vocab, max_len, is_functional)
         except RaspError as exc:
+            if exc.span is None:
+                exc.span = used_at.get(node.id)  # type: ignore[assignment]
             problems.append(exc)
             failed.add(node.id)
             continue

@@ -446,3 +446,14 @@ def test_rasp_errors_without_a_span(capsys, monkeypatch):
     monkeypatch.setattr(cli, "cmd_eval", fails)
     code, _, err = main(capsys, "eval", REVERSE, "--input", "a")
     assert code == 1 and err == "value error: something went wrong\n"
+
+
+def test_a_vocabulary_the_token_conversion_rejects_is_located_at_its_use(tmp_path):
+    prog = tmp_path / "floats.rasp"
+    prog.write_text("tokens = tokens_float;\nx = tokens + 1;\n")
+    res = run_cli(
+        "compile", str(prog), "--vocab", "abc", "--max-len", "4", "-o", str(tmp_path / "m")
+    )
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "floats.rasp:2:5" in res.stderr and "tokens_float" in res.stderr
+    assert not (tmp_path / "m").exists()

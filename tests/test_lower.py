@@ -601,3 +601,18 @@ def test_errors_inside_user_functions_point_into_the_function() -> None:
 )  # fmt: skip
 def test_section_6_outputs(expr: str, inp: str | list, expected: list) -> None:
     assert on(f"x = {expr};", inp) == expected
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    from rasp_compiler.errors import RaspError
+    from rasp_compiler.lower import load_program
+
+    binary = tmp_path / "bin.rasp"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    loader = tmp_path / "main.rasp"
+    loader.write_text(f'load "{binary}";\nx = tokens;\n')
+    with pytest.raises(RaspError, match="not UTF-8"):
+        load_program(binary)
+    with pytest.raises(RaspError, match="not UTF-8") as err:
+        load_program(loader)
+    assert "main.rasp:1:1" in err.value.render()
