@@ -425,11 +425,52 @@ def worker_tracr(job: dict) -> None:
         _emit(model_tok_s=sum(map(len, inputs)) / dt, model_s=dt, jit_s=jit_s, model_reps=reps)
 
 
+def worker_certify(job: dict) -> None:
+    """The largest certified max length in ``job['dtype']``, then a sampled check there."""
+    import torch
+
+    torch.set_grad_enabled(False)
+    from rasp_compiler.compiler import compile_program, largest_certified_length
+    from rasp_compiler.errors import RaspError
+    from rasp_compiler.interpret import evaluate
+    from rasp_compiler.lower import get_sop, load_program
+    from rasp_compiler.verify import same_output
+
+    program = Path(job["path"])
+    session = load_program(program)
+    sop = get_sop(session, session.last_sop_name())
+    vocab, dtype = job["vocab"], job["dtype"]
+    t0 = time.perf_counter()
+    best, reason = largest_certified_length(sop, tuple(vocab), dtype, upto=job["upto"])
+    _emit(status="ok", certified=best, reason=reason, certify_s=time.perf_counter() - t0)
+    if not best:
+        return
+    model = compile_program(program, vocab=vocab, max_len=best, dtype=dtype)
+    count = job["check"] if best < 512 else job["check_long"]
+    inputs = make_inputs(vocab, best, count, job["style"], SEED + 2)
+    ok = bad = 0
+    runnable, expected = [], []
+    for inp in inputs:
+        try:
+            expected.append([_plain(x) for x in evaluate(sop, inp)])
+            runnable.append(inp)
+        except RaspError:
+            continue
+    for exp, got in zip(expected, model.run_batch(runnable, chunk_size=32)):
+        if same_output(exp, got):
+            ok += 1
+        else:
+            bad += 1
+    _emit(checked=ok + bad, exact=ok)
+
+
 def worker_main() -> None:
     job = json.loads(sys.stdin.read())
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     if job["tool"] == "ours":
         worker_ours(job)
+    elif job["tool"] == "certify":
+        worker_certify(job)
     else:
         worker_tracr(job)
 
@@ -925,6 +966,59 @@ def section_throughput(args: argparse.Namespace) -> str:
     return text
 
 
+def section_precision(args: argparse.Namespace) -> str:
+    dtypes = ("float32", "float16", "bfloat16")
+    others = sorted(p.stem for p in EXAMPLES.glob("*.rasp") if p.stem not in BIG_THREE)
+    rows, notes = [], []
+    for name in list(BIG_THREE) + others:
+        vocab, style = (LETTERS, "random") if name in BIG_THREE else example_vocab(name)
+        upto = (64 if args.quick else 1024) if name in BIG_THREE else (64 if args.quick else 256)
+        cells = []
+        for dtype in dtypes:
+            job = {
+                "tool": "certify",
+                "path": str(EXAMPLES / f"{name}.rasp"),
+                "vocab": vocab,
+                "style": style,
+                "dtype": dtype,
+                "upto": upto,
+                "check": 20 if args.quick else 100,
+                "check_long": 20,
+            }
+            log(f"precision: {name} in {dtype} (up to {upto})")
+            r = run_job(job, args.timeout * 12 + 300)
+            log(f"  -> {summarize(r)}, certified={r.get('certified')}")
+            if r.get("status") != "ok":
+                cells.append(r.get("status", "?"))
+                notes.append(f"- {name} in {dtype}: {r.get('error') or r.get('crash') or ''}")
+                continue
+            best = r["certified"]
+            cell = f"{best}" if best else "none"
+            if best:
+                cell += f" ({r.get('exact', 0)}/{r.get('checked', 0)})"
+            if best < upto and r.get("reason"):
+                notes.append(
+                    f"- {name} in {dtype}: refused at {2 * best if best else 1}: "
+                    f"{' '.join(str(r['reason']).split())[:160]}"
+                )
+            cells.append(cell)
+        rows.append([name, "a–z" if vocab == LETTERS else vocab, str(upto)] + cells)
+    header = ["program", "vocab", "tried up to"]
+    header += [f"{d}: certified max_len (exact)" for d in dtypes]
+    text = "### 4. Certified precision\n\n" + table(header, rows) + "\n\n"
+    text += (
+        "For each dtype, the largest maximum length (powers of two, then the limit tried) at "
+        "which the compiler certifies the model exact (`largest_certified_length`: every "
+        "head's score rounding and every MLP's pre-activations and input tolerances checked "
+        "against the dtype's unit round-off). In brackets: the model compiled at that length "
+        "and run in that dtype on random inputs (a quarter at full length; 100 inputs, 20 at "
+        "lengths of 512 and more) that equal the interpreter / inputs run.\n"
+    )
+    if notes:
+        text += "\nWhy the next length is refused:\n\n" + "\n".join(notes) + "\n"
+    return text
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -985,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=["length", "tracr", "throughput"],
+        choices=["length", "tracr", "throughput", "precision"],
         action="append",
         help="run only these sections (repeatable)",
     )
@@ -1013,7 +1107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    sections = args.only or ["length", "tracr", "throughput"]
+    sections = args.only or ["length", "tracr", "throughput", "precision"]
     parts = []
     head = (
         f"Machine: {machine_line()}. Run `python benchmarks/run.py"
@@ -1034,7 +1128,12 @@ def main(argv: list[str] | None = None) -> int:
             head += f" (commit {rev}{' plus uncommitted compiler changes' if dirty else ''})"
     except OSError:
         pass
-    builders = {"length": section_length, "tracr": section_tracr, "throughput": section_throughput}
+    builders = {
+        "length": section_length,
+        "tracr": section_tracr,
+        "throughput": section_throughput,
+        "precision": section_precision,
+    }
     for key in sections:
         part = wrap_prose(builders[key](args))
         print(part, flush=True)
