@@ -699,7 +699,11 @@ def summarize(r: dict) -> str:
 OURS_SIDE = {
     "reverse": {"path": str(EXAMPLES / "reverse.rasp")},
     "hist": {"path": str(EXAMPLES / "histogram.rasp")},
-    "sort_unique": {"path": str(EXAMPLES / "sort.rasp")},
+    # tracr's make_sort_unique, word for word: the target is the count of smaller keys
+    "sort_unique": {
+        "source": "target = selector_width(select(tokens, tokens, <));\n"
+        "sort_unique = aggregate(select(target, indices, ==), tokens);\n"
+    },
     "sort_freq": {
         "source": "hist = selector_width(select(tokens, tokens, ==));\n"
         "sort_freq = sort(tokens, -hist);\n"
@@ -885,8 +889,9 @@ def section_tracr(args: argparse.Namespace) -> str:
         "time including encoding and decoding, after a warm-up, best of up to 5 repeats "
         "within 1 s: ours `run_batch` (torch, "
         "float32), tracr the jitted forward on a [256, n+1] array (XLA CPU, jit compile "
-        "excluded). Tasks: reverse, hist, sort_unique (ours: examples/sort.rasp, a stable "
-        "sort, on inputs without repeated tokens), sort_freq (ours: `sort(tokens, -hist)`), "
+        "excluded). Tasks: reverse, hist, sort_unique (both: the count of smaller tokens as "
+        "target position, on inputs without repeated tokens; examples/sort.rasp is the "
+        "stable sort that also handles repeats), sort_freq (ours: `sort(tokens, -hist)`), "
         "frac_prevs of the first vocabulary token, shuffle_dyck (tracr's "
         '`make_shuffle_dyck(["()"])`: True everywhere iff the whole input is balanced; ours '
         'the same in 5 lines of RASP; vocabulary "(", ")" and n−2 other tokens; half the '

@@ -153,21 +153,31 @@ class Attention(nn.Module):
         self.W_O = _zeros(H, D, M)
         self.b_O = _zeros(M)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor, need_pattern: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [B, T, d_model], key_mask [B, T] bool (False = never attended to).
 
         Returns (out [B, T, d_model], pattern [B, n_heads, T, T]); pattern[b, h, q, k]
-        is the weight query position q gives key position k.
+        is the weight query position q gives key position k.  Without ``need_pattern``
+        the pattern is None and the fused ``scaled_dot_product_attention`` kernel runs
+        instead (same scores and softmax, without materialising [B, H, T, T]).
         """
         B, T, _ = x.shape
         q = torch.einsum("btm,hmd->bhtd", x, self.W_Q) + self.b_Q[:, None, :]  # [B, H, T, d_head]
         k = torch.einsum("btm,hmd->bhtd", x, self.W_K) + self.b_K[:, None, :]  # [B, H, T, d_head]
         v = torch.einsum("btm,hmd->bhtd", x, self.W_V) + self.b_V[:, None, :]  # [B, H, T, d_head]
-        scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
-        hidden = ~key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads and queries
-        scores = scores.masked_fill(hidden, float("-inf"))
-        pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
-        z = pattern @ v  # [B, H, T, d_head]
+        pattern = None
+        if need_pattern:
+            scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
+            hidden = ~key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads, queries
+            scores = scores.masked_fill(hidden, float("-inf"))
+            pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
+            z = pattern @ v  # [B, H, T, d_head]
+        else:
+            z = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=key_mask[:, None, None, :], scale=1.0 / self.attn_scale
+            )  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
         out = torch.einsum("bhtd,hdm->btm", z, self.W_O) + self.b_O  # [B, T, d_model]
         return out, pattern
@@ -198,10 +208,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, T, d_model] -> (after attn, after mlp, pattern [B, n_heads, T, T])."""
-        attn_out, pattern = self.attn(x, key_mask)
+        self, x: torch.Tensor, key_mask: torch.Tensor, need_pattern: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x [B, T, d_model] -> (after attn, after mlp, pattern [B, n_heads, T, T] or None)."""
+        attn_out, pattern = self.attn(x, key_mask, need_pattern)
         x_mid = x + attn_out
         x_out = x_mid + self.mlp(x_mid)
         return x_mid, x_out, pattern
@@ -279,9 +289,10 @@ class Transformer(nn.Module):
         x = self.embed(tokens) + self.pos_embed(T)  # [B, T, d_model]
         residuals, patterns = [x], []
         for block in self.blocks:
-            x_mid, x, pattern = block(x, attention_mask)
-            residuals += [x_mid, x]
-            patterns.append(pattern)
+            x_mid, x, pattern = block(x, attention_mask, return_residuals)
+            if return_residuals:
+                residuals += [x_mid, x]
+                patterns.append(pattern)
         logits = self.unembed(x)  # [B, T, d_vocab_out]
         if return_residuals:
             return ForwardOutput(logits, residuals, patterns)

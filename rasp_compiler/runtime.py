@@ -335,6 +335,8 @@ class CompiledModel(nn.Module):
         self.transformer = transformer
         self.spec = spec
         self._ids = {_atom_key(t): i for t, i in spec.token_ids.items()}
+        # fast path for the common case, string tokens (type checked exactly: True != 1)
+        self._str_ids = {t: i for t, i in spec.token_ids.items() if type(t) is str}
 
     @classmethod
     def build(
@@ -378,12 +380,16 @@ class CompiledModel(nn.Module):
         """
         rows = [self._encode_one(inp, b, len(inputs)) for b, inp in enumerate(inputs)]
         T = 1 + max((len(r) for r in rows), default=0)
-        tokens = torch.full((len(rows), T), self.spec.pad_id, dtype=torch.long)  # [B, T]
-        mask = torch.zeros(len(rows), T, dtype=torch.bool)  # [B, T]
+        tokens = np.full((len(rows), T), self.spec.pad_id, dtype=np.int64)  # [B, T]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        tokens[:, 0] = self.spec.bos_id
         for b, ids in enumerate(rows):
-            tokens[b, : 1 + len(ids)] = torch.tensor([self.spec.bos_id, *ids])
-            mask[b, : 1 + len(ids)] = True
-        return tokens.to(self.device), mask.to(self.device)
+            tokens[b, 1 : 1 + len(ids)] = ids
+        mask = np.arange(T)[None, :] <= lengths[:, None]  # [B, T]: BOS and the tokens
+        return (
+            torch.from_numpy(tokens).to(self.device),
+            torch.from_numpy(mask).to(self.device),
+        )
 
     def _encode_one(self, inp: Input, b: int, batch: int) -> list[int]:
         where = f"input {b}: " if batch > 1 else ""
@@ -396,6 +402,11 @@ class CompiledModel(nn.Module):
                 f"{where}input of length {len(inp)} is too long: "
                 f"this model accepts at most {self.spec.max_len} tokens"
             )
+        if isinstance(inp, str) or all(type(t) is str for t in inp):
+            try:
+                return [self._str_ids[t] for t in inp]
+            except KeyError:
+                pass  # the slow path below names the token
         ids = []
         for pos, tok in enumerate(inp):
             try:
