@@ -163,10 +163,13 @@ class Attention(nn.Module):
         the pattern is None and the fused ``scaled_dot_product_attention`` kernel runs
         instead (same scores and softmax, without materialising [B, H, T, T]).
         """
-        B, T, _ = x.shape
-        q = torch.einsum("btm,hmd->bhtd", x, self.W_Q) + self.b_Q[:, None, :]  # [B, H, T, d_head]
-        k = torch.einsum("btm,hmd->bhtd", x, self.W_K) + self.b_K[:, None, :]  # [B, H, T, d_head]
-        v = torch.einsum("btm,hmd->bhtd", x, self.W_V) + self.b_V[:, None, :]  # [B, H, T, d_head]
+        B, T, M = x.shape
+        H, D = self.W_Q.shape[0], self.W_Q.shape[2]
+        # one matmul for Q, K and V of every head: [M, 3 * H * D]
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, -1)
+        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        qkv = (x @ w + b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
         pattern = None
         if need_pattern:
             scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
@@ -179,7 +182,7 @@ class Attention(nn.Module):
                 q, k, v, attn_mask=key_mask[:, None, None, :], scale=1.0 / self.attn_scale
             )  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
-        out = torch.einsum("bhtd,hdm->btm", z, self.W_O) + self.b_O  # [B, T, d_model]
+        out = z.permute(0, 2, 1, 3).reshape(B, T, H * D) @ self.W_O.reshape(H * D, M) + self.b_O
         return out, pattern
 
 
