@@ -234,6 +234,9 @@ class Planner:
                             read(lin)
         self.heads = [h for h in self.heads if id(h) in heads]
         self.mlps = [m for m in self.mlps if id(m) in jobs]
+        for m in self.mlps:  # a live job may still write a representation nobody reads
+            m.cat_targets = [(v, dirs) for v, dirs in m.cat_targets if any(d in live for d in dirs)]
+            m.num_targets = [d for d in m.num_targets if d in live]
         self.blocks.order = [b for b in self.blocks.order if any(d in live for d in b[1])]
         self.embedded_tokens = {
             c: (vals, dirs)
@@ -875,8 +878,12 @@ class Planner:
         kc = tuple(v - centre for v in kpos)
         k1 = self._positional_dir(f"{kname}:key-{centre:g}", kc)
         k2 = self._positional_dir(f"{kname}:(key-{centre:g})^2", tuple(v * v for v in kc))
-        qrep = self.num(q)
-        q1 = qrep.lin - Lin.const(centre)
+        if qpos is not None:  # a function of indices: embedded, like the key side
+            q1 = self._positional_dir(f"{qname}:query-{centre:g}", tuple(v - centre for v in qpos))
+            qrep = NumRep(q1, self.values(q), 0)
+        else:
+            qrep = self.num(q)
+            q1 = qrep.lin - Lin.const(centre)
         kvals = sorted({float(v) for v in self.values(k)})
         qvals = sorted({float(v) for v in self.values(q)})
         gap = _nearest_other_sq(kvals, qvals)

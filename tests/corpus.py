@@ -98,6 +98,55 @@ EXPRESSIONS: list[tuple[str, str, str]] = [
         LETTERS,
     ),
     (
+        "shift_left_default",
+        'x = aggregate(select(indices, indices - 1, ==), tokens, "_");',
+        LETTERS,
+    ),
+    (
+        "run_of_repeats",
+        'prev = aggregate(select(indices, indices - 1, ==), tokens, "^");'
+        " same = prev == tokens;"
+        " r = selector_width(select(same, True, ==) and select(indices, indices, <=));",
+        LETTERS,
+    ),
+    (
+        "half_reverse",
+        "l = length; h = indices < l / 2;"
+        " r = aggregate(select(indices, length - indices - 1, ==), tokens) if h else tokens;",
+        LETTERS,
+    ),
+    (
+        "same_rank_other",
+        "k = selector_width(select(tokens, tokens, <));"
+        ' r = aggregate(select(k, k, ==) and select(indices, indices, !=), tokens, "none");',
+        LETTERS,
+    ),
+    (
+        "shift_by_two_indices",
+        "r = aggregate(select(indices + 2, indices, ==), indices, -5);",
+        LETTERS,
+    ),
+    (
+        "double_shift",
+        'x = shift(shift(tokens, 1, "_"), 1, "_");',
+        LETTERS,
+    ),
+    (
+        "mirror_keys",
+        "r = aggregate(select(length - indices - 1, indices, ==), indices);",
+        LETTERS,
+    ),
+    (
+        "every_other",
+        'r = aggregate(select(indices * 2, indices, ==), tokens, ".");',
+        LETTERS,
+    ),
+    (
+        "max_hist_index",
+        "r = max(selector_width(select(tokens, tokens, ==)), indices);",
+        LETTERS,
+    ),
+    (
         "gate_groups",
         'x = ((tokens in ["a", "b"]) and (indices > 1)) or (tokens == "d" and length > 2);',
         LETTERS,
