@@ -159,7 +159,7 @@ def _node_values(
         case ir.Full(value=v):
             return (v,)
         case ir.Map():
-            return _map_values(node, [operand(a) for a in node.args], max_len)
+            return _merge_close(_map_values(node, [operand(a) for a in node.args], max_len))
         case ir.SelectorWidth():
             return tuple(range(max_len + 1))
         case ir.Aggregate(values=values, default=default):
@@ -170,6 +170,37 @@ def _node_values(
                 vals = vs.values
             return sort_values((*vals, default))
     raise TypeError(f"not an s-op: {node!r}")
+
+
+#: Floats this close (relative) are one value: float arithmetic on a set's members
+#: (``mean - indices``) yields neighbours one rounding apart, which no model can tell
+#: apart and which the interpreter itself may produce either of.
+FLOAT_MERGE_TOL = 1e-12
+
+
+def _merge_close(values: tuple[Atom, ...]) -> tuple[Atom, ...]:
+    """``values`` with floats within FLOAT_MERGE_TOL of a neighbour merged into the one
+    with the shortest decimal form (so 1.8 stands for 1.7999999999999998)."""
+    floats = sorted(v for v in values if isinstance(v, float) and math.isfinite(v))
+    if len(floats) < 2:
+        return values
+    drop: set[float] = set()
+    group = [floats[0]]
+    for v in floats[1:]:
+        if v - group[0] <= FLOAT_MERGE_TOL * max(abs(v), abs(group[0]), 1e-300):
+            group.append(v)
+            continue
+        drop.update(_all_but_shortest(group))
+        group = [v]
+    drop.update(_all_but_shortest(group))
+    if not drop:
+        return values
+    return tuple(v for v in values if not (isinstance(v, float) and v in drop))
+
+
+def _all_but_shortest(group: list[float]) -> list[float]:
+    keep = min(group, key=lambda v: (len(repr(v)), v))
+    return [v for v in group if v != keep]
 
 
 def is_functional(sel: ir.Selector) -> bool:
