@@ -23,7 +23,7 @@ from .errors import CompileError, InputError
 from .graph import build_graph
 from .ir import Atom
 from .lower import Session, get_sop, load_program, load_source
-from .plan import CatRep, Planner
+from .plan import CatRep, PlanError, Planner
 from .runtime import CompiledModel, ModelSpec, OutputSpec
 from .value_sets import infer_value_sets, sort_values
 
@@ -99,13 +99,17 @@ def compile_sop(
         for child in node.children():
             if child.span is None and node.span is not None:
                 planner.used_at.setdefault(child.id, node.span)
-    output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
-    if planner.problems:
-        raise CompileError(planner.problems)
-    planner.prune(output)
     if dtype not in DTYPES:
         raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    asm = assemble(planner, output, vocab, max_len, dtype)
+    try:
+        output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
+        if planner.problems:
+            raise CompileError(planner.problems)
+        planner.prune(output)
+        asm = assemble(planner, output, vocab, max_len, dtype)
+    except PlanError as exc:  # a stage gave up at once: report it with any collected so far
+        problems = planner.problems if exc in planner.problems else [*planner.problems, exc]
+        raise CompileError(problems) from None
     if isinstance(output, CatRep):
         out_spec = OutputSpec("categorical", values=output.values)
     else:

@@ -33,6 +33,9 @@ from .selectors import (
     Scores,
     build_pairs,
     disjoint_terms,
+    distinct_operands,
+    joint_pair,
+    joint_scores,
     solve_scores,
     term_scores,
     truth_table,
@@ -49,6 +52,9 @@ MAX_FUSED_CONVERSION = 1 << 12
 #: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
 #: side instead of a one-hot) once a side has at least this many values.
 NUMERIC_EQ_MIN_VALUES = 12
+#: Largest joint one-hot of several s-ops written so that one head can read a selector
+#: over all of them (``select(a, x, <) or select(b, y, ==)`` in a mean).
+MAX_JOINT_VALUES = 1 << 14
 
 
 class PlanError(RaspError):
@@ -677,9 +683,43 @@ class Planner:
         scores = solve_scores(pairs, table, uniform)
         if scores is not None:
             return pairs, [scores]
-        if not uniform:
-            raise self._fail("this selector cannot be scored by one attention head", owner)
-        return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
+        key_ops, query_ops = distinct_operands(sel)
+        free = len(key_ops) <= 1 and len(query_ops) <= 1
+        if not free and isinstance(owner, ir.SelectorWidth):
+            # counting can sum one head per disjoint term: no joint MLP, no extra layer
+            return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
+        # One table over the joint values: constants folded into the atoms, and where
+        # a side compares several s-ops, an MLP first writes their joint code.
+        keys = self._joint_of(key_ops, sel, owner)
+        queries = self._joint_of(query_ops, sel, owner)
+        pair = joint_pair(sel, keys, queries, key_ops, query_ops, self.values)
+        return [pair], [joint_scores(pair)]
+
+    def _joint_of(self, ops: list[ir.SOp], sel: ir.Selector, owner: ir.Node) -> ir.Operand:
+        """One operand standing for ``ops``: a constant, the s-op itself, or a joint code."""
+        if not ops:
+            return ir.Const(True)
+        if len(ops) == 1:
+            return ops[0]
+        cols = tuple(self.values(o) for o in ops)
+        size = math.prod(len(c) for c in cols)
+        if size > MAX_JOINT_VALUES:
+            raise self._fail(
+                f"this selector compares {len(ops)} s-ops on one side in a way no single "
+                f"attention head can score; their joint one-hot would need {size} "
+                f"directions at max length {self.max_len} (limit {MAX_JOINT_VALUES})",
+                owner,
+            )
+        node = ir.Map(op="joint", args=tuple(ops), data=cols, span=self.span_of(owner))
+        self.sets[node.id] = ValueSet(tuple(range(size)))
+        self.names.setdefault(node.id, "joint(" + ", ".join(self._short(o) for o in ops) + ")")
+        return node
+
+    def _short(self, node: ir.Node) -> str:
+        name = self.names.get(node.id)
+        if name:
+            return name
+        return node.span.text.strip() if node.span is not None else type(node).__name__.lower()
 
     def _qk_terms(
         self, pairs: list[Pair], scores: Scores

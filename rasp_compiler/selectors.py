@@ -201,3 +201,73 @@ def term_scores(pairs: list[Pair], term: tuple[int | None, ...]) -> Scores:
         weights.append(tuple(0 if r is None else int(i == r) for i in range(len(p.regions))))
     level = sum(r is not None for r in term)
     return Scores(tuple(weights), max(level, 0), True)
+
+
+def distinct_operands(sel: ir.Selector) -> tuple[list[ir.SOp], list[ir.SOp]]:
+    """The distinct non-constant key operands and query operands of a selector's atoms."""
+    keys: dict[int, ir.SOp] = {}
+    queries: dict[int, ir.SOp] = {}
+    for atom in _atoms(sel):
+        if isinstance(atom.keys, ir.Node):
+            keys.setdefault(atom.keys.id, atom.keys)
+        if isinstance(atom.queries, ir.Node):
+            queries.setdefault(atom.queries.id, atom.queries)
+    return list(keys.values()), list(queries.values())
+
+
+def decode(code: int, columns: tuple[tuple[Atom, ...], ...]) -> tuple[Atom, ...]:
+    """The tuple of values a mixed-radix ``code`` stands for (first column varies slowest)."""
+    out = []
+    for col in reversed(columns):
+        code, i = divmod(code, len(col))
+        out.append(col[i])
+    return tuple(reversed(out))
+
+
+def joint_pair(
+    sel: ir.Selector,
+    keys: ir.Operand,
+    queries: ir.Operand,
+    key_ops: list[ir.SOp],
+    query_ops: list[ir.SOp],
+    values_of: Callable[[ir.Operand], tuple[Atom, ...]],
+) -> Pair:
+    """The whole selector as one table over a single (keys, queries) pair.
+
+    ``keys`` is the one key operand, or a joint code of ``key_ops`` (a mixed-radix
+    index into the product of their value sets, see :func:`decode`); likewise
+    ``queries``.  Every atomic select is then a function of (key value, query value),
+    so the formula's truth is one region per (key, query) combination: one head scores
+    the selector with weight 1 exactly where it selects (uniform, any formula).
+    """
+    atoms = _atoms(sel)
+    kcols = tuple(values_of(o) for o in key_ops)
+    qcols = tuple(values_of(o) for o in query_ops)
+    kpos = {o.id: i for i, o in enumerate(key_ops)}
+    qpos = {o.id: i for i, o in enumerate(query_ops)}
+    kv, qv = values_of(keys), values_of(queries)
+    joint_k, joint_q = len(key_ops) > 1, len(query_ops) > 1
+
+    def side(op: ir.Operand, value: Atom, pos: dict[int, int], joint: bool, cols) -> Atom:
+        if isinstance(op, ir.Const):
+            return op.value
+        return decode(int(value), cols)[pos[op.id]] if joint else value  # type: ignore[arg-type]
+
+    regions: dict[tuple[bool, ...], int] = {}
+    region_of = {}
+    for ki, k in enumerate(kv):
+        kvals = [side(a.keys, k, kpos, joint_k, kcols) for a in atoms]
+        for qi, q in enumerate(qv):
+            t = tuple(
+                _truth(a.cmp, kvals[n], side(a.queries, q, qpos, joint_q, qcols))
+                for n, a in enumerate(atoms)
+            )
+            truth = {a.id: x for a, x in zip(atoms, t, strict=True)}
+            region_of[(ki, qi)] = regions.setdefault((evaluate(sel, truth),), len(regions))
+    # regions here are the truth of the whole formula, (False,) and/or (True,)
+    return Pair(keys, queries, tuple(atoms), kv, qv, tuple(regions), region_of)
+
+
+def joint_scores(pair: Pair) -> Scores:
+    """Weight 1 where a joint pair's formula selects: uniform, level 1."""
+    return Scores((tuple(int(r[0]) for r in pair.regions),), 1, True)
