@@ -49,7 +49,12 @@ class Gen:
     def __post_init__(self) -> None:
         if self.int_tokens:
             self.lines.append("tokens = tokens_int;")
-            self.pools = {"str": [], "int": ["tokens", "indices", "length"], "bool": [], "float": []}
+            self.pools = {
+                "str": [],
+                "int": ["tokens", "indices", "length"],
+                "bool": [],
+                "float": [],
+            }
         else:
             self.pools = {"str": ["tokens"], "int": ["indices", "length"], "bool": [], "float": []}
 
