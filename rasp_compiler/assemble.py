@@ -58,6 +58,10 @@ def _eval(lin: Lin, resid: dict[str, float]) -> float:
     return sum(c * resid.get(k, 0.0) for k, c in lin.terms)
 
 
+#: Largest model (parameters) the compiler builds: 2^28 float32 weights are 1 GiB.
+MAX_PARAMS = 1 << 28
+
+
 def _gate_at_bos(units: list[Unit], bos_resid: dict[str, float]) -> list[Unit]:
     """Every unit switched off at the BOS position (its pre-activation pushed below 0)."""
     out = []
@@ -163,6 +167,24 @@ def assemble(
     d_head = max((max(len(h.qk), len(h.values)) for h in planner.heads), default=0)
     d_mlp = max((len(us) for us in units_by_layer), default=0)
     attn_scale = math.sqrt(d_head) if d_head else 1.0
+    n_params = n_layers * (4 * n_heads * d * d_head + 2 * d * d_mlp) + (max_len + len(vocab)) * d
+    if n_params > MAX_PARAMS:
+        big = max(planner.mlps, key=lambda m: len(job_units[id(m)]), default=None)
+        where = (
+            f"; its largest MLP ({len(job_units[id(big)])} hidden units) computes {big.label}"
+            if big is not None
+            else ""
+        )
+        raise CompileError(
+            [
+                PlanError(
+                    f"the model would have about {n_params:,} parameters (d_model {d}, "
+                    f"d_mlp {d_mlp}, {n_layers} layers) at max length {max_len}, more than "
+                    f"the limit of {MAX_PARAMS:,}{where}",
+                    big.span if big is not None else None,
+                )
+            ]
+        )
 
     w: dict[str, np.ndarray] = {}
     n_vocab = len(vocab) + 2

@@ -213,16 +213,17 @@ def _div(a: Atom, b: Atom) -> Atom:
     return a / b  # type: ignore[operator]
 
 
-def _joint(columns: tuple, *args: Atom) -> Atom:
-    # Mixed-radix code of (args[0], args[1], ...) in the product of ``columns``, the
-    # operands' value sets; the first operand varies slowest.
+def _joint(data: tuple, *args: Atom) -> Atom:
+    # data = (columns, classes): the operands' value sets, and the class of every
+    # mixed-radix code of (args[0], args[1], ...) (the first operand varies slowest).
+    columns, classes = data
     code = 0
     for col, a in zip(columns, args, strict=True):
         i = next((n for n, v in enumerate(col) if type(v) is type(a) and v == a), None)
         if i is None:
             raise KeyError(a)
         code = code * len(col) + i
-    return code
+    return classes[code]
 
 
 def _lookup(data: tuple, key: Atom) -> Atom:
@@ -277,8 +278,8 @@ MAP_OPS: dict[str, MapOp] = {
     "or": MapOp(2, "or", lambda d, a, b: a or b),
     # ternary: where(cond, a, b) = a if cond else b
     "where": MapOp(3, "if", lambda d, c, a, b: a if c else b),
-    # compiler-internal, any arity: the joint code of several s-ops (``data``: their
-    # value sets), so one attention head can read a selector over all of them
+    # compiler-internal, any arity: the class of several s-ops' joint value (``data``:
+    # their value sets and the class table), so one head can read a selector over all
     "joint": MapOp(-1, "joint", lambda d, *args: _joint(d, *args)),
 }
 

@@ -31,11 +31,13 @@ from .residual import BOS, ONE, Lin, lin_sum
 from .selectors import (
     Pair,
     Scores,
+    atoms,
     build_pairs,
     disjoint_terms,
     distinct_operands,
     joint_pair,
     joint_scores,
+    joint_table,
     solve_scores,
     term_scores,
     truth_table,
@@ -52,9 +54,8 @@ MAX_FUSED_CONVERSION = 1 << 12
 #: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
 #: side instead of a one-hot) once a side has at least this many values.
 NUMERIC_EQ_MIN_VALUES = 12
-#: Largest joint one-hot of several s-ops written so that one head can read a selector
-#: over all of them (``select(a, x, <) or select(b, y, ==)`` in a mean).
-MAX_JOINT_VALUES = 1 << 14
+#: Largest (key value, query value) table one attention head's selector may need.
+MAX_SELECT_TABLE = 1 << 22
 
 
 class PlanError(RaspError):
@@ -654,6 +655,8 @@ class Planner:
             )
         nums = [r for r in reps if isinstance(r, NumRep)]
         lams: list[float] = []
+        if any(not r.values for r in reps):
+            nums = []  # an input that failed to plan (its problem is recorded): no table
         if nums:
             from .emit.mlp import projection
 
@@ -678,6 +681,7 @@ class Planner:
 
     def _selector_heads(self, sel: ir.Selector, uniform: bool, owner: ir.Node):
         """(pairs, list of Scores) for the selector: one Scores per head needed."""
+        self._check_tables(sel, owner)
         pairs = build_pairs(sel, self.values)
         table = truth_table(sel, pairs)
         scores = solve_scores(pairs, table, uniform)
@@ -689,29 +693,44 @@ class Planner:
             # counting can sum one head per disjoint term: no joint MLP, no extra layer
             return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
         # One table over the joint values: constants folded into the atoms, and where
-        # a side compares several s-ops, an MLP first writes their joint code.
-        keys = self._joint_of(key_ops, sel, owner)
-        queries = self._joint_of(query_ops, sel, owner)
-        pair = joint_pair(sel, keys, queries, key_ops, query_ops, self.values)
+        # a side compares several s-ops, an MLP first writes the class of their joint
+        # value (joint values the selector treats alike share a class).
+        sizes = [math.prod(len(self.values(o)) for o in ops) for ops in (key_ops, query_ops)]
+        if sizes[0] * sizes[1] > MAX_SELECT_TABLE:
+            raise self._fail(
+                "no single attention head can score this selector over its separate "
+                f"s-ops, and its joint table over {sizes[0]} key and {sizes[1]} query "
+                f"value combinations at max length {self.max_len} is too large "
+                f"(limit {MAX_SELECT_TABLE})",
+                owner,
+            )
+        jt = joint_table(sel, key_ops, query_ops, self.values)
+        keys = self._joint_of(key_ops, jt.key_cols, jt.key_class, owner)
+        queries = self._joint_of(query_ops, jt.query_cols, jt.query_class, owner)
+        pair = joint_pair(sel, keys, queries, jt, self.values)
         return [pair], [joint_scores(pair)]
 
-    def _joint_of(self, ops: list[ir.SOp], sel: ir.Selector, owner: ir.Node) -> ir.Operand:
-        """One operand standing for ``ops``: a constant, the s-op itself, or a joint code."""
+    def _check_tables(self, sel: ir.Selector, owner: ir.Node) -> None:
+        """Refuse selects whose (key, query) value table is too large to build."""
+        for atom in atoms(sel):
+            nk, nq = len(self.values(atom.keys)), len(self.values(atom.queries))
+            if nk * nq > MAX_SELECT_TABLE:
+                raise self._fail(
+                    f"this select compares s-ops with {nk} and {nq} possible values at "
+                    f"max length {self.max_len}: a table of {nk * nq} entries "
+                    f"(limit {MAX_SELECT_TABLE})",
+                    atom if atom.span is not None else owner,
+                )
+
+    def _joint_of(self, ops: list[ir.SOp], cols, classes, owner: ir.Node) -> ir.Operand:
+        """One operand standing for ``ops``: a constant, the s-op itself, or an s-op
+        (an MLP) whose values are the classes of their joint value."""
         if not ops:
             return ir.Const(True)
         if len(ops) == 1:
             return ops[0]
-        cols = tuple(self.values(o) for o in ops)
-        size = math.prod(len(c) for c in cols)
-        if size > MAX_JOINT_VALUES:
-            raise self._fail(
-                f"this selector compares {len(ops)} s-ops on one side in a way no single "
-                f"attention head can score; their joint one-hot would need {size} "
-                f"directions at max length {self.max_len} (limit {MAX_JOINT_VALUES})",
-                owner,
-            )
-        node = ir.Map(op="joint", args=tuple(ops), data=cols, span=self.span_of(owner))
-        self.sets[node.id] = ValueSet(tuple(range(size)))
+        node = ir.Map(op="joint", args=tuple(ops), data=(cols, classes), span=self.span_of(owner))
+        self.sets[node.id] = ValueSet(tuple(range(max(classes) + 1)))
         self.names.setdefault(node.id, "joint(" + ", ".join(self._short(o) for o in ops) + ")")
         return node
 
@@ -778,8 +797,11 @@ class Planner:
         all_scores: list[Scores] = []
         if numeric_eq is None:
             try:
+                # a mean needs equal weights on the selected keys, unless they all hold
+                # one value (``has_focus``: the constant 1): then any split is exact
+                single = len(self.values(node.values)) == 1
                 pairs, all_scores = self._selector_heads(
-                    node.selector, uniform=not categorical, owner=node
+                    node.selector, uniform=not categorical and not single, owner=node
                 )
             except PlanError:
                 return CatRep((), (), 0) if categorical else NumRep(Lin(), (), 0)

@@ -66,6 +66,11 @@ def _atoms(sel: ir.Selector) -> list[ir.Select]:
     raise TypeError(sel)
 
 
+def atoms(sel: ir.Selector) -> list[ir.Select]:
+    """The atomic selects of a selector formula, each once."""
+    return _atoms(sel)
+
+
 def _truth(cmp: str, k: Atom, q: Atom) -> bool:
     try:
         return ir.compare(cmp, k, q)
@@ -215,57 +220,117 @@ def distinct_operands(sel: ir.Selector) -> tuple[list[ir.SOp], list[ir.SOp]]:
     return list(keys.values()), list(queries.values())
 
 
-def decode(code: int, columns: tuple[tuple[Atom, ...], ...]) -> tuple[Atom, ...]:
-    """The tuple of values a mixed-radix ``code`` stands for (first column varies slowest)."""
-    out = []
-    for col in reversed(columns):
-        code, i = divmod(code, len(col))
-        out.append(col[i])
-    return tuple(reversed(out))
+@dataclass(frozen=True)
+class JointTable:
+    """A selector over several s-ops per side, reduced to one table of classes.
+
+    Key joint values are mixed-radix codes over ``key_ops``' value sets (the first
+    operand varies slowest), likewise for queries.  Two key codes are in one class when
+    the selector treats them alike for every query code (equal columns of the truth
+    table), and likewise for queries (equal rows).  ``key_class[code]`` /
+    ``query_class[code]`` give the classes, ``selected[kc][qc]`` the truth per class.
+    """
+
+    key_cols: tuple[tuple[Atom, ...], ...]
+    query_cols: tuple[tuple[Atom, ...], ...]
+    key_class: tuple[int, ...]
+    query_class: tuple[int, ...]
+    selected: tuple[tuple[bool, ...], ...]
+
+
+def joint_table(
+    sel: ir.Selector,
+    key_ops: list[ir.SOp],
+    query_ops: list[ir.SOp],
+    values_of: Callable[[ir.Operand], tuple[Atom, ...]],
+) -> JointTable:
+    """The selector's truth over the joint key and query values, in classes.
+
+    The caller bounds the product of the two sides' joint sizes: this builds it."""
+    import numpy as np
+
+    kcols = tuple(values_of(o) for o in key_ops)
+    qcols = tuple(values_of(o) for o in query_ops)
+
+    def digits(cols) -> list[np.ndarray]:
+        # digit p of every code 0 .. prod-1: the index of operand p's value
+        size = math.prod(len(c) for c in cols)
+        codes = np.arange(size)
+        out, stride = [], size
+        for c in cols:
+            stride //= len(c)
+            out.append((codes // stride) % len(c))
+        return out
+
+    kd, qd = digits(kcols), digits(qcols)
+    nk, nq = math.prod(len(c) for c in kcols), math.prod(len(c) for c in qcols)
+    kpos = {o.id: i for i, o in enumerate(key_ops)}
+    qpos = {o.id: i for i, o in enumerate(query_ops)}
+
+    def atom_truth(a: ir.Select) -> np.ndarray:
+        kv = values_of(a.keys)
+        qv = values_of(a.queries)
+        small = np.array([[_truth(a.cmp, k, q) for q in qv] for k in kv], dtype=bool)
+        ki = kd[kpos[a.keys.id]] if isinstance(a.keys, ir.Node) else np.zeros(nk, dtype=int)
+        qi = qd[qpos[a.queries.id]] if isinstance(a.queries, ir.Node) else np.zeros(nq, dtype=int)
+        return small[np.ix_(ki, qi)]  # [nk, nq]
+
+    truth = {a.id: atom_truth(a) for a in _atoms(sel)}
+
+    def formula(x: ir.Selector) -> np.ndarray:
+        match x:
+            case ir.Select():
+                return truth[x.id]
+            case ir.SelectorAnd(left=a, right=b):
+                return formula(a) & formula(b)
+            case ir.SelectorOr(left=a, right=b):
+                return formula(a) | formula(b)
+            case ir.SelectorNot(inner=a):
+                return ~formula(a)
+        raise TypeError(x)
+
+    grid = formula(sel)  # [nk, nq]: does key code k select query code q
+    by_key, key_class = np.unique(grid, axis=0, return_inverse=True)  # [n_kc, nq]
+    by_both, query_class = np.unique(by_key, axis=1, return_inverse=True)  # [n_kc, n_qc]
+    return JointTable(
+        kcols,
+        qcols,
+        tuple(int(c) for c in np.ravel(key_class)),
+        tuple(int(c) for c in np.ravel(query_class)),
+        tuple(tuple(bool(x) for x in r) for r in by_both),
+    )
 
 
 def joint_pair(
     sel: ir.Selector,
     keys: ir.Operand,
     queries: ir.Operand,
-    key_ops: list[ir.SOp],
-    query_ops: list[ir.SOp],
+    table: JointTable,
     values_of: Callable[[ir.Operand], tuple[Atom, ...]],
 ) -> Pair:
-    """The whole selector as one table over a single (keys, queries) pair.
+    """The selector as one (keys, queries) pair over a :class:`JointTable`.
 
-    ``keys`` is the one key operand, or a joint code of ``key_ops`` (a mixed-radix
-    index into the product of their value sets, see :func:`decode`); likewise
-    ``queries``.  Every atomic select is then a function of (key value, query value),
-    so the formula's truth is one region per (key, query) combination: one head scores
-    the selector with weight 1 exactly where it selects (uniform, any formula).
+    A side is a constant (no s-op), its one s-op (whose value index is its code), or a
+    joint s-op whose values are the side's class ids.  Regions are the truth of the
+    whole formula: (False,) and/or (True,).
     """
-    atoms = _atoms(sel)
-    kcols = tuple(values_of(o) for o in key_ops)
-    qcols = tuple(values_of(o) for o in query_ops)
-    kpos = {o.id: i for i, o in enumerate(key_ops)}
-    qpos = {o.id: i for i, o in enumerate(query_ops)}
     kv, qv = values_of(keys), values_of(queries)
-    joint_k, joint_q = len(key_ops) > 1, len(query_ops) > 1
+    k_joint = len(table.key_cols) > 1
+    q_joint = len(table.query_cols) > 1
 
-    def side(op: ir.Operand, value: Atom, pos: dict[int, int], joint: bool, cols) -> Atom:
-        if isinstance(op, ir.Const):
-            return op.value
-        return decode(int(value), cols)[pos[op.id]] if joint else value  # type: ignore[arg-type]
+    def kclass(ki: int) -> int:
+        return int(kv[ki]) if k_joint else table.key_class[ki if table.key_cols else 0]
+
+    def qclass(qi: int) -> int:
+        return int(qv[qi]) if q_joint else table.query_class[qi if table.query_cols else 0]
 
     regions: dict[tuple[bool, ...], int] = {}
     region_of = {}
-    for ki, k in enumerate(kv):
-        kvals = [side(a.keys, k, kpos, joint_k, kcols) for a in atoms]
-        for qi, q in enumerate(qv):
-            t = tuple(
-                _truth(a.cmp, kvals[n], side(a.queries, q, qpos, joint_q, qcols))
-                for n, a in enumerate(atoms)
-            )
-            truth = {a.id: x for a, x in zip(atoms, t, strict=True)}
-            region_of[(ki, qi)] = regions.setdefault((evaluate(sel, truth),), len(regions))
-    # regions here are the truth of the whole formula, (False,) and/or (True,)
-    return Pair(keys, queries, tuple(atoms), kv, qv, tuple(regions), region_of)
+    for ki in range(len(kv)):
+        row = table.selected[kclass(ki)]
+        for qi in range(len(qv)):
+            region_of[(ki, qi)] = regions.setdefault((row[qclass(qi)],), len(regions))
+    return Pair(keys, queries, tuple(_atoms(sel)), kv, qv, tuple(regions), region_of)
 
 
 def joint_scores(pair: Pair) -> Scores:

@@ -147,6 +147,34 @@ EXPRESSIONS: list[tuple[str, str, str]] = [
         LETTERS,
     ),
     (
+        "or_mean_two_pairs",
+        "m = aggregate(select(tokens, tokens, <) or select(indices, indices, ==), indices);",
+        LETTERS,
+    ),
+    (
+        "or_mean_consts",
+        'm = aggregate(select(tokens, "a", ==) or select(indices, 0, ==), indices, -1);',
+        LETTERS,
+    ),
+    (
+        "has_focus_or",
+        'h = has_focus(select("a", tokens, ==) or select(indices, length, <));',
+        LETTERS,
+    ),
+    (
+        "or_categorical_joint",
+        "w = selector_width(select(tokens, tokens, ==));"
+        " r = aggregate((select(w, 1, ==) and select(indices, 0, ==)) or"
+        ' (select(tokens, "b", ==) and select(indices, indices, ==)), tokens, "-");',
+        LETTERS,
+    ),
+    (
+        "mean_or_overlap_joint",
+        "w = selector_width(select(tokens, tokens, ==));"
+        " m = aggregate(select(w, w, <=) or select(tokens, tokens, ==), indices);",
+        LETTERS,
+    ),
+    (
         "gate_groups",
         'x = ((tokens in ["a", "b"]) and (indices > 1)) or (tokens == "d" and length > 2);',
         LETTERS,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check import all_inputs, mismatches  # noqa: E402
+from check import all_inputs, mismatches, random_inputs  # noqa: E402
 
 from rasp_compiler.compiler import compile_sop  # noqa: E402
 from rasp_compiler.errors import CompileError, RaspError  # noqa: E402
@@ -93,7 +93,7 @@ class Gen:
     # ----- selectors -----------------------------------------------------------------
     def select(self) -> str:
         r = self.rng
-        kinds = [k for k in ("str", "int", "bool") if self.has(k)]
+        kinds = [k for k in ("str", "int", "bool", "float") if self.has(k)]
         kind = r.choice(kinds)
         keys = self.pick(kind)
         queries = self.operand(kind, 0.25)
@@ -215,7 +215,9 @@ class Gen:
         elif form == 1:
             self.bind("bool", f"{f} > {r.choice(['0.5', '1', '1.5', '0'])}")
         elif form == 2:
-            self.bind("float", f"{f} * 2")
+            self.bind("float", f"{f} * {r.choice(['2', '0.5', '-1'])}")
+        elif form == 3 and r.random() < 0.5:
+            self.bind("float", f"{self.pick('int')} / length")
         else:
             self.bind("float", f"{f} + {self.pick('int')}")
 
@@ -283,7 +285,7 @@ class Outcome:
     detail: str = ""
 
 
-def check_program(source: str, vocab: str, max_len: int) -> Outcome:
+def check_program(source: str, vocab: str, max_len: int, long_len: int = 0) -> Outcome:
     try:
         session = load_source(source)
         name = session.last_sop_name()
@@ -305,15 +307,47 @@ def check_program(source: str, vocab: str, max_len: int) -> Outcome:
         return Outcome(
             "mismatch", source, vocab, f"{len(bad)}/{checked} wrong; {inp}: want {ref}, got {got}"
         )
+    if long_len > max_len:
+        # the same program at a longer max length, on random inputs: precision at length
+        try:
+            model = compile_sop(sop, tuple(vocab), long_len, sop_name=name)
+        except CompileError as exc:
+            return Outcome("refused", source, vocab, f"at max length {long_len}: {exc.render()}")
+        except Exception:  # noqa: BLE001
+            return Outcome("crash", source, vocab, traceback.format_exc())
+        try:
+            n, bad = mismatches(sop, model, random_inputs(vocab, long_len, 200, seed=long_len))
+        except Exception:  # noqa: BLE001
+            return Outcome("crash", source, vocab, traceback.format_exc())
+        if bad:
+            inp, ref, got = bad[0]
+            return Outcome(
+                "mismatch",
+                source,
+                vocab,
+                f"at max length {long_len}: {len(bad)}/{n} wrong; {inp}: want {ref}, got {got}",
+            )
+        checked += n
     return Outcome("ok", source, vocab, f"{checked} inputs")
 
 
-def run(programs: int, seed: int, max_len: int, steps: tuple[int, int]) -> list[Outcome]:
+def run(
+    programs: int,
+    seed: int,
+    max_len: int,
+    steps: tuple[int, int],
+    long_len: int = 0,
+    trace: bool = False,
+) -> list[Outcome]:
     rng = random.Random(seed)
     out = []
-    for _ in range(programs):
+    for i in range(programs):
         src, vocab = random_program(rng, rng.randint(*steps))
-        out.append(check_program(src, vocab, max_len))
+        if trace:
+            print(f"----- program {i} (vocab {vocab})\n{src}", end="", flush=True)
+        out.append(check_program(src, vocab, max_len, long_len))
+        if trace:
+            print(f"----- {out[-1].status}", flush=True)
     return out
 
 
@@ -324,9 +358,18 @@ def main() -> int:
     ap.add_argument("--max-len", type=int, default=5)
     ap.add_argument("--min-steps", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=7)
+    ap.add_argument("--long", type=int, default=0, help="also check at this max length")
     ap.add_argument("--show-refused", action="store_true")
+    ap.add_argument("--trace", action="store_true", help="print each program as it starts")
     args = ap.parse_args()
-    outcomes = run(args.programs, args.seed, args.max_len, (args.min_steps, args.max_steps))
+    outcomes = run(
+        args.programs,
+        args.seed,
+        args.max_len,
+        (args.min_steps, args.max_steps),
+        args.long,
+        args.trace,
+    )
     tally: dict[str, int] = {}
     for o in outcomes:
         tally[o.status] = tally.get(o.status, 0) + 1
