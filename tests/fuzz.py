@@ -167,18 +167,16 @@ class Gen:
         r = self.rng
         a = self.pick("int")
         form = r.randrange(9)
-        if form == 0:
-            expr = f"{a} + {self.operand('int', 0.4)}"
-        elif form == 1:
-            expr = f"{a} - {self.operand('int', 0.4)}"
-        elif form == 2:
-            expr = f"{a} * {r.randint(-2, 3)}"
-        elif form == 3:
-            expr = f"{a} % {r.randint(2, 4)}"
-        elif form == 4:
-            expr = f"max({a}, {self.operand('int')})"
-        elif form == 5:
-            expr = f"min({a}, {self.operand('int')})"
+        simple = [
+            lambda: f"{a} + {self.operand('int', 0.4)}",
+            lambda: f"{a} - {self.operand('int', 0.4)}",
+            lambda: f"{a} * {r.randint(-2, 3)}",
+            lambda: f"{a} % {r.randint(2, 4)}",
+            lambda: f"max({a}, {self.operand('int')})",
+            lambda: f"min({a}, {self.operand('int')})",
+        ]
+        if form < len(simple):
+            expr = simple[form]()
         elif form == 6 and self.has("bool"):
             expr = f"indicator({self.pick('bool')})"
         elif form == 7 and self.has("str") and not self.int_tokens:

@@ -14,7 +14,15 @@ from rasp_compiler.emit.attention import head_weights, sharpness
 from rasp_compiler.emit.mlp import projection, table_units
 from rasp_compiler.plan import CatRep, Head, MLPJob, NumRep
 from rasp_compiler.residual import BOS, ONE, Block, Layout, Lin
-from rasp_compiler.selectors import build_pairs, disjoint_terms, solve_scores, truth_table
+from rasp_compiler.selectors import (
+    build_pairs,
+    disjoint_terms,
+    joint_pair,
+    joint_scores,
+    joint_table,
+    solve_scores,
+    truth_table,
+)
 from rasp_compiler.value_sets import infer_value_sets
 
 
@@ -146,3 +154,35 @@ def test_value_sets_keep_types_and_use_index_below_length():
     )
     sets, _ = infer_value_sets(mean, ("a",), 3)
     assert 0.5 in sets[mean.id].values and 1 in sets[mean.id].values
+
+
+def test_joint_table_classes_reproduce_the_selector_on_every_combination():
+    # (w == 1 and index == 0) or (token == "b" and index == query index): no additive
+    # score exists, so the key side becomes classes of (w, index, token)
+    w, idx, tok = ir.Map(op="neg", args=(ir.Indices(),)), ir.Indices(), ir.Tokens()
+    a = ir.Select(keys=w, queries=ir.Const(1), cmp="==")
+    b = ir.Select(keys=idx, queries=ir.Const(0), cmp="==")
+    c = ir.Select(keys=tok, queries=ir.Const("b"), cmp="==")
+    d = ir.Select(keys=idx, queries=idx, cmp="==")
+    sel = ir.SelectorOr(left=ir.SelectorAnd(left=a, right=b), right=ir.SelectorAnd(left=c, right=d))
+    values = {w.id: (0, 1, 2), idx.id: (0, 1, 2, 3), tok.id: ("a", "b")}
+
+    def values_of(o):
+        return (o.value,) if isinstance(o, ir.Const) else values[o.id]
+
+    jt = joint_table(sel, [w, idx, tok], [idx], values_of)
+    # key classes: "always", "only where index == query index" (one per index), "never"
+    assert len(set(jt.key_class)) == 1 + 4 + 1
+    for (wv, iv, tv), code in zip(
+        itertools.product(values[w.id], values[idx.id], values[tok.id]), itertools.count()
+    ):
+        for qi, q in enumerate(values[idx.id]):
+            want = (wv == 1 and iv == 0) or (tv == "b" and iv == q)
+            assert jt.selected[jt.key_class[code]][jt.query_class[qi]] == want
+    # the key side is a joint s-op whose values are the classes; the pair is uniform
+    joint = ir.Map(op="joint", args=(w, idx, tok), data=(jt.key_cols, jt.key_class))
+    values[joint.id] = tuple(range(max(jt.key_class) + 1))
+    pair = joint_pair(sel, joint, idx, jt, values_of)
+    scores = joint_scores(pair)
+    assert scores.uniform and scores.level == 1
+    assert ir.apply_map(joint, (1, 0, "a")) == jt.key_class[1 * 8 + 0 * 2 + 0]

@@ -9,6 +9,7 @@ import pytest
 from check import compile_source
 
 from rasp_compiler.compiler import compile_program
+from rasp_compiler.errors import CompileError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -149,3 +150,30 @@ def test_floats_one_rounding_apart_are_one_value():
     )
     checked, bad = mismatches(sop, model, all_inputs("abcd", 5))
     assert checked and not bad
+
+
+def test_a_mean_over_an_or_of_different_pairs_reads_one_joint_head():
+    src = "m = aggregate(select(tokens, tokens, <) or select(indices, 0, ==), indices);"
+    sop, model = compile_source(src, "abcd", 6)
+    heads = [h for layer in model.spec.layers for h in layer["attn"]]
+    assert len(heads) == 1 and heads[0]["kind"] == "aggregate"
+
+
+def test_oversized_select_tables_and_models_are_compile_errors():
+    # two means with thousands of possible values each: a select between them would
+    # need a table of millions of entries, refused before it is built
+    src = (
+        "a = aggregate(select(indices, indices, <), indices);"
+        " b = aggregate(select(indices, indices, >), indices);"
+        " w = selector_width(select(a, b, <));"
+    )
+    with pytest.raises(CompileError, match="table of .* entries"):
+        compile_source(src, "ab", 64)
+
+
+def test_a_model_over_the_parameter_limit_is_a_compile_error(monkeypatch):
+    from rasp_compiler import assemble
+
+    monkeypatch.setattr(assemble, "MAX_PARAMS", 1000)
+    with pytest.raises(CompileError, match="parameters .* more than the limit"):
+        compile_program(str(EXAMPLES / "sort.rasp"), vocab="abcd", max_len=8)
