@@ -214,15 +214,16 @@ def _div(a: Atom, b: Atom) -> Atom:
 
 
 def _joint(data: tuple, *args: Atom) -> Atom:
-    # data = (columns, classes): the operands' value sets, and the class of every
-    # mixed-radix code of (args[0], args[1], ...) (the first operand varies slowest).
-    columns, classes = data
+    # data = (finders, sizes, classes): per operand a function from a value to its index
+    # in the operand's value set and that set's size, and the class of every mixed-radix
+    # code of (args[0], args[1], ...) (the first operand varies slowest).
+    finders, sizes, classes = data
     code = 0
-    for col, a in zip(columns, args, strict=True):
-        i = next((n for n, v in enumerate(col) if type(v) is type(a) and v == a), None)
+    for find, size, a in zip(finders, sizes, args, strict=True):
+        i = find(a)
         if i is None:
             raise KeyError(a)
-        code = code * len(col) + i
+        code = code * size + i
     return classes[code]
 
 

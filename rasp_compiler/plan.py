@@ -21,6 +21,7 @@ layer ``l`` when its inputs exist at stage ``2l``; an MLP when they exist at ``2
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ from .selectors import (
     term_scores,
     truth_table,
 )
-from .value_sets import ValueSet, affine_form, sort_values, vkey
+from .value_sets import ValueSet, affine_form, lookup_value, sort_values, vkey
 
 #: Most hidden units one fused elementwise MLP may use before the compiler refuses.
 MAX_MLP_DOMAIN = 1 << 21
@@ -101,8 +102,15 @@ class CatRep:
         for head in self.sources:
             head.leak = min(head.leak, tol / head.value_span)
 
+    @functools.cached_property
+    def _find(self):
+        return lookup_value(self.values)
+
     def row(self, value: Atom) -> Lin:
-        return self.rows[[vkey(v) for v in self.values].index(vkey(value))]
+        i = self._find(value)
+        if i is None:
+            raise ValueError(f"{value!r} is not one of this s-op's values")
+        return self.rows[i]
 
 
 @dataclass(frozen=True)
@@ -436,10 +444,13 @@ class Planner:
     def _cat1_cat(self, node: ir.Map) -> CatRep:
         c, outs = self._cat1_parts(node)
         vals = self.values(node)
-        rows = []
-        for y in vals:
-            rows.append(lin_sum(r for out, r in outs if vkey(out) == vkey(y)))
-        return CatRep(vals, tuple(rows), c.stage, c.sources)
+        find = lookup_value(vals)
+        rows: list[list[Lin]] = [[] for _ in vals]
+        for out, r in outs:
+            i = find(out)
+            if i is not None:
+                rows[i].append(r)
+        return CatRep(vals, tuple(lin_sum(rs) for rs in rows), c.stage, c.sources)
 
     def _cat1_num(self, node: ir.Map) -> NumRep:
         c, outs = self._cat1_parts(node)
@@ -729,7 +740,8 @@ class Planner:
             return ir.Const(True)
         if len(ops) == 1:
             return ops[0]
-        node = ir.Map(op="joint", args=tuple(ops), data=(cols, classes), span=self.span_of(owner))
+        data = (tuple(lookup_value(c) for c in cols), tuple(len(c) for c in cols), classes)
+        node = ir.Map(op="joint", args=tuple(ops), data=data, span=self.span_of(owner))
         self.sets[node.id] = ValueSet(tuple(range(max(classes) + 1)))
         self.names.setdefault(node.id, "joint(" + ", ".join(self._short(o) for o in ops) + ")")
         return node

@@ -12,9 +12,10 @@ says they are equal, but the reference prints them differently), see :func:`vkey
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -103,7 +104,12 @@ def _mean_values(vals: ValueSet, max_len: int, node: ir.Node) -> tuple[Atom, ...
 def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) -> tuple[Atom, ...]:
     size = math.prod(len(s) for s in arg_sets)
     if size > MAX_COMBINATIONS:
-        raise _too_large(node, f"the elementwise '{ir.MAP_OPS[node.op].symbol}'", size, max_len)
+        raise RaspTypeError(
+            f"the elementwise '{ir.MAP_OPS[node.op].symbol}' reads {size} combinations of its "
+            f"operands' values at max length {max_len}; too many to compile exactly "
+            f"(limit {MAX_COMBINATIONS})",
+            node.span,
+        )
     # Every position has index < length: combinations breaking that never occur.
     idx = [i for i, a in enumerate(node.args) if isinstance(a, ir.Indices)]
     lens = [i for i, a in enumerate(node.args) if isinstance(a, ir.Length)]
@@ -176,6 +182,30 @@ def _node_values(
 #: (``mean - indices``) yields neighbours one rounding apart, which no model can tell
 #: apart and which the interpreter itself may produce either of.
 FLOAT_MERGE_TOL = 1e-12
+
+
+def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
+    """A function y -> the index of the member of ``values`` that stands for y: the one
+    equal under :func:`vkey`, or for a float the one within FLOAT_MERGE_TOL (a neighbour
+    merged away by :func:`_merge_close`); None if no member does."""
+    exact = {vkey(v): i for i, v in enumerate(values)}
+    floats = sorted(
+        (float(v), i) for i, v in enumerate(values) if isinstance(v, float) and math.isfinite(v)
+    )
+    keys = [f for f, _ in floats]
+
+    def find(y: Atom) -> int | None:
+        i = exact.get(vkey(y))
+        if i is not None or not isinstance(y, float) or not keys:
+            return i
+        j = bisect.bisect_left(keys, y)
+        for k in (j - 1, j):
+            if 0 <= k < len(keys):
+                if abs(keys[k] - y) <= FLOAT_MERGE_TOL * max(abs(y), abs(keys[k]), 1e-300):
+                    return floats[k][1]
+        return None
+
+    return find
 
 
 def _merge_close(values: tuple[Atom, ...]) -> tuple[Atom, ...]:

@@ -23,7 +23,7 @@ from rasp_compiler.selectors import (
     solve_scores,
     truth_table,
 )
-from rasp_compiler.value_sets import infer_value_sets
+from rasp_compiler.value_sets import infer_value_sets, lookup_value
 
 
 def _eval(lin: Lin, x: dict[str, float]) -> float:
@@ -180,7 +180,9 @@ def test_joint_table_classes_reproduce_the_selector_on_every_combination():
             want = (wv == 1 and iv == 0) or (tv == "b" and iv == q)
             assert jt.selected[jt.key_class[code]][jt.query_class[qi]] == want
     # the key side is a joint s-op whose values are the classes; the pair is uniform
-    joint = ir.Map(op="joint", args=(w, idx, tok), data=(jt.key_cols, jt.key_class))
+    finders = tuple(lookup_value(c) for c in jt.key_cols)
+    data = (finders, tuple(len(c) for c in jt.key_cols), jt.key_class)
+    joint = ir.Map(op="joint", args=(w, idx, tok), data=data)
     values[joint.id] = tuple(range(max(jt.key_class) + 1))
     pair = joint_pair(sel, joint, idx, jt, values_of)
     scores = joint_scores(pair)

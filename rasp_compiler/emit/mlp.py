@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from ..ir import Atom
 from ..plan import CatRep, MLPJob, NumRep, PlanError
 from ..residual import ONE, Lin, lin_sum
-from ..value_sets import vkey
+from ..value_sets import lookup_value
 
 #: Most hidden units one elementwise table may use.
 MAX_UNITS = 1 << 16
@@ -76,14 +76,14 @@ def projection(nums: list[NumRep]) -> tuple[list[float], list[tuple[float, ...]]
 
 def _encoder(job: MLPJob):
     """y -> its encoding over the job's target directions (one-hots and numbers)."""
-    tables = [{vkey(v): d for v, d in zip(vals, dirs)} for vals, dirs in job.cat_targets]
+    tables = [(lookup_value(vals), dirs) for vals, dirs in job.cat_targets]
 
     def enc(y: Atom) -> dict[str, float]:
         out: dict[str, float] = {}
-        for table in tables:
-            d = table.get(vkey(y))
-            if d is not None:
-                out[d] = 1.0
+        for find, dirs in tables:
+            i = find(y)
+            if i is not None:
+                out[dirs[i]] = 1.0
         for d in job.num_targets:
             out[d] = _as_float(y)
         return out
