@@ -175,16 +175,6 @@ EXPRESSIONS: list[tuple[str, str, str]] = [
         LETTERS,
     ),
     (
-        "mean_over_length",
-        "m = aggregate(select(tokens, tokens, ==), indices); x = m / length;",
-        LETTERS,
-    ),
-    (
-        "mean_times_length",
-        "m = aggregate(select(tokens, tokens, ==), indices); x = m * length;",
-        LETTERS,
-    ),
-    (
         "gate_groups",
         'x = ((tokens in ["a", "b"]) and (indices > 1)) or (tokens == "d" and length > 2);',
         LETTERS,
