@@ -429,7 +429,13 @@ class CompiledModel(nn.Module):
 
     def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
         """logits [B, T, d_vocab_out], input lengths -> each row's atoms at positions 1..n."""
-        return [self.spec.output.decode_logits(logits[b, 1 : 1 + n]) for b, n in enumerate(lengths)]
+        out = self.spec.output
+        if out.encoding == "categorical":
+            assert out.values is not None
+            ids = logits.argmax(dim=-1).tolist()  # one argmax and one copy for the batch
+            return [[out.values[i] for i in ids[b][1 : 1 + n]] for b, n in enumerate(lengths)]
+        xs = logits[:, :, 0].float().tolist()
+        return [[out.decode_number(x) for x in xs[b][1 : 1 + n]] for b, n in enumerate(lengths)]
 
     @torch.no_grad()
     def run_batch(self, inputs: Sequence[Input], chunk_size: int = 256) -> list[list[Atom]]:
