@@ -110,6 +110,12 @@ def compile_sop(
     except PlanError as exc:  # a stage gave up at once: report it with any collected so far
         problems = planner.problems if exc in planner.problems else [*planner.problems, exc]
         raise CompileError(problems) from None
+    except (ValueError, IndexError, KeyError):
+        # After a recorded problem, planning goes on over an empty placeholder to collect
+        # more; an operation that then trips over the placeholder adds nothing new.
+        if planner.problems:
+            raise CompileError(planner.problems) from None
+        raise
     if isinstance(output, CatRep):
         out_spec = OutputSpec("categorical", values=output.values)
     else:

@@ -85,6 +85,9 @@ class Head:
     #: bound on |score| over all query/key pairs: float rounding of a score is about
     #: this times the dtype's epsilon (a few times over, see emit.attention.sharpness)
     magnitude: float = 0.0
+    #: numbers this head averages (a mean's values): its output is off by their error
+    #: too, so a consumer's tolerance is passed on to them (see NumRep.require)
+    averages: list[NumRep] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,15 @@ class NumRep:
     sources: tuple[tuple[Head, float], ...] = ()
 
     def require(self, tol: float) -> None:
-        """Make every source head accurate enough that this number is within ``tol``."""
+        """Make every source head accurate enough that this number is within ``tol``.
+
+        A mean head's error is its leak times its value span plus the error of the numbers
+        it averages: half the budget goes to each, recursively."""
         for head, coef in self.sources:
-            head.leak = min(head.leak, tol / (len(self.sources) * abs(coef) * head.value_span))
+            share = tol / (len(self.sources) * abs(coef))
+            head.leak = min(head.leak, share / (2.0 * head.value_span))
+            for rep in head.averages:
+                rep.require(share / 2.0)
 
 
 Rep = CatRep | NumRep
@@ -871,6 +880,8 @@ class Planner:
             head.value_span = 2.0
             return CatRep(rep.values, rep.rows, stage, (head,))
         head.value_span = 2.0 * span_v
+        head.averages.append(src)
+        src.require(_min_gap(nums) / 8.0)  # the mean of numbers off by e is off by e
         return NumRep(rep.lin, rep.values, stage, ((head, 1.0),))
 
     # ---- numerical equality
