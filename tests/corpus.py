@@ -175,14 +175,6 @@ EXPRESSIONS: list[tuple[str, str, str]] = [
         LETTERS,
     ),
     (
-        "mean_of_mean_precision",
-        "v = aggregate(select(tokens, tokens, !=), indices);"
-        " m = aggregate(select(tokens, tokens, ==), v);"
-        " w = selector_width(select(tokens, tokens, ==));"
-        " r = aggregate(select(w, w, <=), m);",
-        LETTERS,
-    ),
-    (
         "gate_groups",
         'x = ((tokens in ["a", "b"]) and (indices > 1)) or (tokens == "d" and length > 2);',
         LETTERS,

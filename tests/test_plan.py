@@ -188,3 +188,17 @@ def test_float_results_one_rounding_from_a_merged_value_are_exact(op):
     sop, model = compile_source(src, "abc", 5)
     checked, bad = mismatches(sop, model, all_inputs("abc", 5))
     assert checked == 363 and not bad, bad[:1]
+
+
+def test_a_mean_of_means_is_as_sharp_as_its_finest_output_gap():
+    # the output can take 10^5 values 1/18000 apart near 0; the inner means must be
+    # that accurate too, not just as accurate as their own coarser value gaps need
+    src = (
+        "v = aggregate(select(tokens, tokens, !=), indices);"
+        " m = aggregate(select(tokens, tokens, ==), v);"
+        " w = selector_width(select(tokens, tokens, ==));"
+        " r = aggregate(select(w, w, <=), m);"
+    )
+    sop, model = compile_source(src, "abc", 5)
+    checked, bad = mismatches(sop, model, all_inputs("abc", 5))
+    assert checked > 300 and not bad, bad[:1]
