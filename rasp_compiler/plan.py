@@ -675,8 +675,6 @@ class Planner:
             )
         nums = [r for r in reps if isinstance(r, NumRep)]
         lams: list[float] = []
-        if any(not r.values for r in reps):
-            nums = []  # an input that failed to plan (its problem is recorded): no table
         if nums:
             from .emit.mlp import projection
 

@@ -99,12 +99,16 @@ class OutputSpec:
         """The number of logits this output needs."""
         return len(self.values) if self.encoding == "categorical" else 1  # type: ignore[arg-type]
 
-    def decode_logits(self, logits: torch.Tensor) -> list[Atom]:
-        """logits [n, d_vocab_out] -> n plain atoms."""
+    def decode_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
+        """logits [B, T, d_vocab_out] (BOS at 0) -> row b's atoms at positions 1..lengths[b].
+
+        One argmax (or one copy of the numbers) for the whole batch."""
         if self.encoding == "categorical":
             assert self.values is not None
-            return [self.values[i] for i in logits.argmax(dim=-1).tolist()]
-        return [self.decode_number(x) for x in logits[:, 0].float().tolist()]
+            ids = logits.argmax(dim=-1).tolist()  # [B, T]
+            return [[self.values[i] for i in ids[b][1 : 1 + n]] for b, n in enumerate(lengths)]
+        xs = logits[:, :, 0].float().tolist()  # [B, T]
+        return [[self.decode_number(x) for x in xs[b][1 : 1 + n]] for b, n in enumerate(lengths)]
 
     def decode_number(self, x: float) -> Atom:
         """One numerical logit -> an atom (see the class docstring)."""
@@ -429,13 +433,7 @@ class CompiledModel(nn.Module):
 
     def decode(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
         """logits [B, T, d_vocab_out], input lengths -> each row's atoms at positions 1..n."""
-        out = self.spec.output
-        if out.encoding == "categorical":
-            assert out.values is not None
-            ids = logits.argmax(dim=-1).tolist()  # one argmax and one copy for the batch
-            return [[out.values[i] for i in ids[b][1 : 1 + n]] for b, n in enumerate(lengths)]
-        xs = logits[:, :, 0].float().tolist()
-        return [[out.decode_number(x) for x in xs[b][1 : 1 + n]] for b, n in enumerate(lengths)]
+        return self.spec.output.decode_logits(logits, lengths)
 
     @torch.no_grad()
     def run_batch(self, inputs: Sequence[Input], chunk_size: int = 256) -> list[list[Atom]]:

@@ -54,21 +54,17 @@ class Pair:
     region_of: dict[tuple[int, int], int]
 
 
-def _atoms(sel: ir.Selector) -> list[ir.Select]:
-    """The atomic selects of a selector formula (not those inside its operands' s-ops)."""
+def atoms(sel: ir.Selector) -> list[ir.Select]:
+    """The atomic selects of a selector formula, each once (not those in its operands)."""
     match sel:
         case ir.Select():
             return [sel]
         case ir.SelectorAnd(left=a, right=b) | ir.SelectorOr(left=a, right=b):
-            return _atoms(a) + [x for x in _atoms(b) if all(x is not y for y in _atoms(a))]
+            left = atoms(a)
+            return left + [x for x in atoms(b) if all(x is not y for y in left)]
         case ir.SelectorNot(inner=a):
-            return _atoms(a)
+            return atoms(a)
     raise TypeError(sel)
-
-
-def atoms(sel: ir.Selector) -> list[ir.Select]:
-    """The atomic selects of a selector formula, each once."""
-    return _atoms(sel)
 
 
 def _truth(cmp: str, k: Atom, q: Atom) -> bool:
@@ -82,19 +78,19 @@ def build_pairs(
     sel: ir.Selector, values_of: Callable[[ir.Operand], tuple[Atom, ...]]
 ) -> list[Pair]:
     groups: dict[tuple, list[ir.Select]] = {}
-    for atom in _atoms(sel):
+    for atom in atoms(sel):
         groups.setdefault((operand_key(atom.keys), operand_key(atom.queries)), []).append(atom)
     pairs = []
-    for atoms in groups.values():
-        kv, qv = values_of(atoms[0].keys), values_of(atoms[0].queries)
+    for group in groups.values():
+        kv, qv = values_of(group[0].keys), values_of(group[0].queries)
         regions: dict[tuple[bool, ...], int] = {}
         region_of = {}
         for ki, k in enumerate(kv):
             for qi, q in enumerate(qv):
-                t = tuple(_truth(a.cmp, k, q) for a in atoms)
+                t = tuple(_truth(a.cmp, k, q) for a in group)
                 region_of[(ki, qi)] = regions.setdefault(t, len(regions))
         pairs.append(
-            Pair(atoms[0].keys, atoms[0].queries, tuple(atoms), kv, qv, tuple(regions), region_of)
+            Pair(group[0].keys, group[0].queries, tuple(group), kv, qv, tuple(regions), region_of)
         )
     return pairs
 
@@ -212,7 +208,7 @@ def distinct_operands(sel: ir.Selector) -> tuple[list[ir.SOp], list[ir.SOp]]:
     """The distinct non-constant key operands and query operands of a selector's atoms."""
     keys: dict[int, ir.SOp] = {}
     queries: dict[int, ir.SOp] = {}
-    for atom in _atoms(sel):
+    for atom in atoms(sel):
         if isinstance(atom.keys, ir.Node):
             keys.setdefault(atom.keys.id, atom.keys)
         if isinstance(atom.queries, ir.Node):
@@ -275,7 +271,7 @@ def joint_table(
         qi = qd[qpos[a.queries.id]] if isinstance(a.queries, ir.Node) else np.zeros(nq, dtype=int)
         return small[np.ix_(ki, qi)]  # [nk, nq]
 
-    truth = {a.id: atom_truth(a) for a in _atoms(sel)}
+    truth = {a.id: atom_truth(a) for a in atoms(sel)}
 
     def formula(x: ir.Selector) -> np.ndarray:
         match x:
@@ -330,7 +326,7 @@ def joint_pair(
         row = table.selected[kclass(ki)]
         for qi in range(len(qv)):
             region_of[(ki, qi)] = regions.setdefault((row[qclass(qi)],), len(regions))
-    return Pair(keys, queries, tuple(_atoms(sel)), kv, qv, tuple(regions), region_of)
+    return Pair(keys, queries, tuple(atoms(sel)), kv, qv, tuple(regions), region_of)
 
 
 def joint_scores(pair: Pair) -> Scores:

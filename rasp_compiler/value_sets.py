@@ -184,6 +184,11 @@ def _node_values(
 FLOAT_MERGE_TOL = 1e-12
 
 
+def _one_value(a: float, b: float) -> bool:
+    """Floats within FLOAT_MERGE_TOL (relative) of each other stand for one value."""
+    return abs(b - a) <= FLOAT_MERGE_TOL * max(abs(a), abs(b), 1e-300)
+
+
 def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
     """A function y -> the index of the member of ``values`` that stands for y: the one
     equal under :func:`vkey`, or for a float the one within FLOAT_MERGE_TOL (a neighbour
@@ -200,9 +205,8 @@ def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
             return i
         j = bisect.bisect_left(keys, y)
         for k in (j - 1, j):
-            if 0 <= k < len(keys):
-                if abs(keys[k] - y) <= FLOAT_MERGE_TOL * max(abs(y), abs(keys[k]), 1e-300):
-                    return floats[k][1]
+            if 0 <= k < len(keys) and _one_value(keys[k], y):
+                return floats[k][1]
         return None
 
     return find
@@ -217,7 +221,7 @@ def _merge_close(values: tuple[Atom, ...]) -> tuple[Atom, ...]:
     drop: set[float] = set()
     group = [floats[0]]
     for v in floats[1:]:
-        if v - group[0] <= FLOAT_MERGE_TOL * max(abs(v), abs(group[0]), 1e-300):
+        if _one_value(group[0], v):
             group.append(v)
             continue
         drop.update(_all_but_shortest(group))
