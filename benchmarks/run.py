@@ -200,10 +200,10 @@ def worker_ours(job: dict) -> None:
     import torch
 
     torch.set_grad_enabled(False)
-    from rasp_compiler.compiler import compile_program
+    from rasp_compiler.compiler.pipeline import compile_program
     from rasp_compiler.errors import CompileError, RaspError
-    from rasp_compiler.interpret import evaluate
-    from rasp_compiler.lower import get_sop, load_program, load_source
+    from rasp_compiler.language.interpret import evaluate
+    from rasp_compiler.language.lower import get_sop, load_program, load_source
     from rasp_compiler.verify import same_output
 
     program, _ = _ours_sources(job)
@@ -430,10 +430,10 @@ def worker_certify(job: dict) -> None:
     import torch
 
     torch.set_grad_enabled(False)
-    from rasp_compiler.compiler import compile_program, largest_certified_length
+    from rasp_compiler.compiler.pipeline import compile_program, largest_certified_length
     from rasp_compiler.errors import RaspError
-    from rasp_compiler.interpret import evaluate
-    from rasp_compiler.lower import get_sop, load_program
+    from rasp_compiler.language.interpret import evaluate
+    from rasp_compiler.language.lower import get_sop, load_program
     from rasp_compiler.verify import same_output
 
     program = Path(job["path"])

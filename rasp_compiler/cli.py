@@ -30,10 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, ir
-from .display import format_sop, to_json_value
+from . import __version__
 from .errors import InputError, RaspError
-from .ir import Atom
+from .language import ir
+from .language.display import format_sop, to_json_value
+from .language.ir import Atom
 
 PROG = "rasp-compiler"
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -182,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(path: str, draw: bool = True) -> Any:
     """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory."""
     from .draw import make_draw_hook
-    from .lower import Session
-    from .parser import parse
+    from .language.lower import Session
+    from .language.parser import parse
 
     file = Path(path)
     if file.is_dir():
@@ -201,7 +202,7 @@ def _load(path: str, draw: bool = True) -> Any:
 
 
 def _sop(session: Any, name: str | None, path: str) -> tuple[str, ir.SOp]:
-    from .lower import get_sop
+    from .language.lower import get_sop
 
     if name is None:
         name = session.last_sop_name()
@@ -212,7 +213,7 @@ def _sop(session: Any, name: str | None, path: str) -> tuple[str, ir.SOp]:
 
 def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any]:
     """(the s-op, its CompiledModel) for a program file and --vocab/--max-len."""
-    from .compiler import compile_sop, names_of, parse_vocab
+    from .compiler.pipeline import compile_sop, names_of, parse_vocab
 
     session = session if session is not None else _load(args.program)
     name, sop = _sop(session, args.sop, args.program)
@@ -246,7 +247,7 @@ def _note(message: str) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .interpret import evaluate
+    from .language.interpret import evaluate
 
     inputs = _inputs(args)
     session = _load(args.program)
@@ -367,7 +368,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _certified(sop: ir.SOp, spec: Any) -> dict[str, int]:
     """Per dtype, the largest max length (power of two, up to this model's) certified exact."""
-    from .compiler import largest_certified_length
+    from .compiler.pipeline import largest_certified_length
 
     return {
         dt: largest_certified_length(sop, spec.vocab, dt, upto=spec.max_len)[0]

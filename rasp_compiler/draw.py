@@ -22,11 +22,11 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from . import ir
-from .display import format_sop
+from .compiler.graph import NodeRecord, build_graph
 from .errors import RaspError, Span
-from .graph import NodeRecord, build_graph
-from .ir import Atom
+from .language import ir
+from .language.display import format_sop
+from .language.ir import Atom
 
 __all__ = ["svg_document", "write_svg", "make_draw_hook", "drawing_name"]
 
@@ -192,7 +192,7 @@ def make_draw_hook(
 def _values(root: ir.SOp, inp: Sequence[Atom] | str | None) -> tuple[dict[int, object], str | None]:
     if inp is None:
         return {}, None
-    from .interpret import evaluate_many
+    from .language.interpret import evaluate_many
 
     try:
         return dict(evaluate_many([root], inp)), None

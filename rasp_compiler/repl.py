@@ -27,15 +27,15 @@ from typing import TextIO, cast
 
 import numpy as np
 
-from . import ir
-from . import syntax as S
-from .display import format_atom, format_selector, format_sop, type_suffix
 from .draw import make_draw_hook
 from .errors import RaspError, RaspTypeError, Source
-from .interpret import evaluate
-from .ir import Atom
-from .lower import Function, Session, StatementResult
-from .parser import IncompleteInputError, parse
+from .language import ir
+from .language import syntax as S
+from .language.display import format_atom, format_selector, format_sop, type_suffix
+from .language.interpret import evaluate
+from .language.ir import Atom
+from .language.lower import Function, Session, StatementResult
+from .language.parser import IncompleteInputError, parse
 
 __all__ = ["Repl"]
 

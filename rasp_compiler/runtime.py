@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .ir import Atom
+from .language.ir import Atom
 from .model import ModelConfig, Transformer
 
 Input = str | Sequence[Atom]  # a str is one token per character

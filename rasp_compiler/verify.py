@@ -17,10 +17,10 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from . import ir
 from .errors import RaspError
-from .interpret import evaluate
-from .ir import Atom
+from .language import ir
+from .language.interpret import evaluate
+from .language.ir import Atom
 from .runtime import CompiledModel
 
 __all__ = ["Counterexample", "VerifyReport", "verify", "exhaustive_length", "EXHAUSTIVE_BUDGET"]
@@ -99,7 +99,7 @@ def verify(
     model: CompiledModel,
     vocab: Sequence[Atom],
     max_len: int,
-    samples: int,
+    samples: int = 500,
     exhaustive_len: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,

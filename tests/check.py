@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import random
 
-from rasp_compiler import ir
-from rasp_compiler.compiler import compile_sop
+from rasp_compiler.compiler.pipeline import compile_sop
 from rasp_compiler.errors import RaspError
-from rasp_compiler.interpret import evaluate
-from rasp_compiler.lower import get_sop, load_source
+from rasp_compiler.language import ir
+from rasp_compiler.language.interpret import evaluate
+from rasp_compiler.language.lower import get_sop, load_source
 from rasp_compiler.verify import same_output
 
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from check import all_inputs, mismatches, random_inputs  # noqa: E402
 
-from rasp_compiler.compiler import compile_sop  # noqa: E402
+from rasp_compiler.compiler.pipeline import compile_sop  # noqa: E402
 from rasp_compiler.errors import CompileError, RaspError  # noqa: E402
-from rasp_compiler.lower import get_sop, load_source  # noqa: E402
+from rasp_compiler.language.lower import get_sop, load_source  # noqa: E402
 
 CMPS = ["==", "!=", "<", ">", "<=", ">="]
 

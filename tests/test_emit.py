@@ -8,13 +8,12 @@ import math
 import numpy as np
 import torch
 
-from rasp_compiler import ir
-from rasp_compiler.compiler import compile_sop
-from rasp_compiler.emit.attention import head_weights, sharpness
-from rasp_compiler.emit.mlp import projection, table_units
-from rasp_compiler.plan import CatRep, Head, MLPJob, NumRep
-from rasp_compiler.residual import BOS, ONE, Block, Layout, Lin
-from rasp_compiler.selectors import (
+from rasp_compiler.compiler.emit.attention import head_weights, sharpness
+from rasp_compiler.compiler.emit.mlp import projection, table_units
+from rasp_compiler.compiler.pipeline import compile_sop
+from rasp_compiler.compiler.plan import CatRep, Head, MLPJob, NumRep
+from rasp_compiler.compiler.residual import BOS, ONE, Block, Layout, Lin
+from rasp_compiler.compiler.selectors import (
     build_pairs,
     disjoint_terms,
     joint_pair,
@@ -23,7 +22,8 @@ from rasp_compiler.selectors import (
     solve_scores,
     truth_table,
 )
-from rasp_compiler.value_sets import infer_value_sets, lookup_value
+from rasp_compiler.compiler.value_sets import infer_value_sets, lookup_value
+from rasp_compiler.language import ir
 
 
 def _eval(lin: Lin, x: dict[str, float]) -> float:

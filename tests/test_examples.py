@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from rasp_compiler import syntax as S
-from rasp_compiler.compiler import compile_sop, parse_vocab
-from rasp_compiler.display import format_sop
-from rasp_compiler.interpret import evaluate
-from rasp_compiler.lower import get_sop, load_program
-from rasp_compiler.parser import parse
+from rasp_compiler.compiler.pipeline import compile_sop, parse_vocab
+from rasp_compiler.language import syntax as S
+from rasp_compiler.language.display import format_sop
+from rasp_compiler.language.interpret import evaluate
+from rasp_compiler.language.lower import get_sop, load_program
+from rasp_compiler.language.parser import parse
 from rasp_compiler.verify import same_output
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.rasp"))

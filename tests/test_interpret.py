@@ -15,10 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from rasp_compiler import ir
-from rasp_compiler.display import format_atom, format_selector, format_sop, to_json_value
 from rasp_compiler.errors import InputError, RaspTypeError, RaspValueError, Source, Span
-from rasp_compiler.interpret import Interpreter, evaluate, evaluate_many
+from rasp_compiler.language import ir
+from rasp_compiler.language.display import format_atom, format_selector, format_sop, to_json_value
+from rasp_compiler.language.interpret import Interpreter, evaluate, evaluate_many
 
 # ------------------------------------------------------------- IR builders
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rasp_compiler import ir
-from rasp_compiler import syntax as S
 from rasp_compiler.errors import RaspError, RaspNameError, RaspTypeError, RaspValueError
-from rasp_compiler.interpret import evaluate
-from rasp_compiler.lower import (
+from rasp_compiler.language import ir
+from rasp_compiler.language import syntax as S
+from rasp_compiler.language.interpret import evaluate
+from rasp_compiler.language.lower import (
     BUILTIN_NAMES,
     Function,
     Session,
@@ -20,7 +20,7 @@ from rasp_compiler.lower import (
     load_program,
     load_source,
 )
-from rasp_compiler.parser import parse
+from rasp_compiler.language.parser import parse
 
 LIBRARY_NAMES = {
     "full_s", "has_focus", "count", "contains", "max", "min", "average", "load_from_location",
@@ -605,7 +605,7 @@ def test_section_6_outputs(expr: str, inp: str | list, expected: list) -> None:
 
 def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
     from rasp_compiler.errors import RaspError
-    from rasp_compiler.lower import load_program
+    from rasp_compiler.language.lower import load_program
 
     binary = tmp_path / "bin.rasp"
     binary.write_bytes(b"\xff\xfe\x00bad")

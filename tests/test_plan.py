@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from check import all_inputs, compile_source, mismatches
 
-from rasp_compiler.compiler import compile_program
+from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.errors import CompileError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -78,7 +78,7 @@ def test_unread_residual_blocks_and_mlps_are_pruned():
 
 
 def test_categories_with_equal_tables_share_one_gate():
-    from rasp_compiler.emit.mlp import _gate_groups
+    from rasp_compiler.compiler.emit.mlp import _gate_groups
 
     # input 0 has 3 values, input 1 has 2; the table depends only on whether input 0 is 2
     tables = {(a, b): (("hi",) if a == 2 else ("lo",)) for a in range(3) for b in range(2)}
@@ -106,7 +106,7 @@ def test_numeric_equality_heads_are_exact_on_every_small_input(name, monkeypatch
     from check import all_inputs, mismatches
     from corpus import EXPRESSIONS, example_programs
 
-    from rasp_compiler import plan
+    from rasp_compiler.compiler import plan
 
     monkeypatch.setattr(plan, "NUMERIC_EQ_MIN_VALUES", 0)
     (src, vocab) = next((s, v) for n, s, v in EXPRESSIONS + example_programs() if n == name)
@@ -140,7 +140,7 @@ def test_numeric_equality_head_refuses_a_dtype_that_cannot_separate_its_scores()
 def test_floats_one_rounding_apart_are_one_value():
     from check import all_inputs, mismatches
 
-    from rasp_compiler.value_sets import _merge_close
+    from rasp_compiler.compiler.value_sets import _merge_close
 
     assert _merge_close((1.8, 2.8 - 1, 1.0, 3)) == (1.8, 1.0, 3)
     assert _merge_close((0.1, 0.2)) == (0.1, 0.2)
@@ -172,7 +172,7 @@ def test_oversized_select_tables_and_models_are_compile_errors():
 
 
 def test_a_model_over_the_parameter_limit_is_a_compile_error(monkeypatch):
-    from rasp_compiler import assemble
+    from rasp_compiler.compiler import assemble
 
     monkeypatch.setattr(assemble, "MAX_PARAMS", 1000)
     with pytest.raises(CompileError, match="parameters .* more than the limit"):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from check import compile_source, mismatches, random_inputs
 
-from rasp_compiler.compiler import compile_sop, largest_certified_length
+from rasp_compiler.compiler.pipeline import compile_sop, largest_certified_length
 from rasp_compiler.errors import CompileError
-from rasp_compiler.lower import get_sop, load_source
+from rasp_compiler.language.lower import get_sop, load_source
 
 REVERSE = "r = aggregate(select(indices, length - indices - 1, ==), tokens);"
 FRAC = 'f = aggregate(select(indices, indices, <=), indicator(tokens == "a"));'

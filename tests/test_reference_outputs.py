@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from rasp_compiler.display import format_sop
-from rasp_compiler.interpret import evaluate
+from rasp_compiler.language.display import format_sop
+from rasp_compiler.language.interpret import evaluate
 
-lower = pytest.importorskip("rasp_compiler.lower")
+lower = pytest.importorskip("rasp_compiler.language.lower")
 
 PROGRAMS = """
 # Double histogram: for each token, how many distinct tokens occur exactly as often

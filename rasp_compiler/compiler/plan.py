@@ -25,9 +25,9 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from . import ir
-from .errors import RaspError, RaspTypeError
-from .ir import Atom
+from ..errors import RaspError, RaspTypeError
+from ..language import ir
+from ..language.ir import Atom
 from .residual import BOS, ONE, Lin, lin_sum
 from .selectors import (
     Pair,

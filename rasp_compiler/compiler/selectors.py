@@ -22,8 +22,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import ir
-from .ir import Atom
+from ..language import ir
+from ..language.ir import Atom
 
 #: Search bound for score weights (0..MAX_WEIGHT).
 MAX_WEIGHT = 3

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from . import ir
-from .errors import Span
+from ..errors import Span
+from ..language import ir
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RaspError, RaspNameError, RaspTypeError, RaspValueError, Span
 from . import ir
 from . import lower_ops as ops
 from . import syntax as S
-from .errors import RaspError, RaspNameError, RaspTypeError, RaspValueError, Span
 from .ir import Atom
 from .parser import parse
 
@@ -127,7 +127,7 @@ class Scope:
 @functools.cache
 def _library_program() -> S.Program:
     """library.rasp, parsed once per process."""
-    text = importlib.resources.files("rasp_compiler").joinpath("library.rasp").read_text()
+    text = importlib.resources.files("rasp_compiler.language").joinpath("library.rasp").read_text()
     return parse(text, "library.rasp")
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import RaspError, RaspTypeError, RaspValueError, Span
 from . import ir
-from .errors import RaspError, RaspTypeError, RaspValueError, Span
 from .ir import Atom
 
 ATOM_TYPES = (bool, int, float, str)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import Source, Span
+from ..errors import Source, Span
 
 # ------------------------------------------------------------- expressions
 

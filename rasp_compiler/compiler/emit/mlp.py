@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..ir import Atom
+from ...language.ir import Atom
 from ..plan import CatRep, MLPJob, NumRep, PlanError
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import lookup_value

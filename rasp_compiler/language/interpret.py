@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import InputError, RaspError, RaspTypeError, RaspValueError, Span
 from . import ir
-from .errors import InputError, RaspError, RaspTypeError, RaspValueError, Span
 from .ir import Atom
 
 SOpValue = list[Atom]

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import Span
+from ..errors import Span
 
 Atom = int | float | str | bool
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from . import ir
+from ..errors import CompileError, InputError
+from ..language import ir
+from ..language.ir import Atom
+from ..language.lower import Session, get_sop, load_program, load_source
+from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import assemble
-from .errors import CompileError, InputError
 from .graph import build_graph
-from .ir import Atom
-from .lower import Session, get_sop, load_program, load_source
 from .plan import CatRep, PlanError, Planner
-from .runtime import CompiledModel, ModelSpec, OutputSpec
 from .value_sets import infer_value_sets, sort_values
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -131,7 +131,7 @@ def compile_sop(
         layers=tuple(asm.layers),
         extra={"compile_seconds": round(time.perf_counter() - started, 4)},
     )
-    from .model import ModelConfig
+    from ..model import ModelConfig
 
     config = ModelConfig(
         d_model=asm.d_model,

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import ir
-from .errors import RaspError, RaspTypeError
-from .ir import Atom
+from ..errors import RaspError, RaspTypeError
+from ..language import ir
+from ..language.ir import Atom
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CompileError
+from ..language.ir import Atom
 from .emit.attention import head_weights, score_noise
 from .emit.mlp import Unit, table_units
-from .errors import CompileError
-from .ir import Atom
 from .plan import CatRep, Head, MLPJob, NumRep, PlanError, Planner, _binding_pair
 from .residual import BOS, ONE, Block, Layout, Lin
 from .value_sets import convert_token

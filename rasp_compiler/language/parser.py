@@ -20,8 +20,8 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.tree import Meta
 
+from ..errors import RaspSyntaxError, Source, Span
 from . import syntax as S
-from .errors import RaspSyntaxError, Source, Span
 
 __all__ = ["parse", "IncompleteInputError", "KEYWORDS"]
 
@@ -45,7 +45,7 @@ def _lark() -> lark.Lark:
     except ModuleNotFoundError:
         # Running from a source checkout that is not installed: grammar/ sits beside
         # the package directory instead of inside it.
-        text = (Path(__file__).resolve().parent.parent / "grammar" / "rasp.lark").read_text()
+        text = (Path(__file__).resolve().parents[2] / "grammar" / "rasp.lark").read_text()
     return lark.Lark(
         text,
         parser="lalr",
