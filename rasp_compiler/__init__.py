@@ -39,7 +39,21 @@ _EXPORTS = {
     "CompileError": "rasp_compiler.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "compile_program",
+    "compile_sop",
+    "load_program",
+    "load_source",
+    "get_sop",
+    "evaluate",
+    "save_model",
+    "load_model",
+    "verify",
+    "CompiledModel",
+    "RaspError",
+    "CompileError",
+]
 
 if TYPE_CHECKING:
     from .compiler.pipeline import compile_program, compile_sop
