@@ -9,9 +9,18 @@ import numpy as np
 import torch
 
 from rasp_compiler.compiler.emit.attention import head_weights, sharpness
-from rasp_compiler.compiler.emit.mlp import projection, table_units
+from rasp_compiler.compiler.emit.mlp import table_units
+from rasp_compiler.compiler.numbers import projection
 from rasp_compiler.compiler.pipeline import compile_sop
-from rasp_compiler.compiler.plan import CatRep, Head, MLPJob, NumRep
+from rasp_compiler.compiler.plan.types import (
+    CatRep,
+    CatTarget,
+    Head,
+    HeadKind,
+    MLPJob,
+    NumRep,
+    Table,
+)
 from rasp_compiler.compiler.residual import BOS, ONE, Block, Layout, Lin
 from rasp_compiler.compiler.selectors import (
     build_pairs,
@@ -44,8 +53,12 @@ def test_mlp_table_over_categories_is_exact_for_every_combination():
     b = CatRep((True, False), (Lin.unit("b=T"), Lin.unit("b=F")), 0)
     fn = lambda args: f"{args[0]}{int(args[1])}"  # noqa: E731
     outs = tuple(sorted({fn(c) for c in itertools.product(a.values, b.values)}))
-    job = MLPJob(0, "t", None, [a, b], fn, cat_targets=[(outs, tuple(f"o={v}" for v in outs))])
-    units = table_units(job).units
+    job = MLPJob(
+        0, 0, "t", None, (a, b), fn, cat_targets=(CatTarget(outs, tuple(f"o={v}" for v in outs)),)
+    )
+    table = table_units(job)
+    assert isinstance(table, Table)
+    units = table.units
     for va, vb in itertools.product(a.values, b.values):
         x = {ONE: 1.0, f"a={va}": 1.0, f"b={'T' if vb else 'F'}": 1.0}
         got = _relu_units(units, x)
@@ -57,8 +70,10 @@ def test_mlp_steps_over_a_number_tolerate_a_quarter_gap_of_noise():
     # w = 1/x - 1 for x = 1/(w+1), w = 0..20: the selector-width read-out.
     xs = tuple(1.0 / (w + 1) for w in range(21))
     x_rep = NumRep(Lin.unit("x"), xs, 0)
-    job = MLPJob(0, "w", None, [x_rep], lambda args: round(1 / args[0]) - 1, num_targets=["w"])
-    units = table_units(job).units
+    job = MLPJob(0, 0, "w", None, (x_rep,), lambda args: round(1 / args[0]) - 1, num_targets=("w",))
+    table = table_units(job)
+    assert isinstance(table, Table)
+    units = table.units
     vals = sorted(xs)
     for i, xv in enumerate(vals):
         gap = min([b - a for a, b in zip(vals, vals[1:])][max(0, i - 1) : i + 1])
@@ -70,7 +85,7 @@ def test_mlp_steps_over_a_number_tolerate_a_quarter_gap_of_noise():
 def test_projection_is_injective_with_the_first_gap():
     a = NumRep(Lin.unit("a"), (0, 1, 2), 0)
     b = NumRep(Lin.unit("b"), (0.0, 0.5), 0)
-    lams, vals = projection([a, b])
+    lams, vals = projection([a.values, b.values])
     us = sorted(sum(lam * v for lam, v in zip(lams, c)) for c in itertools.product(*vals))
     assert len(set(us)) == len(us)
     assert min(y - x for x, y in zip(us, us[1:])) >= 1.0 - 1e-12
@@ -84,13 +99,14 @@ def test_emitted_attention_scale_agrees_with_the_model():
     """Scores the model computes equal beta * sum_t coef_t q_t k_t from the plan."""
     head = Head(
         0,
+        0,
         "h",
         None,
-        [(Lin.unit("q"), Lin.unit("k"), 1.0), (Lin.unit(ONE), Lin.unit(BOS), 0.5)],
-        [("out", Lin.unit(BOS))],
+        ((Lin.unit("q"), Lin.unit("k"), 1.0), (Lin.unit(ONE), Lin.unit(BOS), 0.5)),
+        (("out", Lin.unit(BOS)),),
         gap=0.5,
         leak=1e-3,
-        kind="aggregate",
+        kind=HeadKind.AGGREGATE,
     )
     layout = _layout("q", "k", "out")
     d_head = 4

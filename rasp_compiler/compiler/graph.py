@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from ..errors import Span
+from ..errors import RaspError, Span
 from ..language import ir
 
 
@@ -43,7 +43,8 @@ def _operation(node: ir.Node) -> str:
 
 
 def build_graph(root: ir.Node) -> nx.DiGraph:
-    """The DAG of everything ``root`` depends on; each node carries a :class:`NodeRecord`."""
+    """The DAG of everything ``root`` depends on; each node carries a :class:`NodeRecord`
+    (attribute ``record``) and the IR node (attribute ``node``)."""
     g = nx.DiGraph()
     for node in ir.walk(root):
         label = node.span.text.strip() if node.span is not None else type(node).__name__
@@ -60,3 +61,44 @@ def build_graph(root: ir.Node) -> nx.DiGraph:
             g.add_edge(child.id, node.id)
     assert nx.is_directed_acyclic_graph(g)
     return g
+
+
+def structure_problems(g: nx.DiGraph) -> list[RaspError]:
+    """Selectors read where an s-op belongs, and s-ops read where a selector belongs
+    (an aggregate's or a selector_width's selector, an operand of and/or/not).  The
+    lowering never builds these; an IR built by hand may."""
+    problems: list[RaspError] = []
+    for n in g.nodes:
+        node = g.nodes[n]["node"]
+        for m in g.successors(n):
+            reader = g.nodes[m]["node"]
+            in_selector_slot = any(node is x for x in _selector_slots(reader))
+            if isinstance(node, ir.Selector) != in_selector_slot:
+                what = "a selector" if isinstance(node, ir.Selector) else "an s-op"
+                problems.append(
+                    RaspError(f"{what} cannot be read here by {type(reader).__name__}", reader.span)
+                )
+    return problems
+
+
+def _selector_slots(reader: ir.Node) -> tuple[ir.Node, ...]:
+    match reader:
+        case ir.Aggregate() | ir.SelectorWidth():
+            return (reader.selector,)
+        case ir.SelectorAnd() | ir.SelectorOr() | ir.SelectorNot():
+            return reader.children()
+    return ()
+
+
+def spans_of_use(g: nx.DiGraph) -> dict[int, Span]:
+    """node id -> the span of the first operation that reads it, for nodes without a
+    span of their own (``length`` from the library): errors about them point there."""
+    out: dict[int, Span] = {}
+    for n in g.nodes:
+        if g.nodes[n]["node"].span is None:
+            for m in g.successors(n):
+                span = g.nodes[m]["node"].span
+                if span is not None:
+                    out[n] = span
+                    break
+    return out

@@ -2,11 +2,16 @@
 
 Stages, in order (one module each)::
 
-    graph.build_graph     IR -> networkx dataflow graph (for inspection and checks)
-    value_sets.infer      the values every s-op can take
-    plan.Planner          encodings, heads, MLPs and their layers
-    assemble.assemble     residual layout and TransformerLens weights
-    runtime.CompiledModel the torch module users run
+    graph.build_graph       IR -> networkx dataflow graph, its structure checked
+    value_sets.infer        the values every s-op can take
+    plan.make.plan_sop      encodings, heads, MLP jobs and their layers (a draft)
+    finalize.finalize       MLP tables built, every head's leak settled: the Plan
+    certify.certify         the plan stays exact under the dtype's rounding
+    assemble.assemble       residual layout, config and TransformerLens weights
+    runtime.CompiledModel   the torch module users run
+
+Each stage returns data or a list of problems; a problem stops the pipeline with a
+:class:`CompileError` that lists them all.
 """
 
 from __future__ import annotations
@@ -15,19 +20,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from ..errors import CompileError, InputError
+from ..dtypes import check_dtype, torch_dtype
+from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
 from ..language.lower import Session, get_sop, load_program, load_source
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
-from .assemble import assemble
-from .graph import build_graph
-from .plan import CatRep, PlanError, Planner
+from .assemble import Assembled, assemble
+from .certify import certify
+from .finalize import finalize
+from .graph import build_graph, spans_of_use, structure_problems
+from .plan.make import plan_sop
+from .plan.types import CatRep, Plan, PlanFailure
 from .value_sets import infer_value_sets, sort_values
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
@@ -67,8 +72,22 @@ def names_of(session: Session) -> dict[int, str]:
     return out
 
 
-def _conversions(root: ir.SOp) -> dict[int, str]:
-    return {n.id: n.conv for n in ir.walk(root) if isinstance(n, ir.Tokens)}
+def make_plan(
+    sop: ir.SOp,
+    vocab: tuple[Atom, ...],
+    max_len: int,
+    names: dict[int, str] | None = None,
+) -> Plan:
+    """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``.
+
+    Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
+    graph = build_graph(sop)
+    _stop_on(structure_problems(graph))
+    sets, problems = infer_value_sets(sop, vocab, max_len)
+    _stop_on(problems)
+    return _plan_or_stop(
+        finalize(_plan_or_stop(plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))))
+    )
 
 
 def compile_sop(
@@ -83,69 +102,56 @@ def compile_sop(
 ) -> CompiledModel:
     """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
 
-    Raises :class:`CompileError` listing every construct that cannot be compiled exactly.
-    """
+    Raises :class:`CompileError` listing every construct that cannot be compiled exactly
+    (or exactly in ``dtype``)."""
     if max_len < 1:
         raise InputError(f"--max-len must be at least 1, got {max_len}")
+    check_dtype(dtype)
     vocab = tuple(vocab)
     started = time.perf_counter()
-    names = names or {}
-    build_graph(sop)  # validates the DAG (selectors feed only aggregates and widths)
-    sets, problems = infer_value_sets(sop, vocab, max_len)
+    plan = make_plan(sop, vocab, max_len, names)
+    _stop_on(certify(plan, dtype))
+    asm = assemble(plan, vocab, dtype)
+    spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
+    return CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
+
+
+def _stop_on(problems: Sequence[RaspError]) -> None:
     if problems:
-        raise CompileError(problems)
-    planner = Planner(sets, max_len, names, _conversions(sop))
-    for node in ir.walk(sop):
-        for child in node.children():
-            if child.span is None and node.span is not None:
-                planner.used_at.setdefault(child.id, node.span)
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    try:
-        output = planner.cat(sop) if planner.cheap_cat(sop) else planner.num(sop)
-        if planner.problems:
-            raise CompileError(planner.problems)
-        planner.prune(output)
-        asm = assemble(planner, output, vocab, max_len, dtype)
-    except PlanError as exc:  # a stage gave up at once: report it with any collected so far
-        problems = planner.problems if exc in planner.problems else [*planner.problems, exc]
-        raise CompileError(problems) from None
-    except (ValueError, IndexError, KeyError):
-        # After a recorded problem, planning goes on over an empty placeholder to collect
-        # more; an operation that then trips over the placeholder adds nothing new.
-        if planner.problems:
-            raise CompileError(planner.problems) from None
-        raise
-    if isinstance(output, CatRep):
-        out_spec = OutputSpec("categorical", values=output.values)
+        raise CompileError(list(problems))
+
+
+def _plan_or_stop(result):  # type: ignore[no-untyped-def]
+    if isinstance(result, PlanFailure):
+        raise CompileError(list(result.problems))
+    return result
+
+
+def _model_spec(
+    plan: Plan,
+    asm: Assembled,
+    vocab: tuple[Atom, ...],
+    program_name: str,
+    sop_name: str,
+    dtype: str,
+    started: float,
+) -> ModelSpec:
+    out = plan.output
+    if isinstance(out, CatRep):
+        out_spec = OutputSpec("categorical", values=out.values)
     else:
-        out_spec = OutputSpec("numerical", values=sort_values(output.values))
-    spec = ModelSpec(
+        out_spec = OutputSpec("numerical", values=sort_values(out.values))
+    return ModelSpec(
         program_name=program_name,
         sop_name=sop_name,
         vocab=vocab,
-        max_len=max_len,
+        max_len=plan.max_len,
         output=out_spec,
         dtype=dtype,
         layout=tuple(asm.layout.describe()),
-        layers=tuple(asm.layers),
+        layers=tuple(info.to_dict() for info in asm.layers),
         extra={"compile_seconds": round(time.perf_counter() - started, 4)},
     )
-    from ..model import ModelConfig
-
-    config = ModelConfig(
-        d_model=asm.d_model,
-        n_layers=asm.n_layers,
-        n_heads=asm.n_heads,
-        d_head=asm.d_head,
-        d_mlp=asm.d_mlp,
-        d_vocab=spec.d_vocab,
-        d_vocab_out=out_spec.d_vocab_out,
-        n_ctx=max_len + 1,
-        attn_scale=asm.attn_scale,
-    )
-    model = CompiledModel.build(config, spec, asm.weights)
-    return model.to(DTYPES[dtype])
 
 
 def compile_program(

@@ -7,7 +7,7 @@ take the product of their inputs' sets), which is sound: the compiler builds loo
 over a superset of what can occur.
 
 Values are kept *typed*: ``1``, ``1.0`` and ``True`` are different entries (Python
-says they are equal, but the reference prints them differently), see :func:`vkey`.
+says they are equal, but the reference prints them differently), see :func:`ir.atom_key`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fractions import Fraction
 
 from ..errors import RaspError, RaspTypeError
 from ..language import ir
-from ..language.ir import Atom
+from ..language.ir import Atom, convert_token
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -29,9 +29,8 @@ MAX_VALUE_SET = 1 << 20
 MAX_COMBINATIONS = 1 << 22
 
 
-def vkey(v: Atom) -> tuple[str, Atom]:
-    """A key that keeps 1, 1.0 and True apart while sorting numbers by value."""
-    return (ir.type_name(v), v)
+#: The typed-atom key (1, 1.0 and True apart): an alias of :func:`ir.atom_key`, its home.
+vkey = ir.atom_key
 
 
 def sort_values(values: Iterable[Atom]) -> tuple[Atom, ...]:
@@ -56,10 +55,6 @@ class ValueSet:
     def numeric(self) -> bool:
         """True when every value is an int or float (bools excluded)."""
         return all(ir.is_number(v) for v in self.values)
-
-    @property
-    def integral(self) -> bool:
-        return self.numeric and all(float(v).is_integer() for v in self.values)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -119,25 +114,9 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
             continue
         try:
             out.append(ir.apply_map(node, combo))
-        except (TypeError, ValueError, ZeroDivisionError, KeyError, IndexError, OverflowError):
+        except ir.MAP_ERRORS:
             continue  # that combination fails in the interpreter too: it is never compiled
     return sort_values(v for v in out if ir.finite(v))
-
-
-def convert_token(conv: str, tok: Atom) -> Atom:
-    """``tokens_<conv>`` applied to one raw token (raises ValueError/TypeError on failure)."""
-    match conv:
-        case "str":
-            return str(tok)
-        case "int":
-            return int(tok)
-        case "float":
-            return float(tok)
-        case "bool":
-            return bool(tok)
-        case "asis":
-            return tok
-    raise ValueError(conv)
 
 
 def _node_values(
@@ -148,16 +127,16 @@ def _node_values(
 
     match node:
         case ir.Tokens(conv=conv):
-            vals = []
+            converted: list[Atom] = []
             for tok in vocab:
                 try:
-                    vals.append(convert_token(conv, tok))
-                except (TypeError, ValueError) as exc:
+                    converted.append(convert_token(conv, tok))
+                except ir.TOKEN_ERRORS as exc:
                     raise RaspTypeError(
                         f"token {tok!r} of the vocabulary cannot be converted by tokens_{conv}",
                         node.span,
                     ) from exc
-            return sort_values(vals)
+            return sort_values(converted)
         case ir.Indices():
             return tuple(range(max_len))
         case ir.Length():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..plan import Head
+from ..plan.types import Head
 from ..residual import Layout
 
 #: Extra nats of margin on top of the leak bound, for float rounding of the scores.

@@ -26,10 +26,10 @@ Why it is exact
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 from ...language.ir import Atom
-from ..plan import CatRep, MLPJob, NumRep, PlanError
+from ..numbers import projection
+from ..plan.types import CatRep, MLPJob, NumRep, PlanError, Table, Unit
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import lookup_value
 
@@ -37,46 +37,9 @@ from ..value_sets import lookup_value
 MAX_UNITS = 1 << 16
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One hidden ReLU: ``out += ReLU(pre(x)) * out_coefs``."""
-
-    pre: Lin
-    out: tuple[tuple[str, float], ...]
-
-
-def _as_float(v: Atom) -> float:
-    return float(v)
-
-
-def projection(nums: list[NumRep]) -> tuple[list[float], list[tuple[float, ...]]]:
-    """Mixed-radix weights ``lam`` so ``u = sum lam_k x_k`` is injective on the value product.
-
-    Returns the weights and, per input, its sorted distinct float values.  Neighbouring
-    values of ``u`` are at least the smallest gap of the first input apart.
-    """
-    lams: list[float] = []
-    values: list[tuple[float, ...]] = []
-    span = 0.0  # range of the partial sum so far
-    unit = None
-    for rep in nums:
-        vals = tuple(sorted({_as_float(v) for v in rep.values}))
-        gaps = [b - a for a, b in zip(vals, vals[1:])]
-        gap = min(gaps) if gaps else 1.0
-        if unit is None:
-            lam = 1.0
-            unit = gap
-        else:
-            lam = (span + unit) / gap
-        lams.append(lam)
-        values.append(vals)
-        span += lam * (vals[-1] - vals[0])
-    return lams, values
-
-
 def _encoder(job: MLPJob):
     """y -> its encoding over the job's target directions (one-hots and numbers)."""
-    tables = [(lookup_value(vals), dirs) for vals, dirs in job.cat_targets]
+    tables = [(lookup_value(t.values), t.dirs) for t in job.cat_targets]
 
     def enc(y: Atom) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -85,7 +48,7 @@ def _encoder(job: MLPJob):
             if i is not None:
                 out[dirs[i]] = 1.0
         for d in job.num_targets:
-            out[d] = _as_float(y)
+            out[d] = float(y)  # type: ignore[arg-type]
         return out
 
     return enc
@@ -103,31 +66,19 @@ def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in out.items() if v != 0.0}
 
 
-def _neg(a: dict[str, float]) -> dict[str, float]:
-    return {k: -v for k, v in a.items()}
-
-
 def _out(d: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(d.items()))
 
 
-@dataclass(frozen=True)
-class Table:
-    """The units of one MLP job and the largest pre-activation magnitude any active unit
-    computes (float rounding error is about this times the dtype's epsilon)."""
+def table_units(job: MLPJob) -> Table | PlanError:
+    """The hidden units computing ``job`` (see the module docstring for why it is exact),
+    or why there would be too many.
 
-    units: list[Unit]
-    magnitude: float
-
-
-def table_units(job: MLPJob) -> Table:
-    """The hidden units computing ``job`` (see the module docstring for why it is exact).
-
-    Also tightens the precision required of the job's categorical inputs: a gate
+    The table also says how precise the job's categorical inputs must be: a gate
     multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger."""
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
-    lams, num_vals = projection([r for _, r in nums])
+    lams, num_vals = projection([r.values for _, r in nums])
     u_lin = lin_sum(r.lin.scale(lam) for (_, r), lam in zip(nums, lams))
     encode = _encoder(job)
     atoms = [{float(x): x for x in r.values} for _, r in nums]
@@ -208,14 +159,12 @@ def table_units(job: MLPJob) -> Table:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
         if len(units) > MAX_UNITS:
-            raise PlanError(
+            return PlanError(
                 f"this elementwise table needs more than {MAX_UNITS} hidden units "
                 f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
-                job.span,  # type: ignore[arg-type]
+                job.span,
             )
-    for _, r in cats:
-        r.require(0.05 / (max_gate * max(a, 1) * widest))
-    return Table(units, magnitude)
+    return Table(tuple(units), magnitude, 0.05 / (max_gate * max(a, 1) * widest))
 
 
 def _gate_groups(

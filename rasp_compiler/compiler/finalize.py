@@ -1,0 +1,93 @@
+"""Finishing a plan: build every MLP's hidden units and settle every head's leak.
+
+Planning records *requirements* ("this number must be accurate to within ``tol``")
+instead of changing heads already made; a head's leak (the attention weight it may
+put on keys it must ignore) is then the tightest of everything read through it.  An
+MLP's table adds its own requirement (how exact its categorical inputs must be).
+After this step every part of the plan is final, so emission is a pure function of
+it, in any order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ..errors import RaspError
+from .emit.mlp import table_units
+from .plan.types import (
+    CatRep,
+    Draft,
+    Head,
+    Plan,
+    PlanFailure,
+    Rep,
+    Requirement,
+    Table,
+)
+
+
+def finalize(draft: Draft) -> Plan | PlanFailure:
+    """The frozen plan for ``draft``, or why an MLP table cannot be built."""
+    tables: list[Table] = []
+    problems: list[RaspError] = []
+    for job in draft.mlps:
+        table = table_units(job)
+        if isinstance(table, Table):
+            tables.append(table)
+        else:
+            problems.append(table)
+    if problems:
+        return PlanFailure(tuple(problems))
+    requirements = draft.requirements + tuple(
+        Requirement(rep, table.cat_tolerance)
+        for job, table in zip(draft.mlps, tables)
+        for rep in job.inputs
+        if isinstance(rep, CatRep)
+    )
+    leaks = settle_leaks(draft.all_heads, requirements)
+    heads = tuple(replace(h, leak=leaks[h.id]) for h in draft.heads)
+    n_layers = max(
+        [h.layer + 1 for h in heads]
+        + [m.layer + 1 for m in draft.mlps]
+        + [math.ceil(draft.output.stage / 2)],
+        default=0,
+    )
+    return Plan(
+        max_len=draft.max_len,
+        n_layers=n_layers,
+        blocks=draft.blocks,
+        tokens=draft.tokens,
+        positional=draft.positional,
+        heads=heads,
+        mlps=draft.mlps,
+        tables=tuple(tables),
+        output=draft.output,
+    )
+
+
+def settle_leaks(
+    heads: tuple[Head, ...], requirements: tuple[Requirement, ...]
+) -> dict[int, float]:
+    """head id -> the largest leak that meets every requirement read through it.
+
+    A categorical row is off by its heads' leak times their value span.  A number sums
+    its heads' outputs, each with a coefficient: the tolerance is shared equally among
+    them; a mean head's error is its leak times its value span plus the error of the
+    numbers it averages, and half of its share goes to each, recursively."""
+    leak = {h.id: h.leak for h in heads}
+
+    def need(rep: Rep, tol: float) -> None:
+        if isinstance(rep, CatRep):
+            for hid in rep.sources:
+                leak[hid] = min(leak[hid], tol / heads[hid].value_span)
+            return
+        for hid, coef in rep.sources:
+            share = tol / (len(rep.sources) * abs(coef))
+            leak[hid] = min(leak[hid], share / (2.0 * heads[hid].value_span))
+            for averaged in heads[hid].averages:
+                need(averaged, share / 2.0)
+
+    for r in requirements:
+        need(r.rep, r.tol)
+    return leak

@@ -1,0 +1,441 @@
+"""Planning attention heads: ``aggregate``, ``selector_width`` and ``length``.
+
+Every head also keeps the BOS position's residual known: the BOS query attends the
+BOS key alone (a large ``bos . bos`` score term), so a layer's heads write known
+values at BOS, which the assembler's BOS clean-up unit removes again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...language import ir
+from ...language.ir import Atom
+from ..numbers import min_gap, nearest_other_sq
+from ..residual import BOS, ONE, Lin, lin_sum
+from ..selectors import (
+    Pair,
+    Scores,
+    atoms,
+    build_pairs,
+    disjoint_terms,
+    distinct_operands,
+    joint_pair,
+    joint_scores,
+    joint_table,
+    solve_scores,
+    term_scores,
+    truth_table,
+)
+from ..value_sets import ValueSet, affine_form, lookup_value
+from .state import PlanState, fused_fn
+from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
+
+#: Largest (key value, query value) table one attention head's selector may need.
+MAX_SELECT_TABLE = 1 << 22
+#: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
+#: side instead of a one-hot) once a side has at least this many values.
+NUMERIC_EQ_MIN_VALUES = 12
+
+
+# ---------------------------------------------------------------- selectors
+
+
+def selector_heads(
+    p: PlanState, sel: ir.Selector, uniform: bool, owner: ir.SOp
+) -> tuple[list[Pair], list[Scores]]:
+    """(pairs, list of Scores) for the selector: one Scores per head needed."""
+    _check_tables(p, sel, owner)
+    pairs = build_pairs(sel, p.values)
+    table = truth_table(sel, pairs)
+    scores = solve_scores(pairs, table, uniform)
+    if scores is not None:
+        return pairs, [scores]
+    key_ops, query_ops = distinct_operands(sel)
+    free = len(key_ops) <= 1 and len(query_ops) <= 1
+    if not free and isinstance(owner, ir.SelectorWidth):
+        # counting can sum one head per disjoint term: no joint MLP, no extra layer
+        return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
+    # One table over the joint values: constants folded into the atoms, and where
+    # a side compares several s-ops, an MLP first writes the class of their joint
+    # value (joint values the selector treats alike share a class).
+    sizes = [math.prod(len(p.values(o)) for o in ops) for ops in (key_ops, query_ops)]
+    if sizes[0] * sizes[1] > MAX_SELECT_TABLE:
+        raise p.fail(
+            "no single attention head can score this selector over its separate "
+            f"s-ops, and its joint table over {sizes[0]} key and {sizes[1]} query "
+            f"value combinations at max length {p.max_len} is too large "
+            f"(limit {MAX_SELECT_TABLE})",
+            owner,
+        )
+    jt = joint_table(sel, key_ops, query_ops, p.values)
+    keys = _joint_of(p, key_ops, jt.key_cols, jt.key_class, owner)
+    queries = _joint_of(p, query_ops, jt.query_cols, jt.query_class, owner)
+    pair = joint_pair(sel, keys, queries, jt, p.values)
+    return [pair], [joint_scores(pair)]
+
+
+def _check_tables(p: PlanState, sel: ir.Selector, owner: ir.SOp) -> None:
+    """Refuse selects whose (key, query) value table is too large to build."""
+    for atom in atoms(sel):
+        nk, nq = len(p.values(atom.keys)), len(p.values(atom.queries))
+        if nk * nq > MAX_SELECT_TABLE:
+            raise p.fail(
+                f"this select compares s-ops with {nk} and {nq} possible values at "
+                f"max length {p.max_len}: a table of {nk * nq} entries "
+                f"(limit {MAX_SELECT_TABLE})",
+                atom if atom.span is not None else owner,
+            )
+
+
+def _joint_of(
+    p: PlanState, ops: list[ir.SOp], cols: list, classes: tuple[int, ...], owner: ir.SOp
+) -> ir.Operand:
+    """One operand standing for ``ops``: a constant, the s-op itself, or an s-op
+    (an MLP) whose values are the classes of their joint value."""
+    if not ops:
+        return ir.Const(True)
+    if len(ops) == 1:
+        return ops[0]
+    data = (tuple(lookup_value(c) for c in cols), tuple(len(c) for c in cols), classes)
+    node = ir.Map(op="joint", args=tuple(ops), data=data, span=p.span_of(owner))
+    p.sets[node.id] = ValueSet(tuple(range(max(classes) + 1)))
+    p.names.setdefault(node.id, "joint(" + ", ".join(p.short(o) for o in ops) + ")")
+    return node
+
+
+def _qk_terms(p: PlanState, pairs: list[Pair], scores: Scores) -> tuple[list[QK], int]:
+    """Bilinear score terms for one head, and the stage its operands exist at."""
+    terms: list[QK] = []
+    stage = 0
+    for pair, w in zip(pairs, scores.weights):
+        if not any(w):
+            continue
+        kc, qc = p.cat(pair.keys), p.cat(pair.queries)
+        stage = max(stage, kc.stage, qc.stage)
+        krows = [key_side(_row(kc, v)) for v in pair.key_values]
+        qrows = [_row(qc, v) for v in pair.query_values]
+        nk, nq = len(krows), len(qrows)
+        tab = [[w[pair.region_of[(ki, qi)]] for ki in range(nk)] for qi in range(nq)]
+        if nq <= nk:
+            for qi in range(nq):
+                klin = lin_sum(krows[ki].scale(tab[qi][ki]) for ki in range(nk) if tab[qi][ki])
+                if klin.terms:
+                    terms.append((qrows[qi], klin, 1.0))
+        else:
+            for ki in range(nk):
+                qlin = lin_sum(qrows[qi].scale(tab[qi][ki]) for qi in range(nq) if tab[qi][ki])
+                if qlin.terms:
+                    terms.append((qlin, krows[ki], 1.0))
+    return terms, stage
+
+
+def _row(rep: CatRep, value: Atom) -> Lin:
+    row = rep.row(value)
+    assert row is not None, f"{value!r} is not one of the s-op's values"
+    return row
+
+
+@dataclass(frozen=True)
+class _HeadSpec:
+    """What differs between the heads :func:`_scored_head` builds."""
+
+    kind: HeadKind
+    label: str
+    span: object
+    bos_level: float
+    values: tuple[tuple[str, Lin], ...]
+    extra_stage: int
+    leak: float
+    value_span: float = 1.0
+    averages: tuple[NumRep, ...] = ()
+
+
+def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpec) -> Head:
+    terms, stage = _qk_terms(p, pairs, scores)
+    stage = max(stage, spec.extra_stage)
+    weights_max = sum(max(w) for w in scores.weights) if scores.weights else 0
+    terms.append((Lin.unit(ONE), Lin.unit(BOS), spec.bos_level))
+    # The BOS query attends to BOS alone, so the BOS position's residual stays known.
+    terms.append((Lin.unit(BOS), Lin.unit(BOS), float(weights_max + 2)))
+    return p.add_head(
+        Head(
+            id=p.next_head_id(),
+            layer=math.ceil(stage / 2),
+            label=spec.label,
+            span=spec.span,  # type: ignore[arg-type]
+            qk=tuple(terms),
+            values=spec.values,
+            gap=0.5 if spec.bos_level % 1 else 1.0,
+            leak=spec.leak,
+            kind=spec.kind,
+            value_span=spec.value_span,
+            magnitude=2.0 * weights_max + abs(spec.bos_level) + 2.0,
+            averages=spec.averages,
+        )
+    )
+
+
+# ---------------------------------------------------------------- aggregate
+
+
+def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
+    """One head averaging ``node.values`` over the selected keys (BOS where none is)."""
+    label = p.label(node)
+    categorical = p.agg_is_categorical(node)
+    numeric_eq = _numeric_eq(p, node.selector)
+    pairs: list[Pair] = []
+    all_scores: list[Scores]
+    if numeric_eq is None:
+        # a mean needs equal weights on the selected keys, unless they all hold
+        # one value (``has_focus``: the constant 1): then any split is exact
+        single = len(p.values(node.values)) == 1
+        pairs, all_scores = selector_heads(
+            p, node.selector, uniform=not categorical and not single, owner=node
+        )
+    else:
+        all_scores = [Scores((), 0, True)]
+    if len(all_scores) != 1:
+        raise p.fail(
+            "a numerical aggregate (a mean) needs a selector that one attention head can "
+            "select uniformly; this 'or' of selectors over different s-ops is not one",
+            node,
+        )
+    (scores,) = all_scores
+    vals = p.values(node)
+    name = p.name(node)
+    src: Rep
+    averages: tuple[NumRep, ...] = ()
+    if categorical:
+        src = p.cat(node.values)
+        dirs = p.add_block(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {label}")
+        value_lins = []
+        for v, d in zip(vals, dirs):
+            row = src.row(v)
+            lin = Lin() if row is None else key_side(row)
+            if ir.atom_key(v) == ir.atom_key(node.default):
+                lin = lin + Lin.unit(BOS)
+            value_lins.append((d, lin))
+        leak, value_span = 1e-3, 2.0
+    else:
+        src = p.num(node.values)
+        (d,) = p.add_block(name, (name,), f"{label} (a mean)")
+        value_lins = [(d, key_side(src.lin) + Lin.unit(BOS, float(node.default)))]  # type: ignore[arg-type]
+        nums = [float(v) for v in vals]  # type: ignore[arg-type]
+        span_v = max(abs(x) for x in nums) + abs(float(node.default)) + 1  # type: ignore[arg-type]
+        leak, value_span = min_gap(nums) / (8 * span_v), 2.0 * span_v
+        averages = (src,)
+    if numeric_eq is not None:
+        head = _numeric_eq_head(
+            p,
+            numeric_eq,
+            label,
+            node.span,
+            (tuple(value_lins), src.stage),
+            leak,
+            value_span,
+            averages,
+        )
+    else:
+        spec = _HeadSpec(
+            HeadKind.AGGREGATE,
+            label,
+            p.span_of(node),
+            scores.level - 0.5,
+            tuple(value_lins),
+            src.stage,
+            leak,
+            value_span,
+            averages,
+        )
+        head = _scored_head(p, pairs, scores, spec)
+    stage = 2 * head.layer + 1
+    if categorical:
+        return CatRep(vals, tuple(Lin.unit(d) for d, _ in value_lins), stage, (head.id,))
+    assert isinstance(src, NumRep)
+    p.require(src, min_gap(nums) / 8.0)  # the mean of numbers off by e is off by e
+    return NumRep(Lin.unit(d), vals, stage, ((head.id, 1.0),))
+
+
+# ---------------------------------------------------------------- numerical equality
+
+
+@dataclass(frozen=True)
+class _NumericEq:
+    keys: ir.SOp
+    queries: ir.SOp
+    key_positions: tuple[float, ...]  # the key's value at index 0, 1, ...
+    query_positions: tuple[float, ...] | None  # the same for the query, if positional
+
+
+def _numeric_eq(p: PlanState, sel: ir.Selector) -> _NumericEq | None:
+    """How to score ``sel`` with a numerical head, when it is ``select(keys, queries,
+    ==)`` over numbers that is cheaper that way (see :func:`_numeric_eq_head`)."""
+    if not (isinstance(sel, ir.Select) and sel.cmp == "=="):
+        return None
+    k, q = sel.keys, sel.queries
+    if not (isinstance(k, ir.SOp) and isinstance(q, ir.SOp)):
+        return None
+    kv, qv = p.values(k), p.values(q)
+    if not (ValueSet(kv).numeric and ValueSet(qv).numeric):
+        return None
+    if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES:
+        return None
+    kpos = _positional_values(p, k)
+    if kpos is None:
+        return None
+    qpos = _positional_values(p, q)
+    if qpos is None and not (
+        kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
+    ):
+        return None
+    return _NumericEq(k, q, kpos, qpos)
+
+
+def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
+    """The s-op's value at index 0, 1, ... when it is a function of indices alone."""
+    if isinstance(node, ir.Indices):
+        return tuple(float(i) for i in range(p.max_len))
+    if not isinstance(node, ir.Map):
+        return None
+    leaf = p.chain_leaf(node)
+    if not isinstance(leaf, ir.Indices):
+        return None
+    fn = fused_fn(node, [leaf])
+    out = []
+    for i in range(p.max_len):
+        y = fn((i,))
+        if not ir.is_number(y):
+            return None
+        out.append(float(y))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _always_an_index(p: PlanState, node: ir.SOp) -> bool:
+    """Is ``node`` ``a*length + b*indices + c`` with a value in ``[0, length)`` at
+    every index of every length?  (Then ``select(indices, node, ==)`` always
+    selects exactly one key, as in ``length - indices - 1``.)"""
+    form = affine_form(node)
+    if form is None:
+        return False
+    a, b, c = form
+    for n in range(1, p.max_len + 1):
+        for i in (0, n - 1):
+            v = a * n + b * i + c
+            if not (float(v).is_integer() and 0 <= v <= n - 1):
+                return False
+    return True
+
+
+def _eval_at_bos(lin: Lin) -> float:
+    """A read-out's value at the BOS position at the start of a layer (one + bos)."""
+    d = lin.as_dict()
+    return d.get(ONE, 0.0) + d.get(BOS, 0.0)
+
+
+def _numeric_eq_head(
+    p: PlanState,
+    eq: _NumericEq,
+    label: str,
+    span: object,
+    values_at: tuple[tuple[tuple[str, Lin], ...], int],
+    leak: float,
+    value_span: float,
+    averages: tuple[NumRep, ...],
+) -> Head:
+    """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
+
+    With ``k' = k - c`` and ``q' = q - c`` (``c`` centres the keys, to keep scores
+    small), the score ``2 q' k' - k'^2 = q'^2 - (k' - q')^2`` is ``q'^2`` on keys equal
+    to the query and at least ``gap`` (the smallest nonzero ``(k - q)^2``) lower on
+    every other key.  ``k'`` and ``k'^2`` are positional-embedding directions.  The
+    BOS key (where ``k'`` reads 0) scores ``q'^2 - gap/2`` when ``q'^2`` is positional
+    too, so a query with no equal key attends BOS alone; when the query is provably
+    always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
+    k, q, kpos, qpos = eq.keys, eq.queries, eq.key_positions, eq.query_positions
+    values, value_stage = values_at
+    centre = (min(kpos) + max(kpos)) / 2.0
+    kname, qname = p.name(k), p.name(q)
+    kc = tuple(v - centre for v in kpos)
+    k1 = p.positional_dir(f"{kname}:key-{centre:g}", kc)
+    k2 = p.positional_dir(f"{kname}:(key-{centre:g})^2", tuple(v * v for v in kc))
+    qrep: NumRep
+    if qpos is not None:  # a function of indices: embedded, like the key side
+        q1 = p.positional_dir(f"{qname}:query-{centre:g}", tuple(v - centre for v in qpos))
+        qrep = NumRep(q1, p.values(q), 0)
+    else:
+        qrep = p.num(q)
+        q1 = qrep.lin - Lin.const(centre)
+    kvals = sorted({float(v) for v in p.values(k)})  # type: ignore[arg-type]
+    qvals = sorted({float(v) for v in p.values(q)})  # type: ignore[arg-type]
+    gap = nearest_other_sq(kvals, qvals)
+    qmax = max(abs(v - centre) for v in qvals)
+    kmax = max(abs(v) for v in kc)
+    terms: list[QK] = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
+    if qpos is not None:
+        qc = tuple(v - centre for v in qpos)
+        q2 = p.positional_dir(f"{qname}:(query-{centre:g})^2", tuple(v * v for v in qc))
+        terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
+        head_gap = gap / 2
+    else:
+        terms.append((Lin.unit(ONE), Lin.unit(BOS), -gap))
+        head_gap = gap
+    # the BOS query (residual one + bos) must attend BOS alone
+    qb = _eval_at_bos(q1)
+    terms.append((Lin.unit(BOS), Lin.unit(BOS), qb * qb + 2 * abs(qb) * kmax + gap + 2.0))
+    # a query not yet exact moves its score by 2 |dq| |k'|: keep that under gap/8
+    p.require(qrep, head_gap / (16.0 * max(kmax, 1.0)))
+    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+    return p.add_head(
+        Head(
+            id=p.next_head_id(),
+            layer=math.ceil(max(qrep.stage, value_stage) / 2),
+            label=label,
+            span=span,  # type: ignore[arg-type]
+            qk=tuple(terms),
+            values=values,
+            gap=head_gap,
+            leak=leak,
+            kind=HeadKind.AGGREGATE,
+            value_span=value_span,
+            magnitude=magnitude,
+            averages=averages,
+        )
+    )
+
+
+# ---------------------------------------------------------------- widths
+
+
+def width_xs(p: PlanState, node: ir.SOp) -> list[NumRep]:
+    """Heads giving 1/(w+1), one per disjoint term of the selector (memoised)."""
+    if node.id in p.width_heads:
+        return p.width_heads[node.id]
+    label = p.label(node)
+    name = p.name(node)
+    n1 = p.max_len + 1
+    heads: list[tuple[list[Pair], Scores]]
+    if isinstance(node, ir.Length):
+        heads = [([], Scores((), 0, True))]
+    else:
+        assert isinstance(node, ir.SelectorWidth)
+        pairs, all_scores = selector_heads(p, node.selector, uniform=True, owner=node)
+        heads = [(pairs, sc) for sc in all_scores]
+    xs: list[NumRep] = []
+    for t, (pairs, scores) in enumerate(heads):
+        (d,) = p.add_block(f"{name}:x{t}", (f"{name}:x{t}",), f"1/(width+1) for {label}")
+        spec = _HeadSpec(
+            HeadKind.WIDTH,
+            label,
+            p.span_of(node),
+            float(scores.level),
+            ((d, Lin.unit(BOS)),),
+            0,
+            1.0 / (16.0 * n1 * n1),
+        )
+        head = _scored_head(p, pairs, scores, spec)
+        xvals = tuple(1.0 / (w + 1) for w in range(p.max_len + 1))
+        xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head.id, 1.0),)))
+    p.width_heads[node.id] = xs
+    return xs

@@ -1,0 +1,236 @@
+"""Planning MLPs: elementwise tables, widths read from their heads, and numbers
+turned into categories.
+
+An MLP job computes one function over the product of its inputs' value sets.  A chain
+of elementwise operations is fused into one job over the chain's inputs, and may read
+through cheap maps of other MLPs' inputs, so that it starts a layer earlier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from ...language import ir
+from ...language.ir import Atom
+from ..numbers import binding_pair, min_gap, projection, projection_ratio
+from ..residual import Lin
+from .attention import width_xs
+from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
+from .types import CatRep, CatTarget, NumRep, Rep, TableFn
+
+#: Most input combinations one fused elementwise MLP may have before the compiler refuses.
+MAX_MLP_DOMAIN = 1 << 21
+#: Joint tables over several numbers are used only while range/gap stays below this
+#: (beyond it float32 cannot tell neighbouring combinations apart reliably).
+MAX_PROJECTION_RATIO = 1e5
+#: Largest table for reading a width's attention output directly (saves a layer).
+MAX_FUSED_CONVERSION = 1 << 12
+
+
+def mlp_output(p: PlanState, node: ir.SOp, categorical: bool) -> Rep:
+    """The categorical or numerical representation of ``node`` written by the MLP(s)
+    that compute it."""
+    jobs = _jobs_for(p, node, categorical)
+    stage = max(2 * job.layer + 2 for job in jobs)
+    vals = p.values(node)
+    name = p.name(node)
+    if categorical:
+        dirs = p.add_block(
+            name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {p.label(node)}"
+        )
+        for job in jobs:
+            job.cat_targets.append(CatTarget(vals, dirs))
+        return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
+    (d,) = p.add_block(name + ":num", (name,), f"{p.label(node)} as a number")
+    for job in jobs:
+        job.num_targets.append(d)
+    return NumRep(Lin.unit(d), vals, stage)
+
+
+def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
+    """The MLP jobs that write ``node``'s representation (made on first use).
+
+    Most nodes have one job that writes both representations.  A selector_width
+    split over several heads writes its number as a sum of one job per head, and
+    its categories jointly when that table is small, else from the number."""
+    memo = p.job_memo
+    key = (node.id, JobKind.ANY)
+    if isinstance(node, ir.SelectorWidth) and len(width_xs(p, node)) > 1:
+        xs = width_xs(p, node)
+        if not categorical:
+            key = (node.id, JobKind.NUM)
+            if key not in memo:
+                memo[key] = [
+                    _job(p, node, [x], _width_fn(p.max_len), f"width term of {p.label(node)}")
+                    for x in xs
+                ]
+            return memo[key]
+        if (
+            math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN
+            and projection_ratio([x.values for x in xs]) < MAX_PROJECTION_RATIO
+        ):
+            key = (node.id, JobKind.CAT)
+            if key not in memo:
+                memo[key] = [_job(p, node, list(xs), _width_fn(p.max_len), p.label(node))]
+            return memo[key]
+        return _conversion(p, node)
+    if key not in memo:
+        match node:
+            case ir.Map() if p.map_kind(node) == MapKind.MLP:
+                leaves, reps = _fused_inputs(p, node)
+                fn = fused_fn(node, leaves)
+                early = _fused_through_widths(p, node)
+                if early is not None and max(r.stage for r in early[0]) < max(
+                    r.stage for r in reps
+                ):
+                    reps, fn = early
+                memo[key] = [_job(p, node, reps, fn, p.label(node))]
+            case ir.Length() | ir.SelectorWidth():
+                xs = width_xs(p, node)
+                memo[key] = [_job(p, node, list(xs), _width_fn(p.max_len), p.label(node))]
+            case _:
+                return _conversion(p, node)
+    return memo[key]
+
+
+def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
+    """An MLP turning the number ``node`` into its categories.
+
+    When ``node`` is elementwise arithmetic over widths/lengths (``length - indices
+    - 1``), the MLP may read the widths' attention outputs directly instead of
+    waiting for their own MLP: one layer earlier, if the table stays small."""
+    key = (node.id, JobKind.CONV)
+    if key not in p.job_memo:
+        label = f"categories of {p.label(node)}"
+        fused = _fused_through_widths(p, node) if isinstance(node, ir.Map) else None
+        num = p.num(node)
+        if fused is not None and max(r.stage for r in fused[0]) < num.stage:
+            p.job_memo[key] = [_job(p, node, fused[0], fused[1], label)]
+        else:
+            p.job_memo[key] = [_job(p, node, [num], _identity, label)]
+    return p.job_memo[key]
+
+
+def _fused_inputs(p: PlanState, node: ir.Map) -> tuple[list[ir.SOp], list[Rep]]:
+    """The inputs of the MLP computing ``node``: expand through args that are MLPs too."""
+    leaves: list[ir.SOp] = []
+
+    def expand(n: ir.SOp, budget_ok: Callable[[ir.Map], bool]) -> None:
+        for a in n.children() if isinstance(n, ir.Map) else ():
+            assert isinstance(a, ir.SOp)
+            if isinstance(a, ir.Map) and budget_ok(a):
+                expand(a, budget_ok)
+            elif all(a is not x for x in leaves):
+                leaves.append(a)
+
+    def small(a: ir.Map) -> bool:
+        return p.domain_of([x for x in a.args if isinstance(x, ir.SOp)]) <= MAX_MLP_DOMAIN // 16
+
+    def hides_mlp(a: ir.Map) -> bool:
+        # a cheap map (``not pair_ok``) over an MLP's output: reading through it
+        # lets this MLP start from the inner MLP's inputs, one layer earlier.
+        return p.map_kind(a) == MapKind.MLP or any(
+            isinstance(c, ir.Map) and hides_mlp(c) for c in a.children()
+        )
+
+    rules: tuple[Callable[[ir.Map], bool], ...] = (
+        lambda a: small(a) and hides_mlp(a),
+        lambda a: small(a) and p.map_kind(a) == MapKind.MLP,
+        lambda a: False,
+    )
+    for rule in rules:
+        leaves = []
+        expand(node, rule)
+        if p.domain_of(leaves) > MAX_MLP_DOMAIN:
+            continue
+        nums = [p.best(x).values for x in leaves if not p.cheap_cat(x)]
+        if len(nums) > 1 and projection_ratio(nums) >= MAX_PROJECTION_RATIO:
+            continue
+        break
+    return leaves, [p.best(x) for x in leaves]
+
+
+def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableFn] | None:
+    """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
+    single-head width or length leaf as its head's 1/(w+1); None if too large."""
+    leaves: list[ir.SOp] = []
+
+    def expand(n: ir.SOp) -> None:
+        for a in n.children():
+            assert isinstance(a, ir.SOp)
+            if isinstance(a, ir.Map):
+                expand(a)
+            elif all(a is not x for x in leaves):
+                leaves.append(a)
+
+    expand(node)
+    reps: list[Rep] = []
+    decode: list[bool] = []
+    for leaf in leaves:
+        if isinstance(leaf, (ir.Length, ir.SelectorWidth)) and len(width_xs(p, leaf)) == 1:
+            reps.append(width_xs(p, leaf)[0])
+            decode.append(True)
+        else:
+            reps.append(p.best(leaf))
+            decode.append(False)
+    nums = [r.values for r in reps if isinstance(r, NumRep)]
+    if math.prod(len(r.values) for r in reps) > MAX_FUSED_CONVERSION:
+        return None
+    if len(nums) > 1 and projection_ratio(nums) >= MAX_PROJECTION_RATIO:
+        return None
+    base = fused_fn(node, leaves)
+
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        return base(
+            tuple(round(1.0 / float(a)) - 1 if d else a for a, d in zip(args, decode))  # type: ignore[arg-type]
+        )
+
+    return reps, fn
+
+
+def _job(p: PlanState, node: ir.SOp, reps: list[Rep], fn: TableFn, label: str) -> JobDraft:
+    """A new MLP job in the earliest layer its inputs allow; asks for their precision."""
+    size = math.prod(len(r.values) for r in reps)
+    if size > MAX_MLP_DOMAIN:
+        raise p.fail(
+            f"this elementwise operation needs a table over {size} input combinations "
+            f"at max length {p.max_len} (limit {MAX_MLP_DOMAIN})",
+            node,
+        )
+    nums = [r for r in reps if isinstance(r, NumRep)]
+    tolerances = []
+    if nums:
+        lams, vals = projection([r.values for r in nums])
+        u_gap = min_gap(vals[0]) * lams[0]
+        for r, lam in zip(nums, lams):
+            tol = u_gap / (8.0 * lam * len(nums))
+            p.require(r, tol)
+            if len(nums) == 1:  # rounding is relative: what binds is the worst neighbour pair
+                tolerances.append(binding_pair(r.values, 8.0))
+            else:
+                tolerances.append((max(abs(float(v)) for v in r.values), tol))  # type: ignore[arg-type]
+    stage = max((r.stage for r in reps), default=0)
+    job = JobDraft(
+        id=len(p.jobs),
+        layer=max(0, math.ceil((stage - 1) / 2)),
+        label=label,
+        span=p.span_of(node),
+        inputs=tuple(reps),
+        fn=fn,
+        tolerances=tuple(tolerances),
+    )
+    p.jobs.append(job)
+    return job
+
+
+def _identity(args: tuple[Atom, ...]) -> Atom:
+    return args[0]
+
+
+def _width_fn(max_len: int) -> TableFn:
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        total = sum(round(1.0 / float(x)) - 1 for x in args)  # type: ignore[arg-type]
+        return total if total <= max_len else None
+
+    return fn

@@ -1,0 +1,115 @@
+"""Plan one s-op: its representations, heads and MLP jobs, pruned to what it needs."""
+
+from __future__ import annotations
+
+from ...errors import RaspError, Span
+from ...language import ir
+from ..residual import BOS, ONE
+from ..value_sets import ValueSet
+from .builder import Planner
+from .state import JobDraft, NodeFailed
+from .types import Draft, Head, MLPJob, PlanFailure, PositionalEntry, Rep, TokenEmbedding
+
+
+def plan_sop(
+    sop: ir.SOp,
+    sets: dict[int, ValueSet],
+    max_len: int,
+    names: dict[int, str],
+    used_at: dict[int, Span],
+) -> Draft | PlanFailure:
+    """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
+    it cannot be compiled exactly.
+
+    After a failure, every other s-op is still planned (each failure is remembered, so
+    nothing downstream of it is tried), to report all problems at once."""
+    planner = Planner(sets, max_len, names, used_at)
+    try:
+        output: Rep | None = planner.best(sop)
+    except NodeFailed:
+        output = None
+    if planner.problems or output is None:
+        for node in ir.walk(sop):
+            if isinstance(node, ir.SOp):
+                try:
+                    planner.best(node)
+                except NodeFailed:
+                    pass
+        return PlanFailure(_unique(planner.problems))
+    return _pruned(planner, output)
+
+
+def _unique(problems: list[RaspError]) -> tuple[RaspError, ...]:
+    seen: dict[tuple[str, object], RaspError] = {}
+    for p in problems:
+        seen.setdefault((p.message, p.span), p)
+    return tuple(seen.values())
+
+
+def _pruned(planner: Planner, output: Rep) -> Draft:
+    """The draft with only what ``output`` reads, transitively.
+
+    Planning asks for representations while it compares alternatives (a fused table
+    against reading a finished s-op), so some heads and jobs end up unread."""
+    live: set[str] = {ONE, BOS}
+    for lin in output.lins():
+        live.update(lin.names())
+    heads: dict[int, Head] = {}
+    jobs: dict[int, JobDraft] = {}
+    changed = True
+    while changed:
+        changed = False
+        for h in planner.heads:
+            if h.id not in heads and any(d in live for d, _ in h.values):
+                heads[h.id] = h
+                changed = True
+                for q, k, _ in h.qk:
+                    live.update(q.names())
+                    live.update(k.names())
+                for _, lin in h.values:
+                    live.update(lin.names())
+        for m in planner.jobs:
+            targets = [d for t in m.cat_targets for d in t.dirs] + m.num_targets
+            if m.id not in jobs and any(d in live for d in targets):
+                jobs[m.id] = m
+                changed = True
+                for r in m.inputs:
+                    for lin in r.lins():
+                        live.update(lin.names())
+    mlps = tuple(
+        MLPJob(
+            id=m.id,
+            layer=m.layer,
+            label=m.label,
+            span=m.span,
+            inputs=m.inputs,
+            fn=m.fn,
+            # a live job may still write a representation nobody reads
+            cat_targets=tuple(t for t in m.cat_targets if any(d in live for d in t.dirs)),
+            num_targets=tuple(d for d in m.num_targets if d in live),
+            tolerances=m.tolerances,
+        )
+        for m in planner.jobs
+        if m.id in jobs
+    )
+    blocks = tuple(b for b in planner.blocks if any(d in live for d in b.directions))
+    kept = {d for b in blocks for d in b.directions}
+    tokens = tuple(
+        TokenEmbedding(conv, vals, dirs)
+        for conv, (vals, dirs) in planner.token_onehots.items()
+        if any(d in live for d in dirs)
+    )
+    positional = tuple(
+        PositionalEntry(d, values) for d, values in planner.positional.items() if d in kept
+    )
+    return Draft(
+        max_len=planner.max_len,
+        blocks=blocks,
+        tokens=tokens,
+        positional=positional,
+        heads=tuple(h for h in planner.heads if h.id in heads),
+        all_heads=tuple(planner.heads),
+        mlps=mlps,
+        requirements=tuple(planner.requirements),
+        output=output,
+    )

@@ -1,0 +1,265 @@
+"""The planner's working state and the questions every planning step asks of it.
+
+:class:`PlanState` holds what planning has decided so far (residual blocks, heads, MLP
+jobs, accuracy requirements, recorded failures) and answers the questions each step
+asks: an s-op's values, its name, whether its categorical form is free.  How an s-op
+is made is decided by :class:`~rasp_compiler.compiler.plan.builder.Planner`, which
+extends this class; the steps in ``attention`` and ``elementwise`` are functions of a
+``PlanState``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ...errors import RaspError, Span
+from ...language import ir
+from ...language.ir import Atom
+from ..residual import Block, Lin
+from ..value_sets import ValueSet, is_functional
+from .types import CatRep, CatTarget, Head, NumRep, PlanError, Rep, Requirement, TableFn
+
+#: A numerical aggregate over a functional selector is read as categories while its
+#: values are at most this many.
+MAX_CAT_AGGREGATE_VALUES = 64
+
+LINEAR_OPS = frozenset({"add", "sub", "neg", "pos", "mul", "div"})
+
+
+class MapKind(Enum):
+    """How an elementwise operation is computed."""
+
+    CAT1 = "a function of one categorical s-op: linear in its one-hot, no layer"
+    LINEAR = "a linear combination of numbers: no layer"
+    MLP = "a table in an MLP"
+
+
+class JobKind(Enum):
+    """Which representation(s) of an s-op a set of MLP jobs writes."""
+
+    ANY = "both, from one job"
+    NUM = "the number, as a sum of one job per width head"
+    CAT = "the categories, from one job over every width head"
+    CONV = "the categories, converted from the number"
+
+
+class NodeFailed(Exception):
+    """Planning of an s-op failed; the reason is already in ``PlanState.problems``.
+    Raised by :meth:`PlanState.fail`, caught by the memo of the s-op being made."""
+
+
+@dataclass
+class JobDraft:
+    """An MLP job while planning: its targets grow as representations are asked for."""
+
+    id: int
+    layer: int
+    label: str
+    span: Span | None
+    inputs: tuple[Rep, ...]
+    fn: TableFn
+    tolerances: tuple[tuple[float, float], ...]
+    cat_targets: list[CatTarget] = field(default_factory=list)
+    num_targets: list[str] = field(default_factory=list)
+
+
+class PlanState:
+    """See the module docstring.  Every list here only grows while planning."""
+
+    def __init__(
+        self,
+        sets: dict[int, ValueSet],
+        max_len: int,
+        names: dict[int, str],
+        used_at: dict[int, Span],
+    ):
+        self.sets = dict(sets)  # joint s-ops made while planning are added here
+        self.max_len = max_len
+        self.names = dict(names)
+        #: node id -> the span of an operation that reads it, for nodes without their own
+        #: (``length`` from the library): errors about them point at where they are used
+        self.used_at = used_at
+        self.blocks: list[Block] = []
+        self.heads: list[Head] = []
+        self.jobs: list[JobDraft] = []
+        self.requirements: list[Requirement] = []
+        self.problems: list[RaspError] = []
+        #: extra positional-embedding directions: name -> value at index 0, 1, ...
+        self.positional: dict[str, tuple[float, ...]] = {}
+        #: tokens_<conv> -> its one-hot (values, directions)
+        self.token_onehots: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
+        #: selector_width / length node id -> its heads' 1/(width+1) numbers
+        self.width_heads: dict[int, list[NumRep]] = {}
+        #: (node id, kind) -> the MLP jobs writing that representation
+        self.job_memo: dict[tuple[int, JobKind], list[JobDraft]] = {}
+        self._kind: dict[int, MapKind] = {}
+        self._leaf: dict[int, ir.SOp | None] = {}
+
+    # ------------------------------------------------------------ recording
+
+    def add_block(self, name: str, dirs: tuple[str, ...], description: str) -> tuple[str, ...]:
+        self.blocks.append(Block(name, dirs, description))
+        return dirs
+
+    def add_head(self, head: Head) -> Head:
+        assert head.id == len(self.heads)
+        self.heads.append(head)
+        return head
+
+    def next_head_id(self) -> int:
+        return len(self.heads)
+
+    def require(self, rep: Rep, tol: float) -> None:
+        """A consumer needs ``rep`` to within ``tol`` (settled when the plan is finished)."""
+        self.requirements.append(Requirement(rep, tol))
+
+    def fail(self, msg: str, node: ir.Node) -> NodeFailed:
+        """Record why ``node`` cannot be compiled; the returned exception is raised."""
+        self.problems.append(PlanError(msg, self.span_of(node)))
+        return NodeFailed()
+
+    def positional_dir(self, name: str, values: tuple[float, ...]) -> Lin:
+        if name not in self.positional:
+            self.add_block(name, (name,), f"{name} (positional)")
+            self.positional[name] = values
+        return Lin.unit(name)
+
+    # ------------------------------------------------------------ naming
+
+    def span_of(self, node: ir.Node) -> Span | None:
+        return node.span if node.span is not None else self.used_at.get(node.id)
+
+    def name(self, node: ir.Node) -> str:
+        """The s-op's residual block name: the user's name for it (or its kind) and id."""
+        base = self.names.get(node.id)
+        return f"{base}#{node.id}" if base else f"{type(node).__name__.lower()}#{node.id}"
+
+    def label(self, node: ir.Node) -> str:
+        """What a head or MLP implements, for ``inspect``: ``name = source text``."""
+        name = self.names.get(node.id)
+        text = node.span.text.strip() if node.span is not None else type(node).__name__
+        if name and name != text:
+            return f"{name} = {text}"
+        return text
+
+    def short(self, node: ir.Node) -> str:
+        name = self.names.get(node.id)
+        if name:
+            return name
+        return node.span.text.strip() if node.span is not None else type(node).__name__.lower()
+
+    # ------------------------------------------------------------ values
+
+    def values(self, node: ir.Operand) -> tuple[Atom, ...]:
+        if isinstance(node, ir.Const):
+            return (node.value,)
+        return self.sets[node.id].values
+
+    def domain_of(self, nodes: list[ir.SOp]) -> int:
+        return math.prod(len(self.values(n)) for n in nodes) if nodes else 1
+
+    # ------------------------------------------------------------ what is cheap
+
+    def agg_is_categorical(self, node: ir.Aggregate) -> bool:
+        vs = ValueSet(self.values(node.values))
+        return not vs.numeric or (
+            is_functional(node.selector) and len(vs) <= MAX_CAT_AGGREGATE_VALUES
+        )
+
+    def map_kind(self, node: ir.Map) -> MapKind:
+        if node.id in self._kind:
+            return self._kind[node.id]
+        nodes = [a for a in node.args if isinstance(a, ir.SOp)]
+        leaf = self.chain_leaf(node)
+        if len(nodes) == 1 and self.cheap_cat(nodes[0]):
+            kind = MapKind.CAT1
+        elif node.op in LINEAR_OPS and self._linear_ok(node) and leaf is None:
+            kind = MapKind.LINEAR
+        elif leaf is not None and self.cheap_cat(leaf):
+            # a chain of elementwise operations over one categorical s-op
+            # (``indicator(tokens == "(") - indicator(tokens == ")")``) is a
+            # function of that s-op alone: linear in its one-hot.
+            kind = MapKind.CAT1
+        elif node.op in LINEAR_OPS and self._linear_ok(node):
+            kind = MapKind.LINEAR
+        else:
+            kind = MapKind.MLP
+        self._kind[node.id] = kind
+        return kind
+
+    def chain_leaf(self, node: ir.Map) -> ir.SOp | None:
+        """The one non-elementwise s-op a chain of elementwise operations reads, if one."""
+        if node.id not in self._leaf:
+            leaves: dict[int, ir.SOp] = {}
+            stack: list[ir.SOp] = [node]
+            while stack and len(leaves) <= 1:
+                for a in stack.pop().children():
+                    assert isinstance(a, ir.SOp)
+                    if isinstance(a, ir.Map):
+                        stack.append(a)
+                    else:
+                        leaves[a.id] = a
+            self._leaf[node.id] = next(iter(leaves.values())) if len(leaves) == 1 else None
+        return self._leaf[node.id]
+
+    def _linear_ok(self, node: ir.Map) -> bool:
+        if not ValueSet(self.sets[node.id].values).numeric:
+            return False
+        for a in node.args:
+            if not ValueSet(self.values(a)).numeric:
+                return False
+        consts = [a for a in node.args if isinstance(a, ir.Const)]
+        if node.op == "mul":
+            return len(consts) >= 1
+        if node.op == "div":
+            return isinstance(node.args[1], ir.Const) and node.args[1].value != 0
+        return True
+
+    def cheap_cat(self, node: ir.SOp) -> bool:
+        """Can the s-op's categorical form be had at no extra depth?"""
+        match node:
+            case ir.Map():
+                return self.map_kind(node) != MapKind.LINEAR
+            case ir.Aggregate():
+                return self.agg_is_categorical(node)
+        return True
+
+    # ------------------------------------------------------------ representations
+
+    def cat(self, node: ir.Operand) -> CatRep:
+        """The s-op's categorical representation (made on first use)."""
+        raise NotImplementedError
+
+    def num(self, node: ir.Operand) -> NumRep:
+        """The s-op's numerical representation (made on first use)."""
+        raise NotImplementedError
+
+    def best(self, node: ir.Operand) -> Rep:
+        """The representation an MLP should read: categorical if cheap, else numerical."""
+        if isinstance(node, ir.Const) or self.cheap_cat(node):
+            return self.cat(node)
+        return self.num(node)
+
+
+def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
+    """Evaluate the Map DAG above ``leaves`` on one combination of leaf values
+    (None where the interpreter fails on that combination)."""
+    index = {leaf.id: i for i, leaf in enumerate(leaves)}
+
+    def value(n: ir.Operand, args: tuple[Atom, ...]) -> Atom:
+        if isinstance(n, ir.Const):
+            return n.value
+        if n.id in index:
+            return args[index[n.id]]
+        assert isinstance(n, ir.Map)
+        return ir.apply_map(n, tuple(value(a, args) for a in n.args))
+
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        try:
+            return value(node, args)
+        except ir.MAP_ERRORS:
+            return None
+
+    return fn

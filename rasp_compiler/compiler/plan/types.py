@@ -1,0 +1,232 @@
+"""The plan as data: what every stage after planning reads.
+
+A :class:`Plan` is frozen.  It names every residual block, the token and positional
+embeddings, every attention head (with the leak it may have, already settled) and
+every MLP (with its hidden units, already built), and the output's representation.
+Certification, emission and assembly are pure functions of it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from ...errors import RaspError, Span
+from ...language.ir import Atom
+from ..residual import BOS, ONE, Block, Lin
+from ..value_sets import lookup_value
+
+
+class PlanError(RaspError):
+    """A construct that cannot be compiled exactly (collected into a CompileError)."""
+
+    kind = "cannot compile"
+
+
+class HeadKind(Enum):
+    """What a head computes: a mean/copy of values, or ``1/(width+1)`` for a width."""
+
+    AGGREGATE = "aggregate"
+    WIDTH = "width"
+
+
+#: a bilinear score term: (query read-out, key read-out, coefficient)
+QK = tuple[Lin, Lin, float]
+
+
+@dataclass(frozen=True)
+class Head:
+    """One attention head, described over named directions.
+
+    score(query i, key j) = sum_t coef_t * q_t(x_i) * k_t(x_j)  (before sharpness beta);
+    value: for each (out_dir, lin), the head writes ``mean over attended keys of lin``.
+    """
+
+    id: int
+    layer: int
+    label: str
+    span: Span | None
+    qk: tuple[QK, ...]
+    values: tuple[tuple[str, Lin], ...]
+    gap: float  # score gap that separates what must be attended from what must not
+    leak: float  # largest total attention weight allowed on keys that must be ignored
+    kind: HeadKind
+    value_span: float = 1.0  # bound on |value - value'|: output error <= leak * value_span
+    #: bound on |score| over all query/key pairs: float rounding of a score is about
+    #: this times the dtype's epsilon (a few times over, see emit.attention.sharpness)
+    magnitude: float = 0.0
+    #: numbers this head averages (a mean's values): its output is off by their error
+    #: too, so a consumer's tolerance is passed on to them (see settle_leaks)
+    averages: tuple[NumRep, ...] = ()
+
+
+@dataclass(frozen=True)
+class CatRep:
+    """Categories in the residual: ``rows[i]`` reads ~1 when the value is ``values[i]``.
+    ``sources`` are the ids of heads whose leaky output the rows read."""
+
+    values: tuple[Atom, ...]
+    rows: tuple[Lin, ...]
+    stage: int
+    sources: tuple[int, ...] = ()
+
+    @functools.cached_property
+    def _find(self) -> Callable[[Atom], int | None]:
+        return lookup_value(self.values)
+
+    def row(self, value: Atom) -> Lin | None:
+        """The read-out of ``value``, or None if it is not one of the values."""
+        i = self._find(value)
+        return None if i is None else self.rows[i]
+
+    def lins(self) -> tuple[Lin, ...]:
+        return self.rows
+
+
+@dataclass(frozen=True)
+class NumRep:
+    """A number in the residual.  ``sources`` are the attention heads (by id) whose
+    (slightly leaky) output it sums, each with the size of its coefficient."""
+
+    lin: Lin
+    values: tuple[Atom, ...]
+    stage: int
+    sources: tuple[tuple[int, float], ...] = ()
+
+    def lins(self) -> tuple[Lin, ...]:
+        return (self.lin,)
+
+
+Rep = CatRep | NumRep
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A consumer needs ``rep`` accurate to within ``tol`` (settled into head leaks)."""
+
+    rep: Rep
+    tol: float
+
+
+#: an elementwise table's function over one combination of input values (None: the
+#: combination fails in the interpreter too, so it never occurs)
+TableFn = Callable[[tuple[Atom, ...]], Atom | None]
+
+
+@dataclass(frozen=True)
+class CatTarget:
+    """A one-hot an MLP writes: ``dirs[i]`` is 1 when the result is ``values[i]``."""
+
+    values: tuple[Atom, ...]
+    dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MLPJob:
+    """An elementwise table: ``fn`` over the product of ``inputs``' values, into targets."""
+
+    id: int
+    layer: int
+    label: str
+    span: Span | None
+    inputs: tuple[Rep, ...]
+    fn: TableFn
+    cat_targets: tuple[CatTarget, ...] = ()
+    num_targets: tuple[str, ...] = ()
+    #: per numerical input: (largest |value|, error it tolerates), for certifying a dtype
+    tolerances: tuple[tuple[float, float], ...] = ()
+
+    def targets(self) -> tuple[str, ...]:
+        return tuple(d for t in self.cat_targets for d in t.dirs) + self.num_targets
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One hidden ReLU: ``out += ReLU(pre(x)) * out_coefs``."""
+
+    pre: Lin
+    out: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """The hidden units of one MLP job; the largest pre-activation any active unit
+    computes (float rounding error is about this times the dtype's epsilon); and the
+    error each categorical input row may have for the units to stay exact."""
+
+    units: tuple[Unit, ...]
+    magnitude: float
+    cat_tolerance: float
+
+
+@dataclass(frozen=True)
+class TokenEmbedding:
+    """A one-hot of ``tokens_<conv>``: ``dirs[i]`` is 1 where the converted token is
+    ``values[i]``."""
+
+    conv: str
+    values: tuple[Atom, ...]
+    dirs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PositionalEntry:
+    """A residual direction set by the positional embedding: ``values[i]`` at index i
+    (the one-hot of indices is one entry per index, the index as a number one more)."""
+
+    dir: str
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the weights are made from (see the module docstring)."""
+
+    max_len: int
+    n_layers: int
+    blocks: tuple[Block, ...]
+    tokens: tuple[TokenEmbedding, ...]
+    positional: tuple[PositionalEntry, ...]
+    heads: tuple[Head, ...]
+    mlps: tuple[MLPJob, ...]
+    tables: tuple[Table, ...]  # tables[i] computes mlps[i]
+    output: Rep
+
+    def heads_in(self, layer: int) -> tuple[Head, ...]:
+        return tuple(h for h in self.heads if h.layer == layer)
+
+    def mlps_in(self, layer: int) -> tuple[tuple[MLPJob, Table], ...]:
+        return tuple((m, t) for m, t in zip(self.mlps, self.tables) if m.layer == layer)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What planning decided, before the finishing step (``compiler.finalize``) builds
+    the MLP tables and settles every head's leak from ``requirements``.  Only what the
+    output depends on is here; ``all_heads`` keeps every head planned (ids index it),
+    since a requirement may pass through a head that was pruned."""
+
+    max_len: int
+    blocks: tuple[Block, ...]
+    tokens: tuple[TokenEmbedding, ...]
+    positional: tuple[PositionalEntry, ...]
+    heads: tuple[Head, ...]
+    all_heads: tuple[Head, ...]
+    mlps: tuple[MLPJob, ...]
+    requirements: tuple[Requirement, ...]
+    output: Rep
+
+
+@dataclass(frozen=True)
+class PlanFailure:
+    """Planning could not give an exact plan: every reason found, each with its span."""
+
+    problems: tuple[RaspError, ...]
+
+
+def key_side(lin: Lin) -> Lin:
+    """``lin`` with its constant part removed at the BOS position (ONE -> ONE - BOS)."""
+    c = lin.as_dict().get(ONE, 0.0)
+    return lin + Lin.unit(BOS, -c) if c else lin
