@@ -90,7 +90,11 @@ def _check_tables(p: PlanState, sel: ir.Selector, owner: ir.SOp) -> None:
 
 
 def _joint_of(
-    p: PlanState, ops: list[ir.SOp], cols: list, classes: tuple[int, ...], owner: ir.SOp
+    p: PlanState,
+    ops: list[ir.SOp],
+    cols: tuple[tuple[Atom, ...], ...],
+    classes: tuple[int, ...],
+    owner: ir.SOp,
 ) -> ir.Operand:
     """One operand standing for ``ops``: a constant, the s-op itself, or an s-op
     (an MLP) whose values are the classes of their joint value."""
