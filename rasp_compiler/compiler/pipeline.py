@@ -85,9 +85,13 @@ def make_plan(
     _stop_on(structure_problems(graph))
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
-    return _plan_or_stop(
-        finalize(_plan_or_stop(plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))))
-    )
+    draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
+    if isinstance(draft, PlanFailure):
+        raise CompileError(list(draft.problems))
+    plan = finalize(draft)
+    if isinstance(plan, PlanFailure):
+        raise CompileError(list(plan.problems))
+    return plan
 
 
 def compile_sop(
@@ -119,12 +123,6 @@ def compile_sop(
 def _stop_on(problems: Sequence[RaspError]) -> None:
     if problems:
         raise CompileError(list(problems))
-
-
-def _plan_or_stop(result):  # type: ignore[no-untyped-def]
-    if isinstance(result, PlanFailure):
-        raise CompileError(list(result.problems))
-    return result
 
 
 def _model_spec(

@@ -20,6 +20,10 @@ layer ``l`` when its inputs exist at stage ``2l``; an MLP when they exist at ``2
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
 from ..residual import ONE, Lin, lin_sum
@@ -28,6 +32,8 @@ from . import attention, elementwise
 from .state import MapKind, NodeFailed, PlanState, fused_fn
 from .types import CatRep, NumRep
 
+R = TypeVar("R", CatRep, NumRep)
+
 INDEX_ONEHOT = "indices"
 INDEX_NUMBER = "indices:num"
 
@@ -35,8 +41,14 @@ INDEX_NUMBER = "indices:num"
 class Planner(PlanState):
     """Makes representations on demand and remembers them (and failures) per s-op."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        sets: dict[int, ValueSet],
+        max_len: int,
+        names: dict[int, str],
+        used_at: dict[int, Span],
+    ):
+        super().__init__(sets, max_len, names, used_at)
         self._cat: dict[int, CatRep] = {}
         self._num: dict[int, NumRep] = {}
         self._failed: set[tuple[int, bool]] = set()
@@ -45,17 +57,17 @@ class Planner(PlanState):
         if isinstance(node, ir.Const):
             return CatRep((node.value,), (Lin.unit(ONE),), 0)
         if node.id not in self._cat:
-            self._cat[node.id] = self._remember(node, True, self._make_cat)  # type: ignore[assignment]
+            self._cat[node.id] = self._remember(node, True, self._make_cat)
         return self._cat[node.id]
 
     def num(self, node: ir.Operand) -> NumRep:
         if isinstance(node, ir.Const):
             return NumRep(Lin.const(float(node.value)), (node.value,), 0)  # type: ignore[arg-type]
         if node.id not in self._num:
-            self._num[node.id] = self._remember(node, False, self._make_num)  # type: ignore[assignment]
+            self._num[node.id] = self._remember(node, False, self._make_num)
         return self._num[node.id]
 
-    def _remember(self, node: ir.SOp, categorical: bool, make):  # type: ignore[no-untyped-def]
+    def _remember(self, node: ir.SOp, categorical: bool, make: Callable[[ir.SOp], R]) -> R:
         """``make(node)``, or NodeFailed again for an s-op whose planning failed before
         (so nothing downstream of a failure is planned twice or reported twice)."""
         key = (node.id, categorical)
