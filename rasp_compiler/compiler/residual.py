@@ -57,6 +57,18 @@ class Lin:
         return tuple(k for k, _ in self.terms)
 
 
+def onehot_dirs(block: str, values: Iterable[object]) -> tuple[str, ...]:
+    """The directions of a one-hot: ``block=value`` per value (``repr`` keeps the atoms
+    1, 1.0, '1' and True apart)."""
+    return tuple(f"{block}={v!r}" for v in values)
+
+
+def role_dir(block: str, role: str) -> str:
+    """A direction with a role in an s-op's block, e.g. ``x#3:x0`` (a width head's
+    output) or ``x#3:key-7.5`` (a positional key)."""
+    return f"{block}:{role}"
+
+
 def lin_sum(items: Iterable[Lin]) -> Lin:
     d: dict[str, float] = {}
     for lin in items:

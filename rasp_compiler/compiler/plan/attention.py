@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import min_gap, nearest_other_sq
-from ..residual import BOS, ONE, Lin, lin_sum
+from ..residual import BOS, ONE, Lin, lin_sum, onehot_dirs, role_dir
 from ..selectors import (
     Pair,
     Scores,
@@ -213,7 +213,7 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     averages: tuple[NumRep, ...] = ()
     if categorical:
         src = p.cat(node.values)
-        dirs = p.add_block(name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {label}")
+        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {label}")
         value_lins = []
         for v, d in zip(vals, dirs):
             row = src.row(v)
@@ -362,11 +362,11 @@ def _numeric_eq_head(
     centre = (min(kpos) + max(kpos)) / 2.0
     kname, qname = p.name(k), p.name(q)
     kc = tuple(v - centre for v in kpos)
-    k1 = p.positional_dir(f"{kname}:key-{centre:g}", kc)
-    k2 = p.positional_dir(f"{kname}:(key-{centre:g})^2", tuple(v * v for v in kc))
+    k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
+    k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
     qrep: NumRep
     if qpos is not None:  # a function of indices: embedded, like the key side
-        q1 = p.positional_dir(f"{qname}:query-{centre:g}", tuple(v - centre for v in qpos))
+        q1 = p.positional_dir(role_dir(qname, f"query-{centre:g}"), tuple(v - centre for v in qpos))
         qrep = NumRep(q1, p.values(q), 0)
     else:
         qrep = p.num(q)
@@ -379,7 +379,7 @@ def _numeric_eq_head(
     terms: list[QK] = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
     if qpos is not None:
         qc = tuple(v - centre for v in qpos)
-        q2 = p.positional_dir(f"{qname}:(query-{centre:g})^2", tuple(v * v for v in qc))
+        q2 = p.positional_dir(role_dir(qname, f"(query-{centre:g})^2"), tuple(v * v for v in qc))
         terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
         head_gap = gap / 2
     else:
@@ -428,7 +428,8 @@ def width_xs(p: PlanState, node: ir.SOp) -> list[NumRep]:
         heads = [(pairs, sc) for sc in all_scores]
     xs: list[NumRep] = []
     for t, (pairs, scores) in enumerate(heads):
-        (d,) = p.add_block(f"{name}:x{t}", (f"{name}:x{t}",), f"1/(width+1) for {label}")
+        d = role_dir(name, f"x{t}")
+        p.add_block(d, (d,), f"1/(width+1) for {label}")
         spec = _HeadSpec(
             HeadKind.WIDTH,
             label,

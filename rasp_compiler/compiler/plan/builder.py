@@ -26,7 +26,7 @@ from typing import TypeVar
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
-from ..residual import ONE, Lin, lin_sum
+from ..residual import ONE, Lin, lin_sum, onehot_dirs
 from ..value_sets import ValueSet, lookup_value
 from . import attention, elementwise
 from .state import MapKind, NodeFailed, PlanState, fused_fn
@@ -34,7 +34,8 @@ from .types import CatRep, NumRep
 
 R = TypeVar("R", CatRep, NumRep)
 
-INDEX_ONEHOT = "indices"
+#: the block of the one-hot of indices, and the direction of the index as a number
+INDICES = "indices"
 INDEX_NUMBER = "indices:num"
 
 
@@ -86,14 +87,14 @@ class Planner(PlanState):
         match node:
             case ir.Tokens(conv=conv):
                 if conv not in self.token_onehots:
-                    dirs = tuple(f"tokens_{conv}={v!r}" for v in vals)
+                    dirs = onehot_dirs(f"tokens_{conv}", vals)
                     self.add_block(f"tokens_{conv}", dirs, f"one-hot of tokens_{conv}")
                     self.token_onehots[conv] = (vals, dirs)
                 return CatRep(vals, tuple(Lin.unit(d) for d in self.token_onehots[conv][1]), 0)
             case ir.Indices():
-                dirs = tuple(f"indices={i}" for i in vals)
+                dirs = onehot_dirs(INDICES, vals)
                 if dirs[0] not in self.positional:
-                    self.add_block(INDEX_ONEHOT, dirs, "one-hot of indices")
+                    self.add_block(INDICES, dirs, "one-hot of indices")
                     for i, d in enumerate(dirs):
                         self.positional[d] = _onehot(i, self.max_len)
                 return CatRep(vals, tuple(Lin.unit(d) for d in dirs), 0)
@@ -117,10 +118,10 @@ class Planner(PlanState):
             raise self.fail("needs a number here but its values are not all numbers", node)
         match node:
             case ir.Indices():
-                if "indices" not in self.positional:
-                    self.add_block(INDEX_NUMBER, ("indices",), "indices as a number")
-                    self.positional["indices"] = tuple(float(i) for i in range(self.max_len))
-                return NumRep(Lin.unit("indices"), vals, 0)
+                if INDICES not in self.positional:
+                    self.add_block(INDEX_NUMBER, (INDICES,), "indices as a number")
+                    self.positional[INDICES] = tuple(float(i) for i in range(self.max_len))
+                return NumRep(Lin.unit(INDICES), vals, 0)
             case ir.Full(value=v):
                 return NumRep(Lin.const(float(v)), vals, 0)  # type: ignore[arg-type]
             case ir.Tokens():

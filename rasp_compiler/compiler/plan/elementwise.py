@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import binding_pair, min_gap, projection, projection_ratio
-from ..residual import Lin
+from ..residual import Lin, onehot_dirs, role_dir
 from .attention import width_xs
 from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
 from .types import CatRep, CatTarget, NumRep, Rep, TableFn
@@ -36,13 +36,11 @@ def mlp_output(p: PlanState, node: ir.SOp, categorical: bool) -> Rep:
     vals = p.values(node)
     name = p.name(node)
     if categorical:
-        dirs = p.add_block(
-            name, tuple(f"{name}={v!r}" for v in vals), f"one-hot of {p.label(node)}"
-        )
+        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {p.label(node)}")
         for job in jobs:
             job.cat_targets.append(CatTarget(vals, dirs))
         return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
-    (d,) = p.add_block(name + ":num", (name,), f"{p.label(node)} as a number")
+    (d,) = p.add_block(role_dir(name, "num"), (name,), f"{p.label(node)} as a number")
     for job in jobs:
         job.num_targets.append(d)
     return NumRep(Lin.unit(d), vals, stage)
