@@ -1,0 +1,1 @@
+"""The benchmark of rasp_compiler (``python benchmarks/run.py``); see run.py."""

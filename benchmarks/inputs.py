@@ -1,0 +1,177 @@
+"""The benchmark's programs and inputs: example vocabularies, the tasks compiled by both
+tools in section 2 (our RASP for them and tracr's library programs), and random inputs."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+LETTERS = string.ascii_lowercase  # the 26-letter vocabulary of the length sweep
+SEED = 1234
+
+# Examples whose header vocabulary is widened here: dyck1 ignores non-bracket tokens, so a
+# couple of letters exercise that.
+VOCAB_OVERRIDES = {"dyck1": "()ab"}
+BIG_THREE = ("reverse", "histogram", "sort")
+
+# ---------------------------------------------------------------------------- examples
+
+
+def example_path(name: str) -> str:
+    return str(EXAMPLES / f"{name}.rasp")
+
+
+def other_examples() -> list[str]:
+    """The examples other than BIG_THREE, sorted by name."""
+    return sorted(p.stem for p in EXAMPLES.glob("*.rasp") if p.stem not in BIG_THREE)
+
+
+def example_vocab(name: str) -> tuple[str, str]:
+    """(vocabulary, input style) of an example, from its header comment."""
+    text = (EXAMPLES / f"{name}.rasp").read_text(encoding="utf-8")
+    vocab = "abcd"
+    for line in text.splitlines():
+        if line.startswith("# Vocabulary:"):
+            vocab = line.split(":", 1)[1].strip()
+            break
+    vocab = VOCAB_OVERRIDES.get(name, vocab)
+    style = "bos" if vocab.startswith("§") else "random"
+    return vocab, style
+
+
+def show_vocab(vocab: str) -> str:
+    """A vocabulary as a table cell."""
+    return "a–z" if vocab == LETTERS else vocab
+
+
+# ---------------------------------------------------------------------------- section 2 tasks
+
+# Our program for each side-by-side task: a Path is an example file, a str RASP source
+# ("{tok0}" stands for the first vocabulary token).
+OURS_SIDE: dict[str, Path | str] = {
+    "reverse": EXAMPLES / "reverse.rasp",
+    "hist": EXAMPLES / "histogram.rasp",
+    # tracr's make_sort_unique, word for word: the target is the count of smaller keys
+    "sort_unique": (
+        "target = selector_width(select(tokens, tokens, <));\n"
+        "sort_unique = aggregate(select(target, indices, ==), tokens);\n"
+    ),
+    "sort_freq": (
+        "hist = selector_width(select(tokens, tokens, ==));\nsort_freq = sort(tokens, -hist);\n"
+    ),
+    "frac_prevs": (
+        'frac_prevs = aggregate(select(indices, indices, <=), indicator(tokens == "{tok0}"));\n'
+    ),
+    "shuffle_dyck": (
+        "prefix = select(indices, indices, <=);\n"
+        'balance = aggregate(prefix, indicator(tokens == "(") - indicator(tokens == ")"));\n'
+        "has_neg = aggregate(full_s, indicator(balance < 0)) > 0;\n"
+        "last_zero = aggregate(select(indices, length - 1, ==), balance == 0);\n"
+        "shuffle_dyck = last_zero and not has_neg;\n"
+    ),
+}
+SIDE_STYLE = {"sort_unique": "distinct", "shuffle_dyck": "dyck"}
+
+
+def ours_side_program(name: str, vocab: Sequence[str]) -> tuple[str | None, str | None]:
+    """(path, source) of our program for a side-by-side task: exactly one is given."""
+    program = OURS_SIDE[name]
+    if isinstance(program, Path):
+        return str(program), None
+    return None, program.replace("{tok0}", vocab[0])
+
+
+def side_vocab(name: str, n: int) -> list[str]:
+    fill = [f"t{i:03d}" for i in range(n)]
+    if name == "shuffle_dyck":
+        return ["(", ")"] + fill[: n - 2]
+    return fill
+
+
+def tracr_program(name: str, vocab: Sequence[str], max_len: int) -> Any:
+    """Tracr's library program for a side-by-side task (imports tracr)."""
+    from tracr.compiler import lib
+    from tracr.rasp import rasp
+
+    if name == "reverse":
+        return lib.make_reverse(rasp.tokens)
+    if name == "hist":
+        return lib.make_hist()
+    if name == "sort_unique":
+        return lib.make_sort_unique(rasp.tokens, rasp.tokens)
+    if name == "sort_freq":
+        return lib.make_sort_freq(max_seq_len=max_len)
+    if name == "frac_prevs":
+        return lib.make_frac_prevs(rasp.tokens == vocab[0])
+    if name == "shuffle_dyck":
+        return lib.make_shuffle_dyck(["()"])
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def make_inputs(
+    vocab: Sequence[Any], max_len: int, count: int, style: str, seed: int
+) -> list[list[Any]]:
+    """``count`` random inputs: a quarter (at least one) of length ``max_len``, the rest of
+    uniformly random lengths 1..max_len.
+
+    style: "random" (tokens uniform over vocab), "distinct" (no token repeats: a random
+    sample of the vocabulary), "bos" (position 0 is vocab[0], the BOS token "§", the rest
+    uniform over vocab[1:]), "dyck" (vocab[0:2] are "(" and ")": even-numbered inputs are
+    random with 40% "(", 40% ")", 20% other tokens; odd-numbered ones are balanced by
+    construction).
+    """
+    rng = random.Random(seed)
+    at_max = max(1, count // 4)
+    out = []
+    for i in range(count):
+        n = max_len if i < at_max else rng.randint(1, max_len)
+        out.append(_one_input(rng, vocab, n, style, i))
+    return out
+
+
+def full_length_inputs(
+    vocab: Sequence[Any], max_len: int, count: int, style: str, seed: int
+) -> list[list[Any]]:
+    rng = random.Random(seed)
+    return [_one_input(rng, vocab, max_len, style, i) for i in range(count)]
+
+
+def _one_input(rng: random.Random, vocab: Sequence[Any], n: int, style: str, i: int) -> list:
+    vocab = list(vocab)
+    if style == "random":
+        return [rng.choice(vocab) for _ in range(n)]
+    if style == "distinct":
+        return rng.sample(vocab, n)
+    if style == "bos":
+        return [vocab[0]] + [rng.choice(vocab[1:]) for _ in range(n - 1)]
+    if style == "dyck":
+        op, cl, other = vocab[0], vocab[1], vocab[2:] or [vocab[0]]
+        if i % 2 == 0:
+            return [
+                op if r < 0.4 else cl if r < 0.8 else rng.choice(other)
+                for r in (rng.random() for _ in range(n))
+            ]
+        # Balanced unless no filler token exists, which cannot happen with the
+        # vocabularies used.
+        toks, depth = [], 0
+        for pos in range(n):
+            left = n - pos
+            r = rng.random()
+            if depth >= left or (depth > 0 and r < 0.4):
+                toks.append(cl)
+                depth -= 1
+            elif depth + 1 < left and r < 0.8:
+                toks.append(op)
+                depth += 1
+            else:
+                toks.append(rng.choice(other))
+        return toks
+    raise ValueError(style)
