@@ -3,16 +3,19 @@
 The library rows use the project's library (loaded by ``lower.load_source``); the
 double histogram, sort by frequency and Dyck programs are written below in RASP, in
 the style of the RASP paper.  Expected outputs are the reference's printouts.
+
+The shared corpus (tests/corpus.py) is checked here too, against its expected outputs.
 """
 
 from __future__ import annotations
 
 import pytest
+from corpus import EXAMPLE_OUTPUTS, EXPRESSION_OUTPUTS, EXPRESSIONS, corpus, example_programs
 
+from rasp_compiler.language import lower
 from rasp_compiler.language.display import format_sop
 from rasp_compiler.language.interpret import evaluate
-
-lower = pytest.importorskip("rasp_compiler.language.lower")
+from rasp_compiler.verify import same_output
 
 PROGRAMS = """
 # Double histogram: for each token, how many distinct tokens occur exactly as often
@@ -106,3 +109,32 @@ ROWS = [
 def test_reference_output(expr, inp, shown):
     session = lower.load_source(PROGRAMS + f"\n{expr};\n")
     assert format_sop(evaluate(lower.get_sop(session, "out"), inp)) == shown
+
+
+# ------------------------------------------------------------ the shared corpus
+
+CORPUS = corpus()
+
+
+def test_every_corpus_entry_has_its_expected_outputs():
+    # corpus() fails on an entry without outputs; none are left over for a removed entry
+    assert set(EXPRESSION_OUTPUTS) == {c[0] for c in EXPRESSIONS}
+    assert set(EXAMPLE_OUTPUTS) == {c[0] for c in example_programs()}
+    assert len(CORPUS) == len(EXPRESSIONS) + len(example_programs()) > 0
+    for name, _, vocab, pairs in CORPUS:
+        assert 2 <= len(pairs) <= 4, name
+        assert any(len(inp) == 1 for inp, _ in pairs), f"{name}: no length-1 input"
+        for inp, want in pairs:
+            assert inp and set(inp) <= set(vocab), f"{name}: {inp!r} is outside {vocab!r}"
+            assert len(want) == len(inp), f"{name}: {inp!r}"
+
+
+@pytest.mark.parametrize(("name", "src", "vocab", "pairs"), CORPUS, ids=[c[0] for c in CORPUS])
+def test_corpus_expected_outputs_in_the_interpreter(name, src, vocab, pairs):
+    session = lower.load_source(src)
+    sop = lower.get_sop(session, session.last_sop_name())
+    for inp, want in pairs:
+        got = evaluate(sop, inp)
+        assert same_output(want, got), f"{name} on {inp!r}: want {want}, got {got}"
+        # 0 (a default, or a mean of one value) stays an int; a mean of several is a float
+        assert [type(v) for v in got] == [type(v) for v in want], f"{name} on {inp!r}: {got}"
