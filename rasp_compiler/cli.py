@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .dtypes import DTYPE_NAMES
 from .errors import InputError, RaspError
 from .language import ir
 from .language.display import format_sop, to_json_value
@@ -62,9 +63,7 @@ def _json_input(text: str) -> list[Atom]:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
     if isinstance(value, str):
         value = list(value)
-    if not isinstance(value, list) or not all(
-        isinstance(v, (str, int, float, bool)) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, ir.ATOM_TYPES) for v in value):
         raise argparse.ArgumentTypeError(
             f"expected a JSON list of strings, numbers or booleans, got {text!r}"
         )
@@ -117,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="the longest input the model accepts",
         )  # fmt: skip
         p.add_argument(
-            "--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+            "--dtype", default="float32", choices=DTYPE_NAMES,
             help="the dtype the model runs in; compilation refuses what it cannot certify",
         )  # fmt: skip
 
@@ -201,22 +200,13 @@ def _load(path: str, draw: bool = True) -> Any:
     return session
 
 
-def _sop(session: Any, name: str | None, path: str) -> tuple[str, ir.SOp]:
-    from .language.lower import get_sop
-
-    if name is None:
-        name = session.last_sop_name()
-        if name is None:
-            raise InputError(f"{path} assigns no s-op; name one with --sop")
-    return name, get_sop(session, name)
-
-
 def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any]:
     """(the s-op, its CompiledModel) for a program file and --vocab/--max-len."""
     from .compiler.pipeline import compile_sop, names_of, parse_vocab
+    from .language.lower import choose_sop
 
     session = session if session is not None else _load(args.program)
-    name, sop = _sop(session, args.sop, args.program)
+    name, sop = choose_sop(session, args.sop, args.program)
     vocab = parse_vocab(args.vocab)
     model = compile_sop(
         sop, vocab, args.max_len, names=names_of(session), program_name=args.program, sop_name=name,
@@ -248,10 +238,11 @@ def _note(message: str) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .language.interpret import evaluate
+    from .language.lower import choose_sop
 
     inputs = _inputs(args)
     session = _load(args.program)
-    _, sop = _sop(session, args.sop, args.program)
+    _, sop = choose_sop(session, args.sop, args.program)
     outputs = []
     for inp in inputs:
         value = evaluate(sop, inp)
@@ -372,7 +363,7 @@ def _certified(sop: ir.SOp, spec: Any) -> dict[str, int]:
 
     return {
         dt: largest_certified_length(sop, spec.vocab, dt, upto=spec.max_len)[0]
-        for dt in ("float32", "float16", "bfloat16")
+        for dt in DTYPE_NAMES
     }
 
 

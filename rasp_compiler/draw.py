@@ -8,7 +8,7 @@ made it, the operation, and, when an input is given, the node's value on it.
 Arrows run from an input of an operation to the operation.
 
 ``svg_document(root, ...)`` gives the SVG text; ``write_svg`` writes it;
-``make_draw_hook`` gives the :data:`rasp_compiler.lower.DrawHook` the command line
+``make_draw_hook`` gives the :data:`rasp_compiler.language.scope.DrawHook` the command line
 installs, which writes ``<name>.svg`` into a directory and reports where.
 """
 
@@ -156,7 +156,7 @@ def make_draw_hook(
     echo: Callable[[str], None] = print,
     default_input: Callable[[], Sequence[Atom] | str | None] | None = None,
 ) -> Callable[[ir.SOp, Sequence[Atom] | str | None, Span], None]:
-    """A draw hook for :class:`rasp_compiler.lower.Session`.
+    """A draw hook for :class:`rasp_compiler.language.lower.Session`.
 
     ``bindings()`` gives the program's current top-level names (to name the file and
     the boxes); the picture goes to ``out_dir`` (default: the current directory) as

@@ -21,36 +21,22 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from .dtypes import DTYPE_NAMES
 from .errors import InputError
-from .language.ir import Atom
+from .language.ir import Atom, atom_key, plain_atom
 from .model import ModelConfig, Transformer
 
 Input = str | Sequence[Atom]  # a str is one token per character
 
 ENCODINGS = ("categorical", "numerical")
-DTYPES = ("float32", "float16", "bfloat16")
 _MAX_LISTED = 100  # vocabulary entries shown in an error message
 _NUMERIC_FIELDS = {"max_denominator", "integer"}
-
-
-def plain_atom(x: object) -> Atom:
-    """``x`` as a plain Python str/int/float/bool (numpy scalars unwrapped); else TypeError."""
-    if isinstance(x, np.generic):
-        x = x.item()
-    if type(x) in (str, int, float, bool):
-        return x  # type: ignore[return-value]
-    raise TypeError(f"{x!r} ({type(x).__name__}) is not an atom (str, int, float or bool)")
-
-
-def _atom_key(x: Atom) -> tuple[str, Atom]:
-    """A dict key that keeps 1, 1.0 and True apart."""
-    return (type(x).__name__, x)
 
 
 # ---------------------------------------------------------------- specs
@@ -188,7 +174,7 @@ class ModelSpec:
         vocab = tuple(plain_atom(t) for t in self.vocab)
         if not vocab:
             raise ValueError("vocab must not be empty")
-        if len({_atom_key(t) for t in vocab}) != len(vocab):
+        if len({atom_key(t) for t in vocab}) != len(vocab):
             raise ValueError(f"vocab has duplicate tokens: {vocab!r}")
         canonical = {t: i for i, t in enumerate(vocab)}
         if len(canonical) != len(vocab):
@@ -197,7 +183,7 @@ class ModelSpec:
             )
         token_ids = dict(self.token_ids) or canonical
         if token_ids != canonical or any(
-            _atom_key(t) != _atom_key(u) for t, u in zip(token_ids, vocab, strict=True)
+            atom_key(t) != atom_key(u) for t, u in zip(token_ids, vocab, strict=True)
         ):
             raise ValueError("token_ids must map vocab[i] to i, in vocab order")
         ml = self.max_len
@@ -205,8 +191,8 @@ class ModelSpec:
             raise ValueError(f"max_len must be a positive int, got {ml!r}")
         if not isinstance(self.output, OutputSpec):
             raise ValueError(f"output must be an OutputSpec, got {self.output!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         for name in ("layout", "layers"):
             entries = getattr(self, name)
             if isinstance(entries, str | Mapping) or not isinstance(entries, Sequence):
@@ -288,9 +274,7 @@ class ModelSpec:
         vocab = d["vocab"]
         if not isinstance(vocab, list):
             raise ValueError(f"spec vocab must be a list, got {vocab!r}")
-        if [_atom_key(plain_atom(t)) for t, _ in pairs] != [
-            _atom_key(plain_atom(t)) for t in vocab
-        ]:
+        if [atom_key(plain_atom(t)) for t, _ in pairs] != [atom_key(plain_atom(t)) for t in vocab]:
             raise ValueError("spec token_ids do not list the vocab in order")
         if not isinstance(d["output"], Mapping):
             raise ValueError(f"spec output must be a dict, got {d['output']!r}")
@@ -338,7 +322,7 @@ class CompiledModel(nn.Module):
         spec.check_config(transformer.cfg)
         self.transformer = transformer
         self.spec = spec
-        self._ids = {_atom_key(t): i for t, i in spec.token_ids.items()}
+        self._ids = {atom_key(t): i for t, i in spec.token_ids.items()}
         # fast path for the common case, string tokens (type checked exactly: True != 1)
         self._str_ids = {t: i for t, i in spec.token_ids.items() if type(t) is str}
 
@@ -408,13 +392,13 @@ class CompiledModel(nn.Module):
             )
         if isinstance(inp, str) or all(type(t) is str for t in inp):
             try:
-                return [self._str_ids[t] for t in inp]
+                return [self._str_ids[t] for t in cast("Sequence[str]", inp)]
             except KeyError:
                 pass  # the slow path below names the token
         ids = []
         for pos, tok in enumerate(inp):
             try:
-                key = _atom_key(plain_atom(tok))
+                key = atom_key(plain_atom(tok))
             except TypeError:
                 key = None
             if key not in self._ids:

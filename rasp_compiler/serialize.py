@@ -33,6 +33,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
+from .dtypes import torch_dtype
 from .errors import ModelFileError
 from .model import ModelConfig, Transformer
 from .runtime import CompiledModel, ModelSpec
@@ -175,7 +176,7 @@ def load_model(path: str | os.PathLike[str]) -> CompiledModel:
         transformer.load_weights(tensors)
     except ModelFileError as e:
         raise ModelFileError(f"{weights_path}: {_one_line(e.message)}") from None
-    return CompiledModel(transformer, spec).to(getattr(torch, spec.dtype))
+    return CompiledModel(transformer, spec).to(torch_dtype(spec.dtype))
 
 
 def _read_header(config_path: Path) -> dict[str, Any]:

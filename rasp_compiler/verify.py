@@ -2,16 +2,17 @@
 
 ``verify(sop, model, vocab, max_len, samples)`` runs both on every input up to a length
 whose exhaustive enumeration stays small (about 20,000 inputs, or ``exhaustive_len``),
-plus ``samples`` random inputs of lengths 1..``max_len`` (a quarter of them, and at least
-one, of length ``max_len``).  Inputs on which the interpreter raises a :class:`RaspError`
-(the program itself fails there, e.g. a division by zero) are counted as skipped, not as
-mismatches.
-The model runs in batches (``CompiledModel.run_batch``).
+plus ``samples`` random inputs of lengths 1..``max_len`` (:func:`random_inputs`).
+Inputs on which the interpreter raises a :class:`RaspError` (the program itself fails
+there, e.g. a division by zero) are counted as skipped, not as mismatches.  The model
+runs in batches (``CompiledModel.run_batch``).  Outputs are compared by
+:func:`same_output`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -19,11 +20,15 @@ from dataclasses import dataclass
 
 from .errors import RaspError
 from .language import ir
+from .language.display import to_json_value
 from .language.interpret import evaluate
 from .language.ir import Atom
 from .runtime import CompiledModel
 
-__all__ = ["Counterexample", "VerifyReport", "verify", "exhaustive_length", "EXHAUSTIVE_BUDGET"]
+__all__ = [
+    "Counterexample", "VerifyReport", "verify", "exhaustive_length", "EXHAUSTIVE_BUDGET",
+    "same_output", "all_inputs", "random_inputs", "random_lengths",
+]  # fmt: skip
 
 EXHAUSTIVE_BUDGET = 20_000  # inputs the default exhaustive enumeration may reach
 BATCH = 512  # inputs per model call
@@ -119,7 +124,7 @@ def verify(
     total = n_exhaustive + samples
 
     inputs = itertools.chain(
-        _all_inputs(vocab, exhaustive_len), _random_inputs(vocab, max_len, samples, seed)
+        all_inputs(vocab, exhaustive_len), random_inputs(vocab, max_len, samples, seed)
     )
     done = skipped = bad = 0
     first: Counterexample | None = None
@@ -176,22 +181,30 @@ def _same_atom(a: Atom, b: Atom) -> bool:
     return a == b
 
 
-def _all_inputs(vocab: tuple[Atom, ...], up_to: int) -> Iterator[tuple[Atom, ...]]:
+def all_inputs(vocab: Sequence[Atom], up_to: int) -> Iterator[tuple[Atom, ...]]:
+    """Every input over ``vocab`` of length 1..``up_to``, shortest first."""
     for n in range(1, up_to + 1):
         yield from itertools.product(vocab, repeat=n)
 
 
-def _random_inputs(
-    vocab: tuple[Atom, ...], max_len: int, count: int, seed: int
-) -> Iterator[tuple[Atom, ...]]:
-    rng = random.Random(seed)
-    at_max = max(1, count // 4)  # long inputs are where attention is least sharp
+def random_lengths(rng: random.Random, max_len: int, count: int) -> Iterator[int]:
+    """``count`` input lengths: the first quarter (and at least one) ``max_len`` -- long
+    inputs are where attention is least sharp -- the rest uniform over 1..``max_len``."""
+    at_max = max(1, count // 4)
     for i in range(count):
-        n = max_len if i < at_max else rng.randint(1, max_len)
+        yield max_len if i < at_max else rng.randint(1, max_len)
+
+
+def random_inputs(
+    vocab: Sequence[Atom], max_len: int, count: int, seed: int = 0
+) -> Iterator[tuple[Atom, ...]]:
+    """``count`` random inputs over ``vocab`` (tokens uniform), lengths as
+    :func:`random_lengths` draws them; the same ``seed`` gives the same inputs."""
+    rng = random.Random(seed)
+    for n in random_lengths(rng, max_len, count):
         yield tuple(rng.choice(vocab) for _ in range(n))
 
 
 def _show(values: Sequence[Atom]) -> str:
-    import json
-
-    return json.dumps(list(values), ensure_ascii=False)
+    """One output as the command line's ``--json`` prints it."""
+    return json.dumps(to_json_value(list(values)), ensure_ascii=False)

@@ -7,7 +7,7 @@ memo, so a graph whose nodes share sub-graphs is computed once per node;
 ``evaluate_many`` returns every node's value, which the compiler's verifier compares
 against the compiled model.
 
-Per-position semantics come from :mod:`rasp_compiler.ir` (``apply_map``, ``compare``),
+Per-position semantics come from :mod:`rasp_compiler.language.ir` (``apply_map``, ``compare``),
 so the interpreter and the compiler agree on what each operation means.  Selects
 and aggregates are vectorised with numpy, but only where that is exact: a mean is
 the exact sum of the selected values divided by their count, rounded once, which is
@@ -22,14 +22,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, RaspError, RaspTypeError, RaspValueError, Span
+from ..errors import InputError, RaspTypeError, RaspValueError, Span
 from . import ir
 from .ir import Atom
 
 SOpValue = list[Atom]
 Value = list[Atom] | np.ndarray
-
-_ATOM_TYPES = (str, bool, int, float)
 
 # The homogeneity rule: the set of Python types in a sequence -> its kind.
 _KINDS: dict[frozenset[type], str] = {
@@ -41,18 +39,6 @@ _KINDS: dict[frozenset[type], str] = {
 }
 
 _TYPE_WORDS = {str: "strings", bool: "bools", int: "ints", float: "floats"}
-
-# Python exceptions an elementwise operation may raise -> the error the user sees.
-_MAP_ERRORS: dict[type[Exception], type[RaspError]] = {
-    TypeError: RaspTypeError,
-    ZeroDivisionError: RaspValueError,
-    KeyError: RaspValueError,
-    IndexError: RaspValueError,
-    ValueError: RaspValueError,
-    OverflowError: RaspValueError,
-}
-
-_TOKEN_CONVERSIONS = {"str": str, "int": int, "float": float, "bool": bool, "asis": None}
 
 _NUMPY_CMP = {
     "==": np.equal,
@@ -181,10 +167,9 @@ class Interpreter:
     # ----------------------------------------------------------- operations
 
     def _tokens(self, node: ir.Tokens) -> SOpValue:
-        if node.conv not in _TOKEN_CONVERSIONS:
+        if node.conv not in ir.TOKEN_CONVERSIONS:
             raise RaspValueError(f"unknown token conversion {node.conv!r}", node.span)
-        conv = _TOKEN_CONVERSIONS[node.conv]
-        if conv is None:
+        if node.conv == "asis":
             if frozenset(map(type, self.tokens)) not in _KINDS:
                 raise InputError(
                     f"input mixes {_type_words(self.tokens)}: {_preview(self.tokens)}"
@@ -195,8 +180,8 @@ class Interpreter:
         out: list[Atom] = []
         try:
             for tok in self.tokens:
-                out.append(conv(tok))
-        except (ValueError, TypeError, OverflowError) as exc:
+                out.append(ir.convert_token(node.conv, tok))
+        except ir.TOKEN_ERRORS as exc:
             pos = len(out)
             raise RaspValueError(
                 f"tokens_{node.conv}: input token {self.tokens[pos]!r} at position {pos}"
@@ -213,11 +198,11 @@ class Interpreter:
         try:
             for args in zip(*columns, strict=True):
                 out.append(ir.apply_map(node, args))
-        except tuple(_MAP_ERRORS) as exc:
+        except ir.MAP_ERRORS as exc:
             pos = len(out)
             args = tuple(col[pos] for col in columns)
             shown = ", ".join(repr(a) for a in args)
-            raise _map_error_class(exc)(
+            raise ir.map_error_class(exc)(
                 f"'{op.symbol}' fails at position {pos} on ({shown}): {exc}", node.span
             ) from exc
         return out
@@ -292,13 +277,12 @@ def _check_input(inp: Sequence[Atom] | str) -> tuple[Atom, ...]:
         raise InputError("empty input: a RASP program needs at least one token")
     out: list[Atom] = []
     for i, tok in enumerate(tokens):
-        if isinstance(tok, np.generic):
-            tok = tok.item()
-        if type(tok) not in _ATOM_TYPES:
+        try:
+            out.append(ir.plain_atom(tok))
+        except TypeError:
             raise InputError(
                 f"input token {tok!r} at position {i} is not an atom (str, int, float or bool)"
-            )
-        out.append(tok)
+            ) from None
     return tuple(out)
 
 
@@ -314,11 +298,6 @@ def _homogeneous_kind(values: Sequence[Atom], node: ir.Node | None) -> str:
             span,
         )
     return kind
-
-
-def _map_error_class(exc: Exception) -> type[RaspError]:
-    """The RaspError class for a Python exception raised by an elementwise operation."""
-    return next(_MAP_ERRORS[t] for t in type(exc).__mro__ if t in _MAP_ERRORS)
 
 
 def _type_words(values: Iterable[Atom]) -> str:

@@ -21,9 +21,13 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..errors import Span
+import numpy as np
+
+from ..errors import RaspError, RaspTypeError, RaspValueError, Span
 
 Atom = int | float | str | bool
+#: The Python types of atoms (exactly these: a numpy scalar is unwrapped first).
+ATOM_TYPES = (str, int, float, bool)
 
 _ids = itertools.count()
 
@@ -64,7 +68,28 @@ Operand = SOp | Const
 # ---------------------------------------------------------------- s-ops
 
 
-TOKEN_CONVERSIONS = ("str", "int", "float", "bool", "asis")
+#: ``tokens_<conv>`` -> the function it applies to each raw input token.
+_TOKEN_CONVERTERS: dict[str, Callable[[Atom], Atom]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "asis": lambda tok: tok,
+}
+TOKEN_CONVERSIONS: tuple[str, ...] = tuple(_TOKEN_CONVERTERS)
+#: What :func:`convert_token` raises on a token it cannot convert (``int("a")``,
+#: ``int(float("inf"))``).
+TOKEN_ERRORS = (TypeError, ValueError, OverflowError)
+
+
+def convert_token(conv: str, tok: Atom) -> Atom:
+    """``tokens_<conv>`` applied to one raw token (raises one of TOKEN_ERRORS on failure).
+
+    The one definition the interpreter and the compiler's value sets and embedding share.
+    """
+    if conv not in _TOKEN_CONVERTERS:
+        raise ValueError(f"unknown token conversion {conv!r}")
+    return _TOKEN_CONVERTERS[conv](tok)
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,9 +264,9 @@ def _lookup(data: tuple, key: Atom) -> Atom:
 class MapOp:
     """An elementwise operation: its arity, symbol for display, and per-atom function.
 
-    ``fn(data, *args)`` computes one position; it raises TypeError / ValueError /
-    ZeroDivisionError / KeyError / IndexError on bad atoms, which the interpreter turns
-    into RaspTypeError / RaspValueError at the node's span.
+    ``fn(data, *args)`` computes one position; it raises one of :data:`MAP_ERRORS` on
+    bad atoms, which the interpreter turns into the RaspError :func:`map_error_class`
+    names, at the node's span.
     """
 
     arity: int
@@ -258,11 +283,6 @@ MAP_OPS: dict[str, MapOp] = {
     "indicator": MapOp(1, "indicator", lambda d, a: 1 if a else 0),
     "in": MapOp(1, "in", lambda d, a: a in d),
     "lookup": MapOp(1, "[]", lambda d, a: _lookup(d, a)),
-    # conversions (used for tokens_* on non-token s-ops, if ever needed)
-    "to_str": MapOp(1, "str", lambda d, a: str(a)),
-    "to_int": MapOp(1, "int", lambda d, a: int(a)),
-    "to_float": MapOp(1, "float", lambda d, a: float(a)),
-    "to_bool": MapOp(1, "bool", lambda d, a: bool(a)),
     # binary
     "add": MapOp(2, "+", lambda d, a, b: a + b),
     "sub": MapOp(2, "-", lambda d, a, b: a - b),
@@ -285,6 +305,24 @@ MAP_OPS: dict[str, MapOp] = {
 }
 
 
+#: The Python exceptions an elementwise operation (or definition-time arithmetic on
+#: atoms) may raise on bad atoms: a program error, not a bug.
+MAP_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    ValueError,
+    ZeroDivisionError,
+    KeyError,
+    IndexError,
+    OverflowError,
+)
+
+
+def map_error_class(exc: BaseException) -> type[RaspError]:
+    """The RaspError the user sees for ``exc`` (one of MAP_ERRORS): a TypeError is a
+    RaspTypeError, the rest (a bad value) are RaspValueErrors."""
+    return RaspTypeError if isinstance(exc, TypeError) else RaspValueError
+
+
 def apply_map(node: Map, args: tuple[Atom, ...]) -> Atom:
     """One position of ``node`` on the atoms ``args`` (raises as MapOp.fn does)."""
     return MAP_OPS[node.op].fn(node.data, *args)
@@ -304,6 +342,21 @@ def type_name(x: Atom) -> str:
     if isinstance(x, float):
         return "float"
     return "str"
+
+
+def atom_key(x: Atom) -> tuple[str, Atom]:
+    """A key that keeps 1, 1.0 and True apart (Python says they are equal, but they are
+    different atoms) while numbers still sort by value."""
+    return (type_name(x), x)
+
+
+def plain_atom(x: object) -> Atom:
+    """``x`` as a plain Python str/int/float/bool (numpy scalars unwrapped); else TypeError."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if type(x) in ATOM_TYPES:
+        return x  # type: ignore[return-value]
+    raise TypeError(f"{x!r} ({type(x).__name__}) is not an atom (str, int, float or bool)")
 
 
 def finite(x: Atom) -> bool:

@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import RaspError, RaspTypeError, RaspValueError, Span
+from ..errors import RaspTypeError, RaspValueError, Span
 from . import ir
 from .ir import Atom
-
-ATOM_TYPES = (bool, int, float, str)
 
 # syntax operator spelling -> ir.MAP_OPS name
 UNARY_OPS = {"-": "neg", "+": "pos", "not": "not", "round": "round", "indicator": "indicator"}
@@ -38,19 +36,10 @@ BINARY_OPS = {
     "and": "and",
     "or": "or",
 }
-# Python exceptions from definition-time arithmetic -> the error the user sees.
-_PY_ERRORS: dict[type[Exception], type[RaspError]] = {
-    TypeError: RaspTypeError,
-    ZeroDivisionError: RaspValueError,
-    ValueError: RaspValueError,
-    OverflowError: RaspValueError,
-    KeyError: RaspValueError,
-    IndexError: RaspValueError,
-}
 
 
 def is_atom(v: object) -> bool:
-    return isinstance(v, ATOM_TYPES)
+    return isinstance(v, ir.ATOM_TYPES)
 
 
 def describe(v: object) -> str:
@@ -78,9 +67,8 @@ def _python(fn: Callable[[], object], span: Span, what: str) -> object:
     """Run definition-time Python ``fn``, turning its failures into RaspErrors."""
     try:
         return fn()
-    except tuple(_PY_ERRORS) as exc:
-        cls = next(c for t, c in _PY_ERRORS.items() if isinstance(exc, t))
-        raise cls(f"{what} failed: {exc}", span) from None
+    except ir.MAP_ERRORS as exc:
+        raise ir.map_error_class(exc)(f"{what} failed: {exc}", span) from None
 
 
 def operand(v: object, what: str, span: Span) -> ir.Operand:

@@ -129,12 +129,9 @@ class Call:
     args: tuple[Expr, ...]
 
 
-SELECT_COMPARISONS = ("==", "!=", "<", ">", "<=", ">=")
-
-
 @dataclass(frozen=True)
 class SelectExpr:
-    """``select(keys, queries, cmp)``; ``cmp`` is in SELECT_COMPARISONS."""
+    """``select(keys, queries, cmp)``; ``cmp`` is in :data:`ir.COMPARISONS`."""
 
     span: Span
     keys: Expr
@@ -270,7 +267,6 @@ class Exit:
 
 
 Command = SetExample | ShowExample | ToggleExamples | ToggleFullSeqDisplay | Exit
-COMMAND_TYPES = (SetExample, ShowExample, ToggleExamples, ToggleFullSeqDisplay, Exit)
 
 Stmt = ExprStmt | Assign | Def | For | Load | Draw | Command
 
