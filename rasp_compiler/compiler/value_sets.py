@@ -21,7 +21,7 @@ from fractions import Fraction
 
 from ..errors import RaspError, RaspTypeError
 from ..language import ir
-from ..language.ir import Atom, convert_token
+from ..language.ir import Atom
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -29,13 +29,9 @@ MAX_VALUE_SET = 1 << 20
 MAX_COMBINATIONS = 1 << 22
 
 
-#: The typed-atom key (1, 1.0 and True apart): an alias of :func:`ir.atom_key`, its home.
-vkey = ir.atom_key
-
-
 def sort_values(values: Iterable[Atom]) -> tuple[Atom, ...]:
     """Distinct typed values in a stable order: numbers ascending, then strings, then bools."""
-    uniq = {vkey(v): v for v in values}
+    uniq = {ir.atom_key(v): v for v in values}
     order = {"int": 0, "float": 0, "str": 1, "bool": 2}
     return tuple(
         uniq[k]
@@ -130,7 +126,7 @@ def _node_values(
             converted: list[Atom] = []
             for tok in vocab:
                 try:
-                    converted.append(convert_token(conv, tok))
+                    converted.append(ir.convert_token(conv, tok))
                 except ir.TOKEN_ERRORS as exc:
                     raise RaspTypeError(
                         f"token {tok!r} of the vocabulary cannot be converted by tokens_{conv}",
@@ -170,16 +166,16 @@ def _one_value(a: float, b: float) -> bool:
 
 def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
     """A function y -> the index of the member of ``values`` that stands for y: the one
-    equal under :func:`vkey`, or for a float the one within FLOAT_MERGE_TOL (a neighbour
+    equal under :func:`ir.atom_key`, or for a float the one within FLOAT_MERGE_TOL (a neighbour
     merged away by :func:`_merge_close`); None if no member does."""
-    exact = {vkey(v): i for i, v in enumerate(values)}
+    exact = {ir.atom_key(v): i for i, v in enumerate(values)}
     floats = sorted(
         (float(v), i) for i, v in enumerate(values) if isinstance(v, float) and math.isfinite(v)
     )
     keys = [f for f, _ in floats]
 
     def find(y: Atom) -> int | None:
-        i = exact.get(vkey(y))
+        i = exact.get(ir.atom_key(y))
         if i is not None or not isinstance(y, float) or not keys:
             return i
         j = bisect.bisect_left(keys, y)
