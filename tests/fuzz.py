@@ -277,7 +277,7 @@ def random_program(rng: random.Random, steps: int) -> tuple[str, str]:
 
 @dataclass
 class Outcome:
-    status: str  # ok | refused | mismatch | crash | invalid
+    status: str  # ok | vacuous | refused | mismatch | crash | invalid
     source: str
     vocab: str
     detail: str = ""
@@ -326,6 +326,8 @@ def check_program(source: str, vocab: str, max_len: int, long_len: int = 0) -> O
                 f"at max length {long_len}: {len(bad)}/{n} wrong; {inp}: want {ref}, got {got}",
             )
         checked += n
+    if checked == 0:  # compiled, but the interpreter rejected every input: nothing compared
+        return Outcome("vacuous", source, vocab, "the interpreter rejected every input")
     return Outcome("ok", source, vocab, f"{checked} inputs")
 
 

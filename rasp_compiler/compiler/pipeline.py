@@ -4,6 +4,7 @@ Stages, in order (one module each)::
 
     graph.build_graph       IR -> networkx dataflow graph, its structure checked
     value_sets.infer        the values every s-op can take
+    probe                   the interpreter is defined on some input (else nothing to compile)
     plan.make.plan_sop      encodings, heads, MLP jobs and their layers (a draft)
     finalize.finalize       MLP tables built, every head's leak settled: the Plan
     certify.certify         the plan stays exact under the dtype's rounding
@@ -32,6 +33,7 @@ from .finalize import finalize
 from .graph import build_graph, spans_of_use, structure_problems
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
+from .probe import undefined_everywhere
 from .value_sets import infer_value_sets, sort_values
 
 
@@ -85,6 +87,7 @@ def make_plan(
     _stop_on(structure_problems(graph))
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
+    _stop_on(undefined_everywhere(sop, vocab, max_len))
     draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
     if isinstance(draft, PlanFailure):
         raise CompileError(list(draft.problems))

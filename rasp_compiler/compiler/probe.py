@@ -1,0 +1,64 @@
+"""Before compiling: is the program defined on any input at all?
+
+A program that fails on every input (``6 / indices`` divides by zero at index 0 of
+every input; ``select(tokens, indices, <)`` compares strings with ints) would compile to
+a model whose every output is invented, and a check against the interpreter would
+compare nothing.  So the interpreter runs on a sample of inputs first (every input of
+length 1 and 2 while there are few, then random ones up to the maximum length); when
+it fails on all of them, compilation stops with the interpreter's own located error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from ..errors import RaspError
+from ..language import ir
+from ..language.interpret import evaluate
+from ..language.ir import Atom
+from .plan.types import PlanError
+
+#: inputs tried (every one of length 1 and 2 up to this many, then random ones)
+PROBE_INPUTS = 48
+#: the longest random input tried (the interpreter's select is quadratic in length)
+PROBE_MAX_LEN = 32
+
+
+def probe_inputs(vocab: tuple[Atom, ...], max_len: int) -> list[tuple[Atom, ...]]:
+    """The inputs :func:`undefined_everywhere` tries (deterministic)."""
+    short = itertools.chain.from_iterable(
+        itertools.product(vocab, repeat=n) for n in range(1, min(max_len, 2) + 1)
+    )
+    inputs = list(itertools.islice(short, PROBE_INPUTS // 2))
+    rng = random.Random(0)
+    longest = min(max_len, PROBE_MAX_LEN)
+    while len(inputs) < PROBE_INPUTS:
+        n = longest if len(inputs) % 2 else rng.randint(1, longest)
+        inputs.append(tuple(rng.choice(vocab) for _ in range(n)))
+    return inputs
+
+
+def undefined_everywhere(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[RaspError]:
+    """[the reason] when the interpreter fails on every probed input, else []."""
+    first: RaspError | None = None
+    inputs = probe_inputs(vocab, max_len)
+    for inp in inputs:
+        try:
+            evaluate(sop, inp)
+            return []
+        except RaspError as exc:
+            first = first or exc
+    assert first is not None
+    return [
+        PlanError(
+            f"the program fails on every input tried ({len(inputs)} inputs of length 1 to "
+            f"{max(len(i) for i in inputs)}), so a model of it would only invent outputs; "
+            f"on {_show(inputs[0])}: {first.message}",
+            first.span,
+        )
+    ]
+
+
+def _show(inp: tuple[Atom, ...]) -> str:
+    return "".join(inp) if all(isinstance(t, str) and len(t) == 1 for t in inp) else repr(list(inp))  # type: ignore[arg-type]
