@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import itertools
-import random
-
+from rasp_compiler import verify
 from rasp_compiler.compiler.pipeline import compile_sop
 from rasp_compiler.errors import RaspError
 from rasp_compiler.language import ir
 from rasp_compiler.language.interpret import evaluate
-from rasp_compiler.language.lower import get_sop, load_source
+from rasp_compiler.language.lower import choose_sop, load_source
 from rasp_compiler.verify import same_output
 
 
 def compile_source(src: str, vocab: str, max_len: int):
-    session = load_source(src)
-    name = session.last_sop_name()
-    sop = get_sop(session, name)
+    name, sop = choose_sop(load_source(src), None, "<source>")
     return sop, compile_sop(sop, tuple(vocab), max_len, sop_name=name)
 
 
 def all_inputs(vocab: str, max_len: int) -> list[list[str]]:
-    return [list(p) for n in range(1, max_len + 1) for p in itertools.product(vocab, repeat=n)]
+    return [list(p) for p in verify.all_inputs(tuple(vocab), max_len)]
 
 
 def random_inputs(vocab: str, max_len: int, count: int, seed: int = 0) -> list[list[str]]:
-    rng = random.Random(seed)
-    out = [[rng.choice(vocab) for _ in range(max_len)] for _ in range(count // 4)]
-    out += [
-        [rng.choice(vocab) for _ in range(rng.randint(1, max_len))] for _ in range(count - len(out))
-    ]
-    return out
+    """As ``rasp-compiler verify`` draws them: a quarter at ``max_len``, the rest uniform."""
+    return [list(p) for p in verify.random_inputs(tuple(vocab), max_len, count, seed)]
 
 
 def mismatches(sop: ir.SOp, model, inputs: list[list[str]]) -> tuple[int, list[tuple]]:

@@ -25,7 +25,7 @@ from ..dtypes import check_dtype, torch_dtype
 from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
-from ..language.lower import Session, get_sop, load_program, load_source
+from ..language.lower import Session, choose_sop, load_program, load_source
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble
 from .certify import certify
@@ -48,21 +48,18 @@ def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
                 items = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise InputError(f"--vocab is not a valid JSON list: {exc}") from None
-            if not isinstance(items, list) or not all(
-                isinstance(x, (str, int, float, bool)) for x in items
-            ):
+            if not isinstance(items, list) or not all(type(x) in ir.ATOM_TYPES for x in items):
                 raise InputError("--vocab JSON must be a list of strings, numbers or booleans")
         else:
             items = list(text)
     else:
         items = list(text)
-    seen: list[Atom] = []
+    distinct: dict[tuple[str, Atom], Atom] = {}
     for x in items:
-        if not any(type(x) is type(y) and x == y for y in seen):
-            seen.append(x)
-    if not seen:
+        distinct.setdefault(ir.atom_key(x), x)
+    if not distinct:
         raise InputError("the vocabulary is empty")
-    return tuple(seen)
+    return tuple(distinct.values())
 
 
 def names_of(session: Session) -> dict[int, str]:
@@ -177,11 +174,7 @@ def compile_program(
         session, pname = load_program(program), str(program)
     else:
         session, pname = load_source(program), "<source>"
-    if sop_name is None:
-        sop_name = session.last_sop_name()
-        if sop_name is None:
-            raise InputError(f"{pname} assigns no s-op; name one with --sop")
-    sop = get_sop(session, sop_name)
+    sop_name, sop = choose_sop(session, sop_name, pname)
     return compile_sop(
         sop,
         parse_vocab(vocab),

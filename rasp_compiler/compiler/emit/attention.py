@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...dtypes import UNIT_ROUNDOFF
 from ..plan.types import Head
 from ..residual import Layout
 
@@ -35,7 +36,7 @@ def score_noise(head: Head, eps: float) -> float:
     return ROUNDINGS * head.magnitude * eps
 
 
-def sharpness(head: Head, max_len: int, eps: float = 2.0**-24) -> float:
+def sharpness(head: Head, max_len: int, eps: float = UNIT_ROUNDOFF["float32"]) -> float:
     """beta such that ``(max_len + 1) * exp(-beta * gap') <= leak`` with a safety margin,
     where ``gap' = gap - 2 * score_noise`` is the gap that survives rounding (the
     assembler refuses a head whose ``gap'`` is below half its gap)."""
@@ -58,7 +59,7 @@ def head_weights(
     max_len: int,
     attn_scale: float,
     d_head: int,
-    eps: float = 2.0**-24,
+    eps: float = UNIT_ROUNDOFF["float32"],
 ) -> HeadWeights:
     """The head's four matrices, padded with zeros to ``d_head`` columns."""
     d = layout.d_model
