@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rasp_compiler.verify import random_lengths
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 LETTERS = string.ascii_lowercase  # the 26-letter vocabulary of the length sweep
@@ -129,12 +131,10 @@ def make_inputs(
     construction).
     """
     rng = random.Random(seed)
-    at_max = max(1, count // 4)
-    out = []
-    for i in range(count):
-        n = max_len if i < at_max else rng.randint(1, max_len)
-        out.append(_one_input(rng, vocab, n, style, i))
-    return out
+    return [
+        _one_input(rng, vocab, n, style, i)
+        for i, n in enumerate(random_lengths(rng, max_len, count))
+    ]
 
 
 def full_length_inputs(

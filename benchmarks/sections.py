@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from rasp_compiler.dtypes import DTYPE_NAMES
+
 from .inputs import (
     BIG_THREE,
     LETTERS,
@@ -314,7 +316,7 @@ def section_throughput(args: argparse.Namespace) -> str:
 
 
 def section_precision(args: argparse.Namespace) -> str:
-    dtypes = ("float32", "float16", "bfloat16")
+    dtypes = DTYPE_NAMES
     rows, notes = [], []
     for name in list(BIG_THREE) + other_examples():
         vocab, style = (LETTERS, "random") if name in BIG_THREE else example_vocab(name)

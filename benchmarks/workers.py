@@ -92,13 +92,11 @@ def _best_time(
 
 def _last_sop(program: str | Path) -> Any:
     """The last sop a program (a file, or RASP source) defines, for the interpreter."""
-    from rasp_compiler import get_sop, load_program, load_source
+    from rasp_compiler import load_program, load_source
+    from rasp_compiler.language.lower import choose_sop
 
     session = load_program(program) if isinstance(program, Path) else load_source(program)
-    name = session.last_sop_name()
-    if name is None:
-        raise ValueError(f"{program}: the program defines no sop")
-    return get_sop(session, name)
+    return choose_sop(session, None, str(program))[1]
 
 
 def _check_ours(
