@@ -105,7 +105,7 @@ def _check_ours(
     """(exact, wrong, skipped, reference outputs): ``model.run_batch`` vs the reference
     interpreter; inputs the interpreter rejects are skipped (their reference is None)."""
     from rasp_compiler import RaspError, evaluate
-    from rasp_compiler.verify import same_output
+    from rasp_compiler.verification import same_output
 
     expected: list[list[Any] | None] = []
     runnable = []

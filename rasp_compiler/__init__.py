@@ -33,7 +33,7 @@ _EXPORTS = {
     "evaluate": "rasp_compiler.language.interpret",
     "save_model": "rasp_compiler.serialize",
     "load_model": "rasp_compiler.serialize",
-    "verify": "rasp_compiler.verify",
+    "verify": "rasp_compiler.verification",
     "CompiledModel": "rasp_compiler.runtime",
     "RaspError": "rasp_compiler.errors",
     "CompileError": "rasp_compiler.errors",
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .language.lower import get_sop, load_program, load_source
     from .runtime import CompiledModel
     from .serialize import load_model, save_model
-    from .verify import verify
+    from .verification import verify
 
 
 def __getattr__(name: str) -> Any:

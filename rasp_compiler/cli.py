@@ -306,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .verification import verify
 
     started = time.perf_counter()
     sop, model = _compile(args)

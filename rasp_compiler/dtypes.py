@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 #: dtype name -> unit round-off (half the gap between 1 and the next representable number)
 UNIT_ROUNDOFF: dict[str, float] = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+#: dtype name -> its largest finite number
+MAX_FINITE: dict[str, float] = {
+    "float32": 3.4028234663852886e38,
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+}
 #: the dtype names, in the order the command line lists them
 DTYPE_NAMES: tuple[str, ...] = tuple(UNIT_ROUNDOFF)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rasp_compiler import verify
+from rasp_compiler import verification
 from rasp_compiler.compiler.pipeline import compile_sop
 from rasp_compiler.errors import RaspError
 from rasp_compiler.language import ir
 from rasp_compiler.language.interpret import evaluate
 from rasp_compiler.language.lower import choose_sop, load_source
-from rasp_compiler.verify import same_output
+from rasp_compiler.verification import same_output
 
 
 def compile_source(src: str, vocab: str, max_len: int):
@@ -17,12 +17,12 @@ def compile_source(src: str, vocab: str, max_len: int):
 
 
 def all_inputs(vocab: str, max_len: int) -> list[list[str]]:
-    return [list(p) for p in verify.all_inputs(tuple(vocab), max_len)]
+    return [list(p) for p in verification.all_inputs(tuple(vocab), max_len)]
 
 
 def random_inputs(vocab: str, max_len: int, count: int, seed: int = 0) -> list[list[str]]:
     """As ``rasp-compiler verify`` draws them: a quarter at ``max_len``, the rest uniform."""
-    return [list(p) for p in verify.random_inputs(tuple(vocab), max_len, count, seed)]
+    return [list(p) for p in verification.random_inputs(tuple(vocab), max_len, count, seed)]
 
 
 def mismatches(sop: ir.SOp, model, inputs: list[list[str]]) -> tuple[int, list[tuple]]:

@@ -120,3 +120,16 @@ def test_the_public_api():
         assert getattr(rasp_compiler, name) is not None
     with pytest.raises(AttributeError):
         rasp_compiler.not_a_name  # noqa: B018
+
+
+def test_public_names_are_not_shadowed_by_submodules():
+    # ``import rasp_compiler.X`` binds attribute X on the package: a submodule named like a
+    # public function would replace it (``from rasp_compiler import verify`` -> a module)
+    import importlib
+
+    for name in rasp_compiler._EXPORTS:
+        assert not (PACKAGE / f"{name}.py").exists() and not (PACKAGE / name).is_dir(), name
+    importlib.import_module("rasp_compiler.verification")
+    from rasp_compiler import verify
+
+    assert callable(verify)

@@ -19,7 +19,7 @@ import torch
 from rasp_compiler import cli
 from rasp_compiler.errors import RaspValueError
 from rasp_compiler.language.lower import get_sop, load_source
-from rasp_compiler.verify import VerifyReport, exhaustive_length, verify
+from rasp_compiler.verification import VerifyReport, exhaustive_length, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -13,7 +13,7 @@ import pytest
 from check import all_inputs, compile_source, mismatches, random_inputs
 from corpus import corpus
 
-from rasp_compiler.verify import same_output
+from rasp_compiler.verification import same_output
 
 CORPUS = corpus()
 IDS = [c[0] for c in CORPUS]

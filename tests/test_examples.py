@@ -25,7 +25,7 @@ from rasp_compiler.language.display import format_sop
 from rasp_compiler.language.interpret import evaluate
 from rasp_compiler.language.lower import get_sop, load_program
 from rasp_compiler.language.parser import parse
-from rasp_compiler.verify import same_output
+from rasp_compiler.verification import same_output
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.rasp"))
 REQUIRED = {

@@ -202,3 +202,38 @@ def test_a_mean_of_means_is_as_sharp_as_its_finest_output_gap():
     sop, model = compile_source(src, "abc", 5)
     checked, bad = mismatches(sop, model, all_inputs("abc", 5))
     assert checked > 300 and not bad, bad[:1]
+
+
+# ------------------------------------------------------------ exact or refused
+
+
+@pytest.mark.parametrize(
+    "src, reason",
+    [
+        ("x = 6 / indices;", "division by zero"),  # index 0 is in every input
+        ("y = aggregate(select(tokens, indices, <), indices);", "cannot order strings"),
+    ],
+)
+def test_a_program_defined_on_no_input_is_refused_with_the_interpreters_reason(src, reason):
+    with pytest.raises(CompileError, match=f"fails on every input tried.*{reason}") as err:
+        compile_program(src, vocab="abc", max_len=6)
+    assert err.value.problems[0].span is not None  # located at the failing operation
+
+
+def test_a_program_defined_on_some_inputs_compiles():
+    # fails at length 1 only (division by length - 1): compiled, and exact where defined
+    model = compile_program("x = indices / (length - 1);", vocab="ab", max_len=4)
+    assert model.run("ab") == [0, 1]
+
+
+def test_a_value_beyond_the_float_range_is_refused_where_it_is_made():
+    src = "x = indices * (10.0^307);\ny = x - x;"
+    with pytest.raises(CompileError, match=r"'\*' can give inf") as err:
+        compile_program(src, vocab="ab", max_len=20)
+    assert err.value.problems[0].span.line == 1
+
+
+def test_a_number_the_dtype_cannot_hold_is_refused():
+    src = "x = aggregate(select(indices, indices, <=), indices) * (10.0^300);"
+    with pytest.raises(CompileError, match="beyond what float32 can hold"):
+        compile_program(src, vocab="ab", max_len=8)

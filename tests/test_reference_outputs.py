@@ -15,7 +15,7 @@ from corpus import EXAMPLE_OUTPUTS, EXPRESSION_OUTPUTS, EXPRESSIONS, corpus, exa
 from rasp_compiler.language import lower
 from rasp_compiler.language.display import format_sop
 from rasp_compiler.language.interpret import evaluate
-from rasp_compiler.verify import same_output
+from rasp_compiler.verification import same_output
 
 PROGRAMS = """
 # Double histogram: for each token, how many distinct tokens occur exactly as often

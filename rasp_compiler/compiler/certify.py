@@ -9,15 +9,58 @@ values.  (The attention sharpness itself already accounts for score rounding, se
 
 from __future__ import annotations
 
-from ..dtypes import UNIT_ROUNDOFF
+from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF
 from ..errors import RaspError
-from .emit.attention import score_noise
+from .emit.attention import score_noise, sharpness
 from .numbers import binding_pair
 from .plan.types import NumRep, Plan, PlanError
+
+#: numbers in the residual stay below the dtype's largest finite number by this factor
+#: (room for the sums a layer adds up)
+RANGE_MARGIN = 16.0
 
 
 def certify(plan: Plan, dtype: str) -> list[RaspError]:
     """Every reason ``plan`` would not be exact in ``dtype`` (empty: certified)."""
+    return out_of_range(plan, dtype) + rounding_problems(plan, dtype)
+
+
+def out_of_range(plan: Plan, dtype: str) -> list[RaspError]:
+    """Numbers the model would hold that ``dtype`` cannot represent (with a margin): the
+    numbers MLPs read and write, MLP pre-activations, attention scores, positional
+    entries and a numerical output."""
+    limit = MAX_FINITE[dtype] / RANGE_MARGIN
+    eps = UNIT_ROUNDOFF[dtype]
+    found: list[tuple[float, str, object]] = []
+    for job, table in zip(plan.mlps, plan.tables):
+        for rep in job.inputs:
+            if isinstance(rep, NumRep):
+                found.append((_largest(rep.values), "reads a number", job.span))
+        found.append((table.magnitude, "computes a pre-activation", job.span))
+    for h in plan.heads:
+        score = h.magnitude * sharpness(h, plan.max_len, eps)
+        found.append((score, "computes an attention score", h.span))
+    for entry in plan.positional:
+        found.append((max((abs(v) for v in entry.values), default=0.0), "embeds a number", None))
+    if isinstance(plan.output, NumRep):
+        found.append((_largest(plan.output.values), "outputs a number", None))
+    return [
+        PlanError(
+            f"{what} as large as {size:.4g}, beyond what {dtype} can hold (about "
+            f"{MAX_FINITE[dtype]:.4g}) at max length {plan.max_len}",
+            span,  # type: ignore[arg-type]
+        )
+        for size, what, span in found
+        if not size <= limit
+    ]
+
+
+def _largest(values: tuple[object, ...]) -> float:
+    return max((abs(float(v)) for v in values), default=0.0)  # type: ignore[arg-type]
+
+
+def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
+    """Roundings in ``dtype`` larger than the plan's margins allow."""
     eps = UNIT_ROUNDOFF[dtype]
     at = f"in {dtype} at max length {plan.max_len}"
     problems: list[RaspError] = [

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..errors import RaspError, RaspTypeError
+from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
 
@@ -112,7 +112,14 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
             out.append(ir.apply_map(node, combo))
         except ir.MAP_ERRORS:
             continue  # that combination fails in the interpreter too: it is never compiled
-    return sort_values(v for v in out if ir.finite(v))
+    bad = next((v for v in out if not ir.finite(v)), None)
+    if bad is not None:
+        raise RaspValueError(
+            f"the elementwise '{ir.MAP_OPS[node.op].symbol}' can give {bad!r} at max length "
+            f"{max_len} (a number beyond the float range): a transformer cannot compute it",
+            node.span,
+        )
+    return sort_values(out)
 
 
 def _node_values(
