@@ -4,7 +4,9 @@
 whose exhaustive enumeration stays small (about 20,000 inputs, or ``exhaustive_len``),
 plus ``samples`` random inputs of lengths 1..``max_len`` (:func:`random_inputs`).
 Inputs on which the interpreter raises a :class:`RaspError` (the program itself fails
-there, e.g. a division by zero) are counted as skipped, not as mismatches.  The model
+there, e.g. a division by zero) are counted as skipped, not as mismatches; but a check
+that compared nothing, or skipped more inputs than it compared, has not passed (the
+report says how many were skipped and the first reason).  The model
 runs in batches (``CompiledModel.run_batch``).  Outputs are compared by
 :func:`same_output`.
 """
@@ -63,10 +65,17 @@ class VerifyReport:
     first_counterexample: Counterexample | None
     exhaustive_len: int = 0
     max_len: int = 0
+    #: the first input the interpreter rejected, and its reason
+    first_skip: tuple[tuple[Atom, ...], str] | None = None
+
+    @property
+    def compared_too_little(self) -> bool:
+        """Nothing was compared, or more inputs were skipped than compared."""
+        return self.checked == 0 or self.skipped > self.checked
 
     @property
     def ok(self) -> bool:
-        return self.mismatches == 0
+        return self.mismatches == 0 and not self.compared_too_little
 
     def verdict(self) -> str:
         """One line: ``verify: OK 5960 inputs checked (...), 0 mismatches`` or FAILED."""
@@ -85,6 +94,14 @@ class VerifyReport:
                 f"; first counterexample: input {_show(ce.input)} "
                 f"expected {_show(ce.expected)} got {_show(ce.got)}"
             )
+        if self.compared_too_little:
+            tried = self.checked + self.skipped
+            line += (
+                f"; the interpreter rejected {self.skipped} of {tried} inputs, so the check "
+                "compared too little"
+            )
+            if self.first_skip is not None:
+                line += f" (first: input {_show(self.first_skip[0])}: {self.first_skip[1]})"
         return line
 
 
@@ -128,13 +145,15 @@ def verify(
     )
     done = skipped = bad = 0
     first: Counterexample | None = None
+    first_skip: tuple[tuple[Atom, ...], str] | None = None
     while batch := list(itertools.islice(inputs, BATCH)):
         expected: list[list[Atom] | None] = []
         for inp in batch:
             try:
                 expected.append(list(evaluate(sop, inp)))  # type: ignore[arg-type]
-            except RaspError:
+            except RaspError as exc:
                 expected.append(None)
+                first_skip = first_skip or (tuple(inp), exc.message)
         runnable = [inp for inp, exp in zip(batch, expected, strict=True) if exp is not None]
         outputs = iter(model.run_batch(runnable))
         for inp, exp in zip(batch, expected, strict=True):
@@ -158,6 +177,7 @@ def verify(
         first_counterexample=first,
         exhaustive_len=exhaustive_len,
         max_len=max_len,
+        first_skip=first_skip,
     )
 
 

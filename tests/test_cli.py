@@ -258,9 +258,11 @@ def test_verify_counts_program_errors_as_skipped(capsys, tmp_path):
     code, out, _ = main(
         capsys, "verify", str(path), "--vocab", "ab", "--max-len", "3", "--samples", "0"
     )
-    assert code == 0
-    # Inputs of length >= 2 divide by zero at position 1: 2 of 14 inputs run.
-    assert "verify: OK 2 inputs checked" in out and "12 skipped (program error)" in out
+    # Inputs of length >= 2 divide by zero at position 1: 2 of 14 inputs run, which is
+    # too little to call the model checked
+    assert code != 0
+    assert "verify: FAILED 2 inputs checked" in out and "12 skipped (program error)" in out
+    assert "rejected 12 of 14 inputs, so the check compared too little" in out
 
 
 class _WrongModel:
