@@ -43,6 +43,10 @@ from torch import nn
 from .errors import InputError, ModelFileError
 
 ACT_FNS = ("relu",)
+#: Most layers a saved model may have: each costs Python objects (about 14 KB) and build
+#: time beyond its parameters.  ``serialize`` checks it, with the compiler's parameter
+#: limit, before allocating a loaded model; it lives here so the compiler can import it.
+MAX_LAYERS = 1 << 12
 
 # ---------------------------------------------------------------- config
 
@@ -81,6 +85,17 @@ class ModelConfig:
         object.__setattr__(self, "attn_scale", float(scale))
         if self.act_fn not in ACT_FNS:
             raise ValueError(f"act_fn must be one of {ACT_FNS}, got {self.act_fn!r}")
+
+    @property
+    def n_params(self) -> int:
+        """The scalar parameters a :class:`Transformer` of this shape holds, computed
+        without allocating (equal to ``Transformer(cfg).count_params()``)."""
+        M, H, D, F = self.d_model, self.n_heads, self.d_head, self.d_mlp
+        attn = 4 * H * M * D + 3 * H * D + M  # W_Q, W_K, W_V, W_O; b_Q, b_K, b_V; b_O
+        mlp = 2 * M * F + F + M  # W_in, W_out; b_in; b_out
+        embed = (self.d_vocab + self.n_ctx) * M  # W_E, W_pos
+        unembed = (M + 1) * self.d_vocab_out  # W_U, b_U
+        return embed + self.n_layers * (attn + mlp) + unembed
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +18,14 @@ import pytest
 import safetensors.torch
 import torch
 
-from rasp_compiler import serialize
+from rasp_compiler import cli, serialize
+from rasp_compiler.compiler import assemble
 from rasp_compiler.errors import ModelFileError
 from rasp_compiler.model import ModelConfig, Transformer
 from rasp_compiler.runtime import CompiledModel, ModelSpec, OutputSpec
 from rasp_compiler.serialize import load_model, save_model
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 VOCAB = ("a", 1, 2.5, False, "1")
 VALUES = (True, 0, 0.1, "x", -0.0)
 
@@ -66,10 +74,22 @@ def assert_same_model(a: CompiledModel, b: CompiledModel) -> None:
     assert a.config == b.config and a.spec == b.spec
 
 
-def rewrite_header(path: Path, change) -> None:
+def tamper_header(path: Path, change) -> None:
+    """Change config.json as an editor would, leaving its sha256 as it was."""
     header = json.loads((path / "config.json").read_text())
     change(header)
     (path / "config.json").write_text(json.dumps(header))
+
+
+def rewrite_header(path: Path, change) -> None:
+    """Change config.json and recompute its sha256, so only the content is wrong."""
+
+    def change_and_rehash(header):
+        change(header)
+        if "sha256" in header:
+            header["sha256"] = serialize.header_sha256(header)
+
+    tamper_header(path, change_and_rehash)
 
 
 def rewrite_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -105,7 +125,7 @@ def test_round_trip_keeps_atom_types(tmp_path):
     assert str(spec.output.values[-1]) == "-0.0"
     assert spec.extra["big"] == 2**70
     header = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert header["format"] == "rasp-compiler-model" and header["version"] == 1
+    assert header["format"] == "rasp-compiler-model" and header["version"] == 2
     assert header["spec"]["token_ids"][3] == [False, 3]
 
 
@@ -168,7 +188,7 @@ def test_overwrite_replaces_model(tmp_path):
 
 def test_refuses_to_replace_other_things(tmp_path):
     (tmp_path / "file").write_text("keep me")
-    with pytest.raises(ModelFileError, match="not a model directory"):
+    with pytest.raises(ModelFileError, match="not a rasp-compiler model directory"):
         save_model(make_model(), tmp_path / "file")
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "notes.txt").write_text("keep me")
@@ -228,6 +248,168 @@ def test_failed_swap_restores_old_model(tmp_path, monkeypatch):
     assert_same_model(old, load_model(tmp_path / "m"))
 
 
+# ---------------------------------------------------------------- what saving may replace
+
+
+def test_never_deletes_directories_named_like_model_files(tmp_path):
+    target = tmp_path / "data"
+    for name in ("config.json", "model.safetensors"):
+        (target / name).mkdir(parents=True)
+        (target / name / "precious.txt").write_text("keep me")
+    with pytest.raises(ModelFileError, match="config.json is not a regular file"):
+        save_model(make_model(), target)
+    for name in ("config.json", "model.safetensors"):
+        assert (target / name / "precious.txt").read_text() == "keep me"
+    assert entries(tmp_path) == ["data"]
+
+
+@pytest.mark.parametrize(
+    "files, fragment",
+    [
+        ({"config.json": '{"model_type": "bert"}', "model.safetensors": "w"}, "not one of ours"),
+        ({"config.json": '{"format": "rasp-compiler-mod', "model.safetensors": "w"}, "not one"),
+        ({"config.json": '["rasp-compiler-model"]'}, "not one of ours"),
+        ({"model.safetensors": "weights"}, "no config.json"),
+        ({"config.json": "{}", "model.safetensors": "w", "README": "x"}, "README"),
+    ],
+)
+def test_never_replaces_foreign_model_files(tmp_path, files, fragment):
+    target = tmp_path / "other"
+    target.mkdir()
+    for name, text in files.items():
+        (target / name).write_text(text)
+    with pytest.raises(ModelFileError, match=fragment):
+        save_model(make_model(), target)
+    assert {name: (target / name).read_text() for name in entries(target)} == files
+    assert entries(tmp_path) == ["other"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks and FIFOs")
+def test_never_follows_links_or_opens_fifos_when_replacing(tmp_path):
+    save_model(make_model(), tmp_path / "real")
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (links / name).symlink_to(tmp_path / "real" / name)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        save_model(make_model(seed=3), links)
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    with pytest.raises(ModelFileError, match="not a rasp-compiler model directory"):
+        save_model(make_model(seed=3), tmp_path / "alias")
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "config.json")
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        save_model(make_model(seed=3), fifo)
+    assert_same_model(make_model(), load_model(tmp_path / "real"))
+    assert entries(tmp_path) == ["alias", "fifo", "links", "real"]
+    assert entries(links) == ["config.json", "model.safetensors"]
+
+
+def test_replaces_our_directories_of_any_version(tmp_path):
+    path = tmp_path / "m"
+    save_model(make_model(seed=1), path)
+    tamper_header(path, lambda h: (h.update(version=1), h.pop("sha256")))  # as version 1 wrote
+    save_model(make_model(seed=2), path)
+    assert_same_model(make_model(seed=2), load_model(path))
+    (path / "model.safetensors").unlink()  # weights lost: config.json still says it is ours
+    save_model(make_model(seed=3), path)
+    assert_same_model(make_model(seed=3), load_model(path))
+    assert entries(tmp_path) == ["m"]
+
+
+def test_files_added_during_a_save_are_kept(tmp_path, monkeypatch):
+    path = tmp_path / "m"
+    save_model(make_model(seed=1), path)
+    real_write = serialize._write_weights
+
+    def write_and_meddle(p, data):
+        real_write(p, data)
+        (path / "notes.txt").write_text("keep me")  # after the check, before the swap
+
+    monkeypatch.setattr(serialize, "_write_weights", write_and_meddle)
+    save_model(make_model(seed=2), path)
+    assert_same_model(make_model(seed=2), load_model(path))
+    [kept] = tmp_path.glob(".m.rasp-compiler-old-*")
+    assert entries(kept) == ["notes.txt"]  # our old files went, theirs stayed
+    assert (kept / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize(
+    "umask, dir_mode, file_mode",
+    [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600), (0o002, 0o775, 0o664)],
+)
+def test_saving_honours_the_umask(tmp_path, umask, dir_mode, file_mode):
+    path = tmp_path / "models" / "m"
+    old = os.umask(umask)
+    try:
+        save_model(make_model(), path)
+        save_model(make_model(), path)  # replacing too
+    finally:
+        os.umask(old)
+    for p in (path.parent, path):
+        assert stat.S_IMODE(os.stat(p).st_mode) == dir_mode, p
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE(os.stat(path / name).st_mode) == file_mode, name
+
+
+KILLED_SAVE = """
+import os, signal, sys
+from rasp_compiler import cli, serialize
+from rasp_compiler.compiler import assemble
+
+def die(path, data):
+    path.write_bytes(data[: len(data) // 2])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+serialize._write_weights = die
+serialize.save_model(serialize.load_model(sys.argv[1]), sys.argv[2])
+"""
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and PIDs")
+def test_the_next_save_cleans_up_after_a_killed_one(tmp_path):
+    save_model(make_model(seed=1), tmp_path / "src")
+    out = tmp_path / "out"
+    save_model(make_model(seed=2), out / "m")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_SAVE, str(tmp_path / "src"), str(out / "m")],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [left] = [n for n in entries(out) if n != "m"]
+    assert left.startswith(".m.rasp-compiler-tmp-")  # obviously ours
+    assert_same_model(make_model(seed=2), load_model(out / "m"))  # the old model is intact
+
+    dead = dead_pid()
+    stale_old = out / f".m.rasp-compiler-old-{dead}-{'2' * 32}"  # killed between renames
+    stale_old.mkdir()
+    (stale_old / "config.json").write_text("{}")
+    (stale_old / "model.safetensors").write_bytes(b"")
+    keep = {
+        f".m.rasp-compiler-tmp-{os.getppid()}-{'0' * 32}": "a save still running",
+        f".m.rasp-compiler-old-{dead}-{'1' * 32}": "someone else's file inside",
+        f".n.rasp-compiler-tmp-{dead}-{'3' * 32}": "another model's",
+        f".m.rasp-compiler-tmp-{dead}": "not our pattern",
+    }
+    for name in keep:
+        (out / name).mkdir()
+        (out / name / "notes.txt").write_text("keep me")
+    save_model(make_model(seed=3), out / "m")
+    assert entries(out) == sorted([*keep, "m"])
+    for name in keep:
+        assert entries(out / name) == ["notes.txt"]
+    assert_same_model(make_model(seed=3), load_model(out / "m"))
+
+
 # ---------------------------------------------------------------- corruption
 
 
@@ -273,7 +455,10 @@ def test_invalid_json(saved):
     "change, fragment",
     [
         (lambda h: h.update(format="something-else"), "format"),
-        (lambda h: h.update(version=2), "version"),
+        (lambda h: h.update(version=3), "version"),
+        (lambda h: h.update(version="2"), "version"),
+        (lambda h: h.update(version=2.0), "version"),
+        (lambda h: h.pop("sha256"), "sha256"),
         (lambda h: h.pop("weights_sha256"), "weights_sha256"),
         (lambda h: h.update(weights_sha256="abc"), "weights_sha256"),
         (lambda h: h.update(colour="red"), "colour"),
@@ -337,3 +522,196 @@ def test_non_float32_weights(saved):
     tensors["embed.W_E"] = tensors["embed.W_E"].to(torch.float16)
     rewrite_weights(saved, tensors)
     assert_load_fails(saved, "model.safetensors", "embed.W_E", "float32")
+
+
+# ---------------------------------------------------------------- config.json is covered
+
+
+def swap_vocab(h):
+    """Swap the tokens "a" and "1" (ids 0 and 4) consistently: a well-formed spec."""
+    vocab = h["spec"]["vocab"]
+    vocab[0], vocab[4] = vocab[4], vocab[0]
+    h["spec"]["token_ids"] = [[t, i] for i, t in enumerate(vocab)]
+
+
+def swap_values(h):
+    values = h["spec"]["output"]["values"]
+    values[0], values[3] = values[3], values[0]
+
+
+TAMPERINGS = {
+    "attn_scale": lambda h: h["config"].update(attn_scale=h["config"]["attn_scale"] * 100),
+    "dtype": lambda h: h["spec"]["dtype"] == "float32" and h["spec"].update(dtype="float16"),
+    "vocab": swap_vocab,
+    "output values": swap_values,
+    "output encoding": lambda h: h["spec"]["output"].update(
+        encoding="numerical", values=[0, 1, 2, 3, 4], max_denominator=None, integer=False
+    ),
+    "program name": lambda h: h["spec"].update(program_name="other"),
+    "extra": lambda h: h["spec"]["extra"].update(big=2**70 + 1),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERINGS))
+def test_a_modified_config_is_refused(saved, field):
+    tamper_header(saved, TAMPERINGS[field])
+    assert_load_fails(saved, "config.json", "modified config")
+
+
+@pytest.mark.parametrize("field", ["attn_scale", "dtype", "vocab", "output values"])
+def test_the_hash_is_what_stops_the_change(saved, field):
+    """Recomputing the hash (which an editor does not) lets each change load -- and the
+    model then answers differently, so every one of these bytes decides outputs."""
+    inputs = [list(t) for n in (1, 2, 3) for t in itertools.product(VOCAB, repeat=n)]
+    before = load_model(saved)
+    rewrite_header(saved, TAMPERINGS[field])
+    after = load_model(saved)
+    if field == "dtype":
+        assert (before.dtype, after.dtype) == (torch.float32, torch.float16)
+    else:
+        assert after.run_batch(inputs) != before.run_batch(inputs)
+
+
+def test_weights_from_another_model_are_refused(tmp_path, saved):
+    save_model(make_model(seed=5), tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "model.safetensors", saved / "model.safetensors")
+    assert_load_fails(saved, "model.safetensors", "SHA-256")
+    other = json.loads((tmp_path / "other" / "config.json").read_text())["weights_sha256"]
+    tamper_header(saved, lambda h: h.update(weights_sha256=other))
+    assert_load_fails(saved, "config.json", "modified config")
+
+
+def test_reformatting_is_harmless_and_a_second_key_is_not(saved):
+    text = (saved / "config.json").read_text()
+    compact = json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
+    (saved / "config.json").write_text(compact)
+    assert_same_model(make_model(), load_model(saved))
+    (saved / "config.json").write_text(text.replace('"attn_scale": 0.5,', '"attn_scale": 50.0,'))
+    assert_load_fails(saved, "config.json", "modified config")
+    # JSON keeps the last of two equal keys: the hash is of what the reader reads
+    (saved / "config.json").write_text(text.replace('"attn_scale": 0.5,', _TWICE))
+    assert_load_fails(saved, "config.json", "modified config")
+
+
+_TWICE = '"attn_scale": 0.5, "attn_scale": 50.0,'
+
+
+def test_a_version_1_directory_asks_for_a_recompile(saved):
+    tamper_header(saved, lambda h: (h.update(version=1), h.pop("sha256")))
+    assert_load_fails(saved, "config.json", "version 1", "recompile")
+
+
+def test_the_cli_refuses_a_sort_model_with_a_modified_attn_scale(tmp_path, capsys):
+    model_dir = tmp_path / "sort"
+    sort = str(EXAMPLES / "sort.rasp")
+    assert (
+        cli.main(["compile", sort, "--vocab", "abcd", "--max-len", "8", "-o", str(model_dir)]) == 0
+    )
+    assert cli.main(["run", str(model_dir), "--input", "dcab", "--json"]) == 0
+    assert capsys.readouterr().out.endswith('["a", "b", "c", "d"]\n')
+    tamper_header(model_dir, TAMPERINGS["attn_scale"])
+    code = cli.main(["run", str(model_dir), "--input", "dcab", "--json"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err.startswith("model file error: ") and err.count("\n") == 1, err
+    assert "config.json" in err and "modified config" in err
+
+
+# ---------------------------------------------------------------- limits before allocating
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(d_model=6, n_layers=2, n_heads=2, d_head=3, d_mlp=4, d_vocab=7, d_vocab_out=5),
+        dict(d_model=1, n_layers=0, n_heads=0, d_head=0, d_mlp=0, d_vocab=3, d_vocab_out=1),
+        dict(d_model=5, n_layers=3, n_heads=0, d_head=7, d_mlp=0, d_vocab=4, d_vocab_out=2),
+        dict(d_model=3, n_layers=1, n_heads=4, d_head=1, d_mlp=9, d_vocab=3, d_vocab_out=8),
+    ],
+)
+def test_n_params_counts_without_allocating(shape):
+    cfg = ModelConfig(**shape, n_ctx=5, attn_scale=1.0)
+    assert cfg.n_params == Transformer(cfg).count_params()
+
+
+def test_the_limit_is_the_compilers():
+    assert serialize.MAX_PARAMS is assemble.MAX_PARAMS
+
+
+def no_allocation(cfg):
+    raise AssertionError("allocated a Transformer for an oversized config")
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (dict(d_model=10**9), "parameters"),
+        (dict(d_mlp=10**8), "parameters"),
+        (dict(d_vocab=10**12), "parameters"),
+        (dict(n_ctx=10**12), "parameters"),
+        (dict(n_layers=10**7, n_heads=0, d_mlp=0), "layers"),
+    ],
+)
+def test_an_oversized_config_is_refused_before_allocating(saved, monkeypatch, change, fragment):
+    rewrite_header(saved, lambda h: h["config"].update(change))
+    monkeypatch.setattr(serialize, "Transformer", no_allocation)
+    assert_load_fails(saved, "config.json", "too large", fragment, "limit")
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path, monkeypatch):
+    model = make_model()
+    monkeypatch.setattr(serialize, "MAX_PARAMS", model.config.n_params - 1)
+    with pytest.raises(ModelFileError, match="parameters"):
+        save_model(model, tmp_path / "m")
+    monkeypatch.setattr(serialize, "MAX_PARAMS", model.config.n_params)
+    monkeypatch.setattr(serialize, "MAX_LAYERS", 1)
+    with pytest.raises(ModelFileError, match="layers"):
+        save_model(model, tmp_path / "m")
+    monkeypatch.setattr(serialize, "MAX_LAYERS", 2)
+    monkeypatch.setattr(serialize, "MAX_CONFIG_BYTES", 1000)
+    with pytest.raises(ModelFileError, match="config.json would be"):
+        save_model(model, tmp_path / "m")
+    assert entries(tmp_path) == []
+    monkeypatch.setattr(serialize, "MAX_CONFIG_BYTES", 1 << 20)
+    save_model(model, tmp_path / "m")  # exactly at the limits
+    assert_same_model(model, load_model(tmp_path / "m"))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_dev_zero_is_refused_not_read(saved, name):
+    (saved / name).unlink()
+    (saved / name).symlink_to("/dev/zero")
+    assert_load_fails(saved, name, "not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_fifo_is_refused_without_blocking(saved, name):
+    (saved / name).unlink()
+    os.mkfifo(saved / name)
+    assert_load_fails(saved, name, "not a regular file")
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_a_directory_in_place_of_a_file(saved, name):
+    (saved / name).unlink()
+    (saved / name).mkdir()
+    assert_load_fails(saved, name, "not a regular file")
+
+
+def test_a_symlink_to_a_regular_file_is_read(tmp_path, saved):
+    shutil.move(saved / "config.json", tmp_path / "elsewhere.json")
+    (saved / "config.json").symlink_to(tmp_path / "elsewhere.json")
+    assert_same_model(make_model(), load_model(saved))
+
+
+def test_huge_files_are_refused_before_reading(saved):
+    with open(saved / "config.json", "r+b") as f:
+        f.truncate(serialize.MAX_CONFIG_BYTES + 1)  # sparse: cheap to make, never read
+    assert_load_fails(saved, "config.json", "more than the limit")
+    shutil.rmtree(saved)
+    save_model(make_model(), saved)
+    with open(saved / "model.safetensors", "r+b") as f:
+        f.truncate(1 << 30)
+    assert_load_fails(saved, "model.safetensors", "more than the limit")
