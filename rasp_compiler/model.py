@@ -47,6 +47,9 @@ ACT_FNS = ("relu",)
 #: time beyond its parameters.  ``serialize`` checks it, with the compiler's parameter
 #: limit, before allocating a loaded model; it lives here so the compiler can import it.
 MAX_LAYERS = 1 << 12
+#: Largest model (parameters) the compiler builds and a model file may hold: 2^28
+#: float32 weights are 1 GiB.
+MAX_PARAMS = 1 << 28
 
 # ---------------------------------------------------------------- config
 

@@ -52,10 +52,9 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from .compiler.assemble import MAX_PARAMS
 from .dtypes import torch_dtype
 from .errors import ModelFileError
-from .model import MAX_LAYERS, ModelConfig, Transformer
+from .model import MAX_LAYERS, MAX_PARAMS, ModelConfig, Transformer
 from .runtime import CompiledModel, ModelSpec
 
 FORMAT = "rasp-compiler-model"

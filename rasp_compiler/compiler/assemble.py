@@ -25,13 +25,10 @@ import numpy as np
 from ..dtypes import UNIT_ROUNDOFF
 from ..errors import CompileError
 from ..language.ir import Atom, convert_token
-from ..model import ModelConfig
+from ..model import MAX_LAYERS, MAX_PARAMS, ModelConfig
 from .emit.attention import head_weights
 from .plan.types import CatRep, Head, HeadKind, Plan, PlanError, Unit
 from .residual import BOS, ONE, Block, Layout, Lin
-
-#: Largest model (parameters) the compiler builds: 2^28 float32 weights are 1 GiB.
-MAX_PARAMS = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
         n_ctx=plan.max_len + 1,
         attn_scale=math.sqrt(d_head) if d_head else 1.0,
     )
-    check_size(plan, config, len(vocab))
+    check_size(plan, config)
     weights = embeddings(plan, vocab, layout)
     infos = []
     for layer in range(plan.n_layers):
@@ -153,14 +150,12 @@ def layer_units(plan: Plan, layer: int) -> list[Unit]:
     return units
 
 
-def check_size(plan: Plan, config: ModelConfig, n_vocab: int) -> None:
-    """Refuse a model over :data:`MAX_PARAMS`, naming its largest MLP."""
+def check_size(plan: Plan, config: ModelConfig) -> None:
+    """Refuse a model over :data:`MAX_PARAMS` parameters (naming its largest MLP) or
+    :data:`MAX_LAYERS` layers: the limits a model file may hold."""
     c = config
-    n_params = (
-        c.n_layers * (4 * c.n_heads * c.d_model * c.d_head + 2 * c.d_model * c.d_mlp)
-        + (plan.max_len + n_vocab) * c.d_model
-    )
-    if n_params <= MAX_PARAMS:
+    n_params = c.n_params
+    if n_params <= MAX_PARAMS and c.n_layers <= MAX_LAYERS:
         return
     where, span = "", None
     if plan.mlps:
@@ -173,7 +168,7 @@ def check_size(plan: Plan, config: ModelConfig, n_vocab: int) -> None:
             PlanError(
                 f"the model would have about {n_params:,} parameters (d_model {c.d_model}, "
                 f"d_mlp {c.d_mlp}, {c.n_layers} layers) at max length {plan.max_len}, more "
-                f"than the limit of {MAX_PARAMS:,}{where}",
+                f"than the limit of {MAX_PARAMS:,} parameters or {MAX_LAYERS:,} layers{where}",
                 span,
             )
         ]

@@ -25,7 +25,7 @@ from ..dtypes import check_dtype, torch_dtype
 from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
-from ..language.lower import Session, choose_sop, load_program, load_source
+from ..language.lower import Session, choose_sop, deep_recursion, load_program, load_source
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble
 from .certify import certify
@@ -85,7 +85,8 @@ def make_plan(
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
     _stop_on(undefined_everywhere(sop, vocab, max_len))
-    draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
+    with deep_recursion():  # planning recurses along the program's chains of operations
+        draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
     if isinstance(draft, PlanFailure):
         raise CompileError(list(draft.problems))
     plan = finalize(draft)
