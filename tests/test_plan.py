@@ -237,3 +237,18 @@ def test_a_number_the_dtype_cannot_hold_is_refused():
     src = "x = aggregate(select(indices, indices, <=), indices) * (10.0^300);"
     with pytest.raises(CompileError, match="beyond what float32 can hold"):
         compile_program(src, vocab="ab", max_len=8)
+
+
+@pytest.mark.parametrize(
+    "n, body, layers",
+    [
+        (500, "x{i} = x{j} + 1;", 0),  # linear: free, but planned through 500 levels
+        (400, "x{i} = aggregate(select(indices, indices, ==), x{j});", 399),
+    ],
+)
+def test_long_chains_of_operations_compile(n, body, layers):
+    # planning recurses along chains; these overflowed Python's default stack
+    src = "x0 = indices;\n" + "\n".join(body.format(i=i, j=i - 1) for i in range(1, n))
+    model = compile_program(src, vocab="ab", max_len=3)
+    assert model.config.n_layers == layers
+    assert model.run("ab") == ([n - 1, n] if layers == 0 else [0, 1])
