@@ -252,3 +252,15 @@ def test_long_chains_of_operations_compile(n, body, layers):
     model = compile_program(src, vocab="ab", max_len=3)
     assert model.config.n_layers == layers
     assert model.run("ab") == ([n - 1, n] if layers == 0 else [0, 1])
+
+
+def test_a_far_too_large_model_is_refused_before_its_tables_are_built(monkeypatch):
+    from rasp_compiler.compiler import finalize, pipeline
+
+    def never(draft):
+        raise AssertionError("tables built for a model already known to be too large")
+
+    monkeypatch.setattr(pipeline, "finalize", never)
+    with pytest.raises(CompileError, match="at least .* parameters"):
+        compile_program(str(EXAMPLES / "histogram.rasp"), vocab="abcd", max_len=20000)
+    assert finalize.finalize is not never

@@ -16,6 +16,7 @@ the BOS gate and clean-up), :func:`check_size`, :func:`embeddings`,
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import UNIT_ROUNDOFF
-from ..errors import CompileError
-from ..language.ir import Atom, convert_token
+from ..errors import CompileError, RaspError
+from ..language.ir import Atom, atom_key, convert_token
 from ..model import MAX_LAYERS, MAX_PARAMS, ModelConfig
 from .emit.attention import head_weights
-from .plan.types import CatRep, Head, HeadKind, Plan, PlanError, Unit
+from .plan.types import CatRep, Draft, Head, HeadKind, MLPJob, Plan, PlanError, Unit
 from .residual import BOS, ONE, Block, Layout, Lin
 
 
@@ -173,6 +174,49 @@ def check_size(plan: Plan, config: ModelConfig) -> None:
             )
         ]
     )
+
+
+def size_before_tables(draft: Draft, n_vocab: int) -> list[RaspError]:
+    """A lower bound on the model's parameters from a draft (residual width, embeddings,
+    attention, the steps of MLPs over numbers), so a model far over :data:`MAX_PARAMS` is
+    refused before its MLP tables are built (the slow part at long lengths)."""
+    d_model = len({d for b in draft.blocks for d in b.directions} | {ONE, BOS})
+    d_out = len(draft.output.values) if isinstance(draft.output, CatRep) else 1
+    d_head = max((max(len(h.qk), len(h.values)) for h in draft.heads), default=0)
+    heads: dict[int, int] = {}
+    for h in draft.heads:
+        heads[h.layer] = heads.get(h.layer, 0) + 1
+    units: dict[int, int] = {}
+    for m in draft.mlps:
+        units[m.layer] = units.get(m.layer, 0) + _fewest_units(m)
+    n_layers = max([*heads, *units], default=-1) + 1
+    bound = (draft.max_len + n_vocab + 3 + d_out) * d_model + n_layers * d_model * (
+        4 * max(heads.values(), default=0) * d_head + 2 * max(units.values(), default=0)
+    )
+    if bound <= MAX_PARAMS:
+        return []
+    return [
+        PlanError(
+            f"the model would have at least {bound:,} parameters (d_model {d_model}) at max "
+            f"length {draft.max_len}, more than the limit of {MAX_PARAMS:,}",
+            None,
+        )
+    ]
+
+
+def _fewest_units(job: MLPJob) -> int:
+    """Hidden units a table over numbers needs at least: two per change of its output
+    along the sorted inputs (0 for tables with categorical inputs or large domains)."""
+    if any(isinstance(r, CatRep) for r in job.inputs) or math.prod(
+        len(r.values) for r in job.inputs
+    ) > (1 << 16):
+        return 0
+    outputs = {
+        atom_key(y)
+        for c in itertools.product(*(r.values for r in job.inputs))
+        if (y := job.fn(c)) is not None
+    }
+    return 2 * max(len(outputs) - 1, 0)
 
 
 def embeddings(plan: Plan, vocab: tuple[Atom, ...], layout: Layout) -> dict[str, np.ndarray]:

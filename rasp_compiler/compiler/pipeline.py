@@ -27,7 +27,7 @@ from ..language import ir
 from ..language.ir import Atom
 from ..language.lower import Session, choose_sop, deep_recursion, load_program, load_source
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
-from .assemble import Assembled, assemble
+from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify
 from .finalize import finalize
 from .graph import build_graph, spans_of_use, structure_problems
@@ -89,6 +89,7 @@ def make_plan(
         draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
     if isinstance(draft, PlanFailure):
         raise CompileError(list(draft.problems))
+    _stop_on(size_before_tables(draft, len(vocab)))
     plan = finalize(draft)
     if isinstance(plan, PlanFailure):
         raise CompileError(list(plan.problems))
