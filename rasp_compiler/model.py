@@ -19,6 +19,11 @@ random initialisation: every parameter starts at zero and the compiler fills it 
     unembed.W_U                [d_model, d_vocab_out]
     unembed.b_U                [d_vocab_out]
 
+Each layer has its own shape (:class:`LayerShape`: heads, head width, MLP units), so a
+layer holds exactly what it uses; ``n_heads``, ``d_head`` and ``d_mlp`` in the config
+are the largest over the layers, the shape every layer has in the padded, uniform view
+(:func:`padded_weights`) that formats needing one shape per model use.
+
 ``n_heads == 0`` or ``d_mlp == 0`` give zero-sized parameters (the keys still exist);
 the sublayer then adds only its output bias (``b_O`` / ``b_out``), which is the same
 maths with an empty sum, so there is one code path.
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
@@ -55,13 +60,28 @@ MAX_PARAMS = 1 << 28
 
 
 @dataclass(frozen=True)
+class LayerShape:
+    """One layer's attention heads, head width and MLP hidden units."""
+
+    n_heads: int
+    d_head: int
+    d_mlp: int
+
+    def __post_init__(self) -> None:
+        for name in ("n_heads", "d_head", "d_mlp"):
+            _check_int(name, getattr(self, name), minimum=0)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The shape of a :class:`Transformer`.
 
     ``d_vocab`` counts the input token ids (the vocabulary plus BOS and pad),
     ``d_vocab_out`` the output logits, ``n_ctx`` the positions (BOS included).
     ``n_layers``, ``n_heads``, ``d_head`` and ``d_mlp`` may be 0.  Attention scores
-    are ``q . k / attn_scale``.  Constructing a bad config raises ``ValueError``.
+    are ``q . k / attn_scale``.  ``layer_shapes`` gives each layer's own shape (none of
+    them larger than ``n_heads``, ``d_head``, ``d_mlp``); without it every layer has
+    that largest shape.  Constructing a bad config raises ``ValueError``.
     """
 
     d_model: int
@@ -74,6 +94,7 @@ class ModelConfig:
     n_ctx: int
     attn_scale: float
     act_fn: str = "relu"
+    layer_shapes: tuple[LayerShape, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_vocab", "d_vocab_out", "n_ctx"):
@@ -88,17 +109,44 @@ class ModelConfig:
         object.__setattr__(self, "attn_scale", float(scale))
         if self.act_fn not in ACT_FNS:
             raise ValueError(f"act_fn must be one of {ACT_FNS}, got {self.act_fn!r}")
+        if self.layer_shapes is not None:
+            shapes = tuple(
+                s if isinstance(s, LayerShape) else LayerShape(**_shape_dict(s))
+                for s in self.layer_shapes
+            )
+            if len(shapes) != self.n_layers:
+                raise ValueError(
+                    f"layer_shapes has {len(shapes)} entries for {self.n_layers} layers"
+                )
+            for i, s in enumerate(shapes):
+                if s.n_heads > self.n_heads or s.d_head > self.d_head or s.d_mlp > self.d_mlp:
+                    raise ValueError(f"layer {i}'s shape {s} is larger than the model's")
+            object.__setattr__(self, "layer_shapes", shapes)
+
+    def layer(self, i: int) -> LayerShape:
+        """Layer ``i``'s shape."""
+        if self.layer_shapes is None:
+            return LayerShape(self.n_heads, self.d_head, self.d_mlp)
+        return self.layer_shapes[i]
+
+    def padded(self) -> ModelConfig:
+        """The same model with every layer at the largest shape (the uniform view)."""
+        return replace(self, layer_shapes=None)
 
     @property
     def n_params(self) -> int:
         """The scalar parameters a :class:`Transformer` of this shape holds, computed
         without allocating (equal to ``Transformer(cfg).count_params()``)."""
-        M, H, D, F = self.d_model, self.n_heads, self.d_head, self.d_mlp
-        attn = 4 * H * M * D + 3 * H * D + M  # W_Q, W_K, W_V, W_O; b_Q, b_K, b_V; b_O
-        mlp = 2 * M * F + F + M  # W_in, W_out; b_in; b_out
+        M = self.d_model
+        blocks = 0
+        for i in range(self.n_layers):
+            shape = self.layer(i)
+            H, D, F = shape.n_heads, shape.d_head, shape.d_mlp
+            blocks += 4 * H * M * D + 3 * H * D + M  # W_Q, W_K, W_V, W_O; b_Q, b_K, b_V; b_O
+            blocks += 2 * M * F + F + M  # W_in, W_out; b_in; b_out
         embed = (self.d_vocab + self.n_ctx) * M  # W_E, W_pos
         unembed = (M + 1) * self.d_vocab_out  # W_U, b_U
-        return embed + self.n_layers * (attn + mlp) + unembed
+        return embed + blocks + unembed
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -110,7 +158,7 @@ class ModelConfig:
         if not isinstance(d, Mapping):
             raise ModelFileError(f"model config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
-        required = names - {"act_fn"}
+        required = names - {"act_fn", "layer_shapes"}
         missing = sorted(required - d.keys())
         unexpected = sorted(set(d.keys()) - names)
         if missing or unexpected:
@@ -119,8 +167,16 @@ class ModelConfig:
             )
         try:
             return cls(**d)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise ModelFileError(f"model config: {e}") from None
+
+
+def _shape_dict(s: object) -> dict[str, Any]:
+    """A layer shape as read from JSON: an object with exactly the three fields."""
+    keys = {"n_heads", "d_head", "d_mlp"}
+    if not isinstance(s, Mapping) or set(s) != keys:
+        raise ValueError(f"a layer shape must be an object with fields {sorted(keys)}, got {s!r}")
+    return dict(s)
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -162,9 +218,9 @@ class PosEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head bidirectional attention with a per-key mask and no causal mask."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, shape: LayerShape):
         super().__init__()
-        H, M, D = cfg.n_heads, cfg.d_model, cfg.d_head
+        H, M, D = shape.n_heads, cfg.d_model, shape.d_head
         self.attn_scale = cfg.attn_scale
         self.W_Q, self.W_K, self.W_V = _zeros(H, M, D), _zeros(H, M, D), _zeros(H, M, D)
         self.b_Q, self.b_K, self.b_V = _zeros(H, D), _zeros(H, D), _zeros(H, D)
@@ -184,7 +240,7 @@ class Attention(nn.Module):
         B, T, M = x.shape
         H, D = self.W_Q.shape[0], self.W_Q.shape[2]
         # one matmul for Q, K and V of every head: [M, 3 * H * D]
-        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, -1)
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
         b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
         qkv = (x @ w + b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
@@ -207,11 +263,11 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     """relu(x @ W_in + b_in) @ W_out + b_out, position-wise."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, shape: LayerShape):
         super().__init__()
-        self.W_in = _zeros(cfg.d_model, cfg.d_mlp)
-        self.b_in = _zeros(cfg.d_mlp)
-        self.W_out = _zeros(cfg.d_mlp, cfg.d_model)
+        self.W_in = _zeros(cfg.d_model, shape.d_mlp)
+        self.b_in = _zeros(shape.d_mlp)
+        self.W_out = _zeros(shape.d_mlp, cfg.d_model)
         self.b_out = _zeros(cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,10 +279,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One layer: x + attn(x), then + mlp(x).  No layer norm."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, shape: LayerShape):
         super().__init__()
-        self.attn = Attention(cfg)
-        self.mlp = MLP(cfg)
+        self.attn = Attention(cfg, shape)
+        self.mlp = MLP(cfg, shape)
 
     def forward(
         self, x: torch.Tensor, key_mask: torch.Tensor, need_pattern: bool = True
@@ -273,7 +329,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.embed = Embed(cfg)
         self.pos_embed = PosEmbed(cfg)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList([Block(cfg, cfg.layer(i)) for i in range(cfg.n_layers)])
         self.unembed = Unembed(cfg)
 
     @overload
@@ -384,3 +440,36 @@ class Transformer(nn.Module):
     def count_params(self) -> int:
         """The number of scalar parameters."""
         return sum(p.numel() for p in self.parameters())
+
+
+def padded_weights(
+    cfg: ModelConfig, weights: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The weights of a per-layer-shaped model in the uniform view (``cfg.padded()``):
+    every layer zero-padded to ``n_heads`` heads of width ``d_head`` and ``d_mlp``
+    units.  The padded model computes the same function (padding heads score 0 and
+    write nothing; padding units have zero weights)."""
+    full = cfg.padded()
+    out: dict[str, torch.Tensor] = {}
+    for name, t in weights.items():
+        target = _uniform_shape(full, name, tuple(t.shape))
+        if target == tuple(t.shape):
+            out[name] = t
+            continue
+        padded = t.new_zeros(target)
+        padded[tuple(slice(0, n) for n in t.shape)] = t
+        out[name] = padded
+    return out
+
+
+def _uniform_shape(cfg: ModelConfig, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if not name.startswith("blocks."):
+        return shape
+    H, M, D, F = cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp
+    leaf = name.rsplit(".", 1)[1]
+    return {
+        "W_Q": (H, M, D), "W_K": (H, M, D), "W_V": (H, M, D),
+        "b_Q": (H, D), "b_K": (H, D), "b_V": (H, D),
+        "W_O": (H, D, M), "b_O": (M,),
+        "W_in": (M, F), "b_in": (F,), "W_out": (F, M), "b_out": (M,),
+    }[leaf]  # fmt: skip

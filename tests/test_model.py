@@ -6,6 +6,7 @@ small models whose weights are written by hand.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -559,3 +560,40 @@ def test_device_dtype_and_summary():
     assert "numerical mean of tokens == 'a'" in text
     assert f"{m.transformer.count_params():,}" in text
     assert "d_model 3" in text and "n_layers 1" in text
+
+
+# ------------------------------------------------------------ per-layer shapes
+
+
+def test_compiled_layers_hold_only_what_they_use_and_equal_the_padded_view():
+    from rasp_compiler import compile_program
+    from rasp_compiler.model import padded_weights
+
+    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=16)
+    cfg = model.config
+    shapes = cfg.layer_shapes
+    assert shapes is not None and len(shapes) == cfg.n_layers
+    assert any(s.d_mlp < cfg.d_mlp or s.n_heads < cfg.n_heads for s in shapes)
+    assert cfg.n_params == model.transformer.count_params() < cfg.padded().n_params
+    padded = Transformer(cfg.padded())
+    padded.load_weights(padded_weights(cfg, model.transformer.state_dict()))
+    tokens = torch.tensor([[4, 2, 0, 1, 1, 3, 5], [4, 3, 3, 0, 5, 5, 5]])  # BOS = 4, pad = 5
+    mask = tokens != 5
+    torch.testing.assert_close(model.transformer(tokens, mask), padded(tokens, mask))
+
+
+def test_layer_shapes_round_trip_and_are_checked():
+    from rasp_compiler.model import LayerShape
+
+    base = dict(d_model=4, n_layers=2, n_heads=2, d_head=3, d_mlp=5, d_vocab=3,
+                d_vocab_out=2, n_ctx=4, attn_scale=1.0)  # fmt: skip
+    cfg = ModelConfig(**base, layer_shapes=(LayerShape(2, 3, 0), LayerShape(0, 0, 5)))
+    again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.layer(1) == LayerShape(0, 0, 5)
+    assert Transformer(cfg).count_params() == cfg.n_params
+    with pytest.raises(ValueError, match="larger than the model"):
+        ModelConfig(**base, layer_shapes=(LayerShape(3, 3, 0), LayerShape(0, 0, 5)))
+    with pytest.raises(ValueError, match="entries for 2 layers"):
+        ModelConfig(**base, layer_shapes=(LayerShape(1, 1, 1),))
+    with pytest.raises(ModelFileError):
+        ModelConfig.from_dict({**base, "layer_shapes": [{"n_heads": 1}, {"n_heads": 1}]})

@@ -26,7 +26,7 @@ import numpy as np
 from ..dtypes import UNIT_ROUNDOFF
 from ..errors import CompileError, RaspError
 from ..language.ir import Atom, atom_key, convert_token
-from ..model import MAX_LAYERS, MAX_PARAMS, ModelConfig
+from ..model import MAX_LAYERS, MAX_PARAMS, LayerShape, ModelConfig
 from .emit.attention import head_weights
 from .plan.types import CatRep, Draft, Head, HeadKind, MLPJob, Plan, PlanError, Unit
 from .residual import BOS, ONE, Block, Layout, Lin
@@ -88,15 +88,23 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
     Raises :class:`CompileError` when the model would be larger than :data:`MAX_PARAMS`."""
     layout = build_layout(plan)
     units = [layer_units(plan, layer) for layer in range(plan.n_layers)]
-    n_heads = max((len(plan.heads_in(layer)) for layer in range(plan.n_layers)), default=0)
-    d_head = max((max(len(h.qk), len(h.values)) for h in plan.heads), default=0)
-    d_mlp = max((len(us) for us in units), default=0)
+    shapes = tuple(
+        LayerShape(
+            n_heads=len(plan.heads_in(layer)),
+            d_head=max((_head_width(h) for h in plan.heads_in(layer)), default=0),
+            d_mlp=len(units[layer]),
+        )
+        for layer in range(plan.n_layers)
+    )
+    # the attention scale is one number for the model (the emitted W_Q carries it)
+    d_head = max((s.d_head for s in shapes), default=0)
     config = ModelConfig(
         d_model=layout.d_model,
         n_layers=plan.n_layers,
-        n_heads=n_heads,
+        n_heads=max((s.n_heads for s in shapes), default=0),
         d_head=d_head,
-        d_mlp=d_mlp,
+        d_mlp=max((s.d_mlp for s in shapes), default=0),
+        layer_shapes=shapes,
         d_vocab=len(vocab) + 2,
         d_vocab_out=len(plan.output.values) if isinstance(plan.output, CatRep) else 1,
         n_ctx=plan.max_len + 1,
@@ -111,6 +119,11 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
         infos.append(info)
     weights.update(unembedding(plan, layout))
     return Assembled(config, weights, tuple(infos), layout)
+
+
+def _head_width(h: Head) -> int:
+    """Columns a head needs: one per score term (W_Q/W_K), one per value (W_V/W_O)."""
+    return max(len(h.qk), len(h.values))
 
 
 def build_layout(plan: Plan) -> Layout:
@@ -182,17 +195,13 @@ def size_before_tables(draft: Draft, n_vocab: int) -> list[RaspError]:
     refused before its MLP tables are built (the slow part at long lengths)."""
     d_model = len({d for b in draft.blocks for d in b.directions} | {ONE, BOS})
     d_out = len(draft.output.values) if isinstance(draft.output, CatRep) else 1
-    d_head = max((max(len(h.qk), len(h.values)) for h in draft.heads), default=0)
-    heads: dict[int, int] = {}
+    # per layer: attention weights (4 per head, model width by head width), MLP units
+    per_layer: dict[int, int] = {}
     for h in draft.heads:
-        heads[h.layer] = heads.get(h.layer, 0) + 1
-    units: dict[int, int] = {}
+        per_layer[h.layer] = per_layer.get(h.layer, 0) + 4 * d_model * _head_width(h)
     for m in draft.mlps:
-        units[m.layer] = units.get(m.layer, 0) + _fewest_units(m)
-    n_layers = max([*heads, *units], default=-1) + 1
-    bound = (draft.max_len + n_vocab + 3 + d_out) * d_model + n_layers * d_model * (
-        4 * max(heads.values(), default=0) * d_head + 2 * max(units.values(), default=0)
-    )
+        per_layer[m.layer] = per_layer.get(m.layer, 0) + 2 * d_model * _fewest_units(m)
+    bound = (draft.max_len + n_vocab + 3 + d_out) * d_model + sum(per_layer.values())
     if bound <= MAX_PARAMS:
         return []
     return [
@@ -243,7 +252,8 @@ def layer_weights(
     plan: Plan, layer: int, units: list[Unit], layout: Layout, config: ModelConfig, dtype: str
 ) -> tuple[dict[str, np.ndarray], LayerInfo]:
     """One layer's attention and MLP weights (padded to the model's shapes)."""
-    d, n_heads, d_head, d_mlp = config.d_model, config.n_heads, config.d_head, config.d_mlp
+    shape = config.layer(layer)
+    d, n_heads, d_head, d_mlp = config.d_model, shape.n_heads, shape.d_head, shape.d_mlp
     idx = layout.index()
     W_Q = np.zeros((n_heads, d, d_head), dtype=np.float32)
     W_K, W_V = np.zeros_like(W_Q), np.zeros_like(W_Q)
