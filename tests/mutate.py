@@ -511,14 +511,19 @@ class Result:
 
 
 def classify(
-    command: str, rc: int | None, timed_out: bool, stdout: str, stderr: str
+    command: str,
+    rc: int | None,
+    timed_out: bool,
+    stdout: str,
+    stderr: str,
+    time_cap: int = TIME_CAP,
 ) -> tuple[str, str]:
     """(class, detail) of one finished command."""
     both = stdout + "\n" + stderr
     if timed_out:
-        return "hang", f"still running after {TIME_CAP * WALL_FACTOR}s (wall clock)"
+        return "hang", f"still running after {time_cap * WALL_FACTOR}s (wall clock)"
     if rc == -signal.SIGXCPU:
-        return "hang", f"used its {TIME_CAP}s of CPU time"
+        return "hang", f"used its {time_cap}s of CPU time"
     if any(s in both for s in MEMORY_SIGNS):
         return "memory", _first_line(both, MEMORY_SIGNS)
     if rc is not None and rc < 0:
@@ -558,11 +563,11 @@ def _first_line(text: str, keys: Sequence[str]) -> str:
     return (lines[-1].strip() if lines else "")[:300]
 
 
-def _limits(pid: int = 0) -> None:
+def _limits(pid: int = 0, time_cap: int = TIME_CAP) -> None:
     """The caps, on this process (0) or another: address space, and CPU time.  CPU time,
     not wall time, so that a busy machine does not turn a slow command into a hang."""
     resource.prlimit(pid, resource.RLIMIT_AS, (MEM_CAP, MEM_CAP))
-    resource.prlimit(pid, resource.RLIMIT_CPU, (TIME_CAP, TIME_CAP + 5))
+    resource.prlimit(pid, resource.RLIMIT_CPU, (time_cap, time_cap + 5))
 
 
 def _child_env() -> dict[str, str]:
@@ -590,7 +595,7 @@ def exec_command(argv: Sequence[str], cwd: Path, time_cap: int = TIME_CAP) -> di
     # the cap, set from outside (preexec_fn is unsafe with threads): the command is still
     # starting the interpreter, far from the cap
     try:
-        _limits(proc.pid)
+        _limits(proc.pid, time_cap)
     except (ProcessLookupError, PermissionError):
         pass
     timed_out = False
@@ -603,6 +608,7 @@ def exec_command(argv: Sequence[str], cwd: Path, time_cap: int = TIME_CAP) -> di
     return {
         "rc": proc.returncode,
         "timed_out": timed_out,
+        "time_cap": time_cap,
         "seconds": time.monotonic() - started,
         "stdout": out.decode("utf-8", "replace")[-OUTPUT_CAP:],
         "stderr": err.decode("utf-8", "replace")[-OUTPUT_CAP:],
@@ -691,7 +697,7 @@ def serve() -> int:
                     proto.close()
                     os.setpgid(0, 0)
                     os.chdir(job["cwd"])
-                    _limits()
+                    _limits(0, job["time_cap"])
                     fd_out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                     fd_err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
                     os.dup2(fd_out, 1)
@@ -729,6 +735,7 @@ def serve() -> int:
             result = {
                 "rc": rc,
                 "timed_out": timed_out,
+                "time_cap": job["time_cap"],
                 "seconds": seconds,
                 "stdout": _read_tail(out_path),
                 "stderr": _read_tail(err_path),
@@ -845,7 +852,12 @@ def check_mutant(o: Outcome, workdir: Path, runner: Runner) -> Outcome:
         argv = cmds[name]
         r = runner(argv, workdir)
         cls, detail = classify(
-            name.split("_")[0], r["rc"], r["timed_out"], r["stdout"], r["stderr"]
+            name.split("_")[0],
+            r["rc"],
+            r["timed_out"],
+            r["stdout"],
+            r["stderr"],
+            r.get("time_cap", TIME_CAP),
         )
         res = Result(name, argv, cls, r["rc"], r["seconds"], r["stdout"], r["stderr"], detail)
         o.results.append(res)
@@ -1027,7 +1039,18 @@ def confirm(o: Outcome) -> str:
     again = next((x for x in fresh.results if x.command == r.command), None)
     if again is None:
         return f"with python -m rasp_compiler: {r.command} not reached ({fresh.status})"
-    return f"with python -m rasp_compiler: {again.cls} ({again.seconds:.1f}s) {again.detail}"
+    line = f"with python -m rasp_compiler: {again.cls} ({again.seconds:.1f}s) {again.detail}"
+    if again.cls == "hang":  # stuck, or just slow?  Once more with four times the time
+        cap = TIME_CAP * 4
+        with tempfile.TemporaryDirectory(prefix="rasp-mutate-confirm-") as d:
+            slow = Outcome(o.index, o.example, o.mutations, o.source, o.vocab, o.input)
+            check_mutant(slow, Path(d), lambda argv, cwd: exec_command(argv, cwd, cap))
+        last = next((x for x in slow.results if x.command == r.command), None)
+        if last is not None and last.cls != "hang":
+            line += f"\n----- with a {cap}s cap it finishes: {last.cls} in {last.seconds:.1f}s"
+        elif last is not None:
+            line += f"\n----- with a {cap}s cap too: {last.detail}"
+    return line
 
 
 def tally(outcomes: Sequence[Outcome]) -> dict[str, int]:
@@ -1045,6 +1068,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--exec", action="store_true", help="run python -m rasp_compiler per command")
     ap.add_argument("--show", type=int, default=3, help="bad cases printed in full per class")
     ap.add_argument("--save-bad", type=Path, default=None, help="write bad mutants here")
+    ap.add_argument("--dump", type=Path, default=None, help="every outcome as JSON lines")
     ap.add_argument("--no-confirm", action="store_true", help="do not re-run bad cases")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     ap.add_argument(
@@ -1059,6 +1083,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = run(
         args.count, args.seed, args.workers, args.exec, progress=not args.quiet, only=only
     )
+    if args.dump:
+        with open(args.dump, "w", encoding="utf-8") as f:
+            for o in outcomes:
+                row = {
+                    "index": o.index,
+                    "example": o.example,
+                    "mutations": o.mutations,
+                    "status": o.status,
+                    "commands": [
+                        {"command": r.command, "class": r.cls, "seconds": round(r.seconds, 2)}
+                        | {"detail": r.detail}
+                        for r in o.results
+                    ],
+                }
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     shown: dict[str, int] = {}
     for o in outcomes:
         if o.status not in BAD:
