@@ -264,3 +264,37 @@ def test_a_far_too_large_model_is_refused_before_its_tables_are_built(monkeypatc
     with pytest.raises(CompileError, match="at least .* parameters"):
         compile_program(str(EXAMPLES / "histogram.rasp"), vocab="abcd", max_len=20000)
     assert finalize.finalize is not never
+
+
+def _copies(inner: str, depth: int) -> str:
+    for _ in range(depth):
+        inner = f"aggregate(select(indices, indices, ==), {inner})"
+    return inner
+
+
+def test_a_chain_of_categorical_copies_stays_exact():
+    # found by the mutation fuzzer: an int copied through 10 same-position aggregates,
+    # then a sort key; each copy added its head's leak and nobody asked the inner heads
+    # to be sharper ("aaaa" sorted to [a, a, a, 0])
+    src = (
+        "same_token = select(tokens, tokens, ==);\n"
+        f"frequency = {_copies('selector_width(same_token)', 10)};\n"
+        "seen_before = selector_width(same_token and select(indices, indices, <)) > 0;\n"
+        "key = -frequency if not seen_before else 0;\n"
+        "goes_before = select(key, key, <) or (select(key, key, ==) and "
+        "select(indices, indices, <));\n"
+        "target = selector_width(goes_before);\n"
+        "res = aggregate(select(target, indices, ==), tokens);\n"
+    )
+    sop, model = compile_source(src, "abcd", 5)
+    checked, bad = mismatches(sop, model, all_inputs("abcd", 5))
+    assert checked == 1364 and not bad, bad[:1]
+
+
+def test_scores_over_a_chain_of_copies_stay_exact():
+    # a selector comparing a one-hot made by 12 chained heads: the score terms read it,
+    # and ask its heads for accuracy within their gap (a sound bound; not seen failing)
+    src = f"k = {_copies('tokens', 12)};\nh = selector_width(select(k, k, ==));"
+    sop, model = compile_source(src, "abc", 5)
+    checked, bad = mismatches(sop, model, all_inputs("abc", 5))
+    assert checked == 363 and not bad, bad[:1]

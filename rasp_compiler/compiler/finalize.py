@@ -71,7 +71,9 @@ def settle_leaks(
 ) -> dict[int, float]:
     """head id -> the largest leak that meets every requirement read through it.
 
-    A categorical row is off by its heads' leak times their value span.  A number sums
+    A categorical row is off by its heads' leak times their value span, plus, for a head
+    that copies another head's inexact one-hot, that one's error (half the tolerance goes
+    to each, recursively).  A number sums
     its heads' outputs, each with a coefficient: the tolerance is shared equally among
     them; a mean head's error is its leak times its value span plus the error of the
     numbers it averages, and half of its share goes to each, recursively."""
@@ -80,7 +82,11 @@ def settle_leaks(
     def need(rep: Rep, tol: float) -> None:
         if isinstance(rep, CatRep):
             for hid in rep.sources:
-                leak[hid] = min(leak[hid], tol / heads[hid].value_span)
+                copied = heads[hid].averages
+                own = tol / 2.0 if copied else tol  # half to this head, half to what it copies
+                leak[hid] = min(leak[hid], own / heads[hid].value_span)
+                for inner in copied:
+                    need(inner, tol / 2.0)
             return
         for hid, coef in rep.sources:
             share = tol / (len(rep.sources) * abs(coef))

@@ -109,15 +109,24 @@ def _joint_of(
     return node
 
 
-def _qk_terms(p: PlanState, pairs: list[Pair], scores: Scores) -> tuple[list[QK], int]:
-    """Bilinear score terms for one head, and the stage its operands exist at."""
+def _qk_terms(p: PlanState, pairs: list[Pair], scores: Scores, gap: float) -> tuple[list[QK], int]:
+    """Bilinear score terms for one head, and the stage its operands exist at.
+
+    The one-hots the scores read may be inexact (another head's output): a row error
+    ``e`` moves a score by at most ``W * (n_keys + n_queries) * e`` (``W`` the sum of the
+    pairs' largest weights), so each is asked to keep that under ``gap / 8``."""
     terms: list[QK] = []
     stage = 0
+    total = sum(max(abs(x) for x in w) for w in scores.weights if w) or 1.0
     for pair, w in zip(pairs, scores.weights):
         if not any(w):
             continue
         kc, qc = p.cat(pair.keys), p.cat(pair.queries)
         stage = max(stage, kc.stage, qc.stage)
+        for rep in (kc, qc):
+            if rep.sources:
+                width = len(pair.key_values) + len(pair.query_values)
+                p.require(rep, gap / (8.0 * total * width))
         krows = [key_side(_row(kc, v)) for v in pair.key_values]
         qrows = [_row(qc, v) for v in pair.query_values]
         nk, nq = len(krows), len(qrows)
@@ -153,11 +162,12 @@ class _HeadSpec:
     extra_stage: int
     leak: float
     value_span: float = 1.0
-    averages: tuple[NumRep, ...] = ()
+    averages: tuple[Rep, ...] = ()
 
 
 def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpec) -> Head:
-    terms, stage = _qk_terms(p, pairs, scores)
+    gap = 0.5 if spec.bos_level % 1 else 1.0
+    terms, stage = _qk_terms(p, pairs, scores, gap)
     stage = max(stage, spec.extra_stage)
     weights_max = sum(max(w) for w in scores.weights) if scores.weights else 0
     terms.append((Lin.unit(ONE), Lin.unit(BOS), spec.bos_level))
@@ -171,7 +181,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             span=spec.span,  # type: ignore[arg-type]
             qk=tuple(terms),
             values=spec.values,
-            gap=0.5 if spec.bos_level % 1 else 1.0,
+            gap=gap,
             leak=spec.leak,
             kind=spec.kind,
             value_span=spec.value_span,
@@ -210,7 +220,7 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     vals = p.values(node)
     name = p.name(node)
     src: Rep
-    averages: tuple[NumRep, ...] = ()
+    averages: tuple[Rep, ...] = ()
     if categorical:
         src = p.cat(node.values)
         dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {label}")
@@ -222,6 +232,8 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
                 lin = lin + Lin.unit(BOS)
             value_lins.append((d, lin))
         leak, value_span = 1e-3, 2.0
+        if src.sources:  # a copy of a copy: the inner heads' error passes through
+            averages = (src,)
     else:
         src = p.num(node.values)
         (d,) = p.add_block(name, (name,), f"{label} (a mean)")
@@ -346,7 +358,7 @@ def _numeric_eq_head(
     values_at: tuple[tuple[tuple[str, Lin], ...], int],
     leak: float,
     value_span: float,
-    averages: tuple[NumRep, ...],
+    averages: tuple[Rep, ...],
 ) -> Head:
     """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
 

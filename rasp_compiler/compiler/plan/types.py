@@ -57,9 +57,10 @@ class Head:
     #: bound on |score| over all query/key pairs: float rounding of a score is about
     #: this times the dtype's epsilon (a few times over, see emit.attention.sharpness)
     magnitude: float = 0.0
-    #: numbers this head averages (a mean's values): its output is off by their error
-    #: too, so a consumer's tolerance is passed on to them (see settle_leaks)
-    averages: tuple[NumRep, ...] = ()
+    #: what this head copies or averages, when that is itself inexact (a mean's numbers,
+    #: a categorical aggregate's one-hot read from other heads): its output is off by
+    #: their error too, so a consumer's tolerance is passed on to them (see settle_leaks)
+    averages: tuple[Rep, ...] = ()
 
 
 @dataclass(frozen=True)
