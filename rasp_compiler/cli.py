@@ -17,6 +17,13 @@ with ``--json``, ``["o", "l", "l", "e", "h"]``.
 Every user error (a RaspError, an unreadable file, a bad argument) prints a message on
 stderr -- for program errors file:line:col and a caret -- and exits 1 (2 for a usage
 error); Ctrl-C exits 130.  No traceback is shown unless RASP_COMPILER_DEBUG=1.
+
+What a command line may ask for is bounded (:mod:`rasp_compiler.limits`, each refused
+before any work with the limit named): ``--max-len`` at most MAX_LEN; ``--vocab`` at most
+MAX_VOCAB_SIZE distinct tokens, with no two atoms Python treats as equal (``1``, ``1.0``,
+``true``); an input at most MAX_INPUT_LEN tokens; JSON holds a flat list of strings,
+finite numbers (integers of at most MAX_INT_DIGITS digits) and booleans, strings of at
+most MAX_STRING_LEN characters; ``verify`` runs at most MAX_VERIFY_INPUTS inputs.
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .arguments import check_verify_size, json_atoms, vocab_arg
 from .dtypes import DTYPE_NAMES
 from .errors import InputError, RaspError
 from .language import ir
 from .language.display import format_sop, to_json_value
 from .language.ir import Atom
+from .limits import MAX_INPUT_LEN, MAX_LEN
 
 PROG = "rasp-compiler"
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -58,16 +67,14 @@ class _Parser(argparse.ArgumentParser):
 def _json_input(text: str) -> list[Atom]:
     """``--input-json``: a non-empty JSON list of atoms (or a JSON string)."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
-    if isinstance(value, str):
-        value = list(value)
-    if not isinstance(value, list) or not all(isinstance(v, ir.ATOM_TYPES) for v in value):
+        value = json_atoms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(value) > MAX_INPUT_LEN:
         raise argparse.ArgumentTypeError(
-            f"expected a JSON list of strings, numbers or booleans, got {text!r}"
+            f"an input of {len(value):,} tokens; the limit is {MAX_INPUT_LEN:,}"
         )
-    return value
+    return list(value)
 
 
 def _positive_int(text: str) -> int:
@@ -77,6 +84,15 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _max_len(text: str) -> int:
+    n = _positive_int(text)
+    if n > MAX_LEN:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_LEN:,} (the limit; the compiler builds nothing that long), got {n:,}"
+        )
     return n
 
 
@@ -112,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
             help='the input vocabulary: one-character tokens ("abc") or a JSON list',
         )
         p.add_argument(
-            "--max-len", required=required, type=_positive_int, metavar="N",
+            "--max-len", required=required, type=_max_len, metavar="N",
             help="the longest input the model accepts",
         )  # fmt: skip
         p.add_argument(
@@ -182,16 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(path: str, draw: bool = True) -> Any:
     """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory."""
     from .draw import make_draw_hook
+    from .language.files import read_source
     from .language.lower import Session
     from .language.parser import parse
 
     file = Path(path)
-    if file.is_dir():
-        raise InputError(f"'{path}' is a directory, not a RASP program")
-    try:
-        text = file.read_text(encoding="utf-8")  # OSError is reported by main()
-    except UnicodeDecodeError:
-        raise InputError(f"'{path}' is not a RASP program (not UTF-8 text)") from None
+    text = read_source(file)
     holder: list[Session] = []
     hook = make_draw_hook(lambda: holder[0].names(), echo=_note) if draw else None
     session = Session(base_dir=file.resolve().parent, draw_hook=hook)
@@ -202,12 +214,14 @@ def _load(path: str, draw: bool = True) -> Any:
 
 def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any]:
     """(the s-op, its CompiledModel) for a program file and --vocab/--max-len."""
+    tokens = vocab_arg(args.vocab)  # refused before the compiler (and torch) is imported
+
     from .compiler.pipeline import compile_sop, names_of, parse_vocab
     from .language.lower import choose_sop
 
+    vocab = parse_vocab(tokens)
     session = session if session is not None else _load(args.program)
     name, sop = choose_sop(session, args.sop, args.program)
-    vocab = parse_vocab(args.vocab)
     model = compile_sop(
         sop, vocab, args.max_len, names=names_of(session), program_name=args.program, sop_name=name,
         dtype=getattr(args, "dtype", "float32") or "float32",
@@ -218,6 +232,9 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
 def _inputs(args: argparse.Namespace) -> list[str | list[Atom]]:
     if not args.inputs:
         raise UsageError(f"{PROG} {args.command}: give at least one --input or --input-json")
+    for inp in args.inputs:
+        if len(inp) > MAX_INPUT_LEN:
+            raise InputError(f"an input of {len(inp):,} tokens; the limit is {MAX_INPUT_LEN:,}")
     return args.inputs
 
 
@@ -306,9 +323,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    # refused before the compiler (and torch) is imported:
+    check_verify_size(args.vocab, args.exhaustive_len, args.max_len, args.samples)
     from .verification import verify
 
-    started = time.perf_counter()
     sop, model = _compile(args)
     progress = _ProgressBar() if sys.stderr.isatty() else None
     try:

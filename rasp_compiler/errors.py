@@ -28,6 +28,10 @@ class Source:
         return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
 
 
+#: Characters of a source line shown above a caret (longer lines are cut around the span).
+CARET_LINE_WIDTH = 160
+
+
 @dataclass(frozen=True)
 class Span:
     """A region of source: 1-based line and column of its start and (exclusive) end."""
@@ -50,11 +54,23 @@ class Span:
         return src_line[self.col - 1 : max(end, self.col)]
 
     def caret(self) -> str:
-        """The source line followed by a caret line under the span."""
+        """The source line followed by a caret line under the span.
+
+        A line longer than CARET_LINE_WIDTH is cut to a window of that many characters
+        around the span's start, with ``...`` where text was left out.
+        """
         src_line = self.source.line(self.line)
         end = self.end_col if self.end_line == self.line else len(src_line) + 1
-        width = max(1, end - self.col)
-        return f"    {src_line}\n    {' ' * (self.col - 1)}{'^' * width}"
+        start = self.col - 1
+        prefix = suffix = ""
+        if len(src_line) > CARET_LINE_WIDTH:
+            lo = max(0, min(start - CARET_LINE_WIDTH // 4, len(src_line) - CARET_LINE_WIDTH))
+            hi = lo + CARET_LINE_WIDTH
+            prefix, suffix = ("..." if lo > 0 else ""), ("..." if hi < len(src_line) else "")
+            src_line = src_line[lo:hi]
+            start, end = start - lo + len(prefix), min(end, hi + 1) - lo + len(prefix)
+        width = max(1, end - 1 - start)
+        return f"    {prefix}{src_line}{suffix}\n    {' ' * start}{'^' * width}"
 
 
 class RaspError(Exception):

@@ -14,7 +14,14 @@ Selectors print their matrix on the running example, atoms print ``value: x =  3
 functions ``console function: f(a, b)``, and ``sop("abc");`` prints ``\t =  [c, b, a]``.
 REPL commands (LANGUAGE.md section 2) change the running examples and what is shown.
 An error prints its rendered message (file:line:col and a caret) and the session goes
-on.  Prompts (``>> ``, ``.. ``) are shown only when the input is a terminal.
+on, whatever the entry (an internal error is reported as one, and the session goes on
+too).  Prompts (``>> ``, ``.. ``) are shown only when the input is a terminal.
+
+An entry is at most MAX_SOURCE_BYTES (:mod:`rasp_compiler.limits`); a longer one is
+discarded with an error.  A short entry is parsed after every line, so a mistake is
+reported at once; once an entry is long (REPL_EAGER_LINES lines or REPL_EAGER_BYTES),
+it is parsed again only after a line that leaves every bracket closed and ends with
+``;`` or ``}``, or at the end of input, so reading it costs time linear in its size.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import TextIO, cast
 import numpy as np
 
 from .draw import make_draw_hook
-from .errors import RaspError, RaspTypeError, Source
+from .errors import RaspError, RaspTypeError, RaspValueError, Source
 from .language import ir
 from .language import syntax as S
 from .language.display import format_atom, format_selector, format_sop, type_suffix
@@ -36,11 +43,14 @@ from .language.interpret import evaluate
 from .language.ir import Atom
 from .language.lower import Function, Session, StatementResult
 from .language.parser import IncompleteInputError, parse
+from .limits import MAX_INPUT_LEN, MAX_SOURCE_BYTES
 
 __all__ = ["Repl"]
 
 PROMPT, CONTINUE = ">> ", ".. "
 Example = str | list[Atom]
+#: Up to this size an unfinished entry is parsed after every line it gets.
+REPL_EAGER_LINES, REPL_EAGER_BYTES = 50, 8192
 
 
 class Repl:
@@ -90,12 +100,13 @@ class Repl:
             self.print("RASP (rasp_compiler) -- exit with 'exit' or Ctrl-D")
             self.print("running example is:", self.sop_example)
         buffer: list[str] = []
+        size = depth = 0  # the entry's bytes so far; its open brackets
         while True:
             try:
                 line = read_line(CONTINUE if buffer else PROMPT)
             except KeyboardInterrupt:
                 self.print("")
-                buffer = []
+                buffer, size, depth = [], 0, 0
                 continue
             if line is None:  # end of input
                 if buffer and "".join(buffer).strip():
@@ -104,10 +115,24 @@ class Repl:
                     self.print("")
                 return 0
             buffer.append(line)
+            size += len(line.encode("utf-8", "replace")) + 1
+            if size > MAX_SOURCE_BYTES:
+                self.print(
+                    f"{self.name}:{self._line + 1}: input error: this entry is longer than the "
+                    f"limit of {MAX_SOURCE_BYTES:,} bytes; it was discarded"
+                )
+                self._line += len(buffer)
+                buffer, size, depth = [], 0, 0
+                continue
+            opened, last = _scan_line(line)
+            depth += opened
+            long_entry = len(buffer) > REPL_EAGER_LINES or size > REPL_EAGER_BYTES
+            if long_entry and (depth > 0 or last not in (";", "}")):
+                continue  # a long entry cannot be complete yet: do not parse it again
             status = self.run_text("\n".join(buffer) + "\n", final=False)
             if status == "more":
                 continue
-            buffer = []
+            buffer, size, depth = [], 0, 0
             if status == "exit":
                 return 0
 
@@ -127,6 +152,10 @@ class Repl:
         except RaspError as err:
             self._line += text.count("\n")
             self._report(err, start)
+            return "done"
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the session
+            self._line += text.count("\n")
+            self.print(f"internal error (a bug in rasp_compiler): {type(exc).__name__}: {exc}")
             return "done"
         self._line += text.count("\n")
         self._offsets[program.source] = start
@@ -299,6 +328,11 @@ class Repl:
 
 
 def _as_example(value: object, expr: S.Expr) -> Example:
+    if isinstance(value, (str, list)) and len(value) > MAX_INPUT_LEN:
+        raise RaspValueError(
+            f"an example of {len(value):,} tokens; the limit on inputs is {MAX_INPUT_LEN:,}",
+            expr.span,
+        )
     if isinstance(value, str) and value:
         return value
     if (
@@ -344,6 +378,24 @@ def _clean_bools(values: Sequence[Atom]) -> list[str]:
     return [format_atom(v) for v in values]
 
 
+def _scan_line(line: str) -> tuple[int, str]:
+    """Brackets a line opens (minus those it closes) and its last character outside
+    strings and comments ('' if none): enough to tell that an entry is unfinished."""
+    opened, last, in_string = 0, "", False
+    for ch in line:
+        if in_string:
+            in_string = ch != '"'
+            last = ch
+        elif ch == '"':
+            in_string, last = True, ch
+        elif ch == "#":
+            break
+        elif not ch.isspace():
+            opened += (ch in "([{") - (ch in ")]}")
+            last = ch
+    return opened, last
+
+
 def stdin_reader(interactive: bool) -> Callable[[str], str | None]:
     """A ``read_line`` for :meth:`Repl.run` on standard input (prompts only if interactive)."""
     if interactive:
@@ -361,7 +413,12 @@ def stdin_reader(interactive: bool) -> Callable[[str], str | None]:
         return read
 
     def read_pipe(prompt: str) -> str | None:
-        line = sys.stdin.readline()
+        # At most one entry's worth of a line is kept: the rest of a longer one is read
+        # and dropped, and the REPL reports the entry as too long.
+        line = sys.stdin.readline(MAX_SOURCE_BYTES + 1)
+        if len(line) > MAX_SOURCE_BYTES and not line.endswith("\n"):
+            while (rest := sys.stdin.readline(1 << 16)) and not rest.endswith("\n"):
+                pass
         return re.sub(r"\r?\n$", "", line) if line else None
 
     return read_pipe

@@ -610,7 +610,7 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
     binary = tmp_path / "bin.rasp"
     binary.write_bytes(b"\xff\xfe\x00bad")
     loader = tmp_path / "main.rasp"
-    loader.write_text(f'load "{binary}";\nx = tokens;\n')
+    loader.write_text('load "bin";\nx = tokens;\n')
     with pytest.raises(RaspError, match="not UTF-8"):
         load_program(binary)
     with pytest.raises(RaspError, match="not UTF-8") as err:

@@ -13,16 +13,21 @@ and aggregates are vectorised with numpy, but only where that is exact: a mean i
 the exact sum of the selected values divided by their count, rounded once, which is
 what Python's ``sum(vals) / len(vals)`` gives whenever that sum is exact (always for
 ints below 2**53 and for values such as halves and quarters).
+
+An input has at most MAX_INPUT_LEN tokens, each int of at most MAX_INT_DIGITS digits and
+each string of at most MAX_STRING_LEN characters (:mod:`rasp_compiler.limits`); the
+selector matrices of an input are n x n, so this bounds the memory a run takes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import InputError, RaspTypeError, RaspValueError, Span
+from ..limits import MAX_INPUT_LEN, MAX_INT_DIGITS, MAX_STRING_LEN
 from . import ir
 from .ir import Atom
 
@@ -195,9 +200,10 @@ class Interpreter:
         assert op.arity == len(node.args), f"{node.op} takes {op.arity} operands"
         columns = [self._operand(a)[0] for a in node.args]
         out: list[Atom] = []
+        apply = _table_map(node) or (lambda *args: ir.apply_map(node, args))
         try:
             for args in zip(*columns, strict=True):
-                out.append(ir.apply_map(node, args))
+                out.append(apply(*args))
         except ir.MAP_ERRORS as exc:
             pos = len(out)
             args = tuple(col[pos] for col in columns)
@@ -270,19 +276,66 @@ class Interpreter:
 # ---------------------------------------------------------------- helpers
 
 
+def _table_map(node: ir.Map) -> Callable[[Atom], Atom] | None:
+    """A fast per-position function for a table-driven Map (``in``, ``lookup``), or None.
+
+    Tables may be long (a list of MAX_LIST_LEN elements), so they become a set or dict
+    once per evaluation instead of a scan per position; atoms hash consistently with
+    ``==`` (``in`` also matches the very same object, like a scan of a tuple; a lookup
+    compares with ``==`` alone, so a NaN finds nothing).
+    """
+    if node.op == "in":
+        try:
+            members = frozenset(node.data)
+        except TypeError:
+            return None
+        return lambda a: a in members
+    if node.op == "lookup":
+        try:
+            table = dict(reversed(node.data))  # the first of equal keys wins, as in a scan
+        except TypeError:
+            return None
+
+        def lookup(a: Atom) -> Atom:
+            if a != a or a not in table:
+                raise KeyError(a)
+            return table[a]
+
+        return lookup
+    return None
+
+
 def _check_input(inp: Sequence[Atom] | str) -> tuple[Atom, ...]:
     """The input as a tuple of Python atoms (numpy scalars unwrapped); InputError if bad."""
+    if len(inp) > MAX_INPUT_LEN:
+        raise InputError(
+            f"the input has {len(inp):,} tokens, more than the limit of {MAX_INPUT_LEN:,}"
+        )
     tokens = list(inp)
     if not tokens:
         raise InputError("empty input: a RASP program needs at least one token")
     out: list[Atom] = []
     for i, tok in enumerate(tokens):
         try:
-            out.append(ir.plain_atom(tok))
+            atom = ir.plain_atom(tok)
         except TypeError:
             raise InputError(
                 f"input token {tok!r} at position {i} is not an atom (str, int, float or bool)"
             ) from None
+        if type(atom) is int:
+            try:
+                ir.check_int(atom)
+            except OverflowError:
+                raise InputError(
+                    f"input token at position {i} is an integer of more than "
+                    f"{MAX_INT_DIGITS:,} digits (the limit)"
+                ) from None
+        elif isinstance(atom, str) and len(atom) > MAX_STRING_LEN:
+            raise InputError(
+                f"input token at position {i} is a string of {len(atom):,} characters, "
+                f"more than the limit of {MAX_STRING_LEN:,}"
+            )
+        out.append(atom)
     return tuple(out)
 
 

@@ -12,18 +12,25 @@ Conventions
 * ``Select(keys, queries, cmp)``: entry (query i, key j) is ``keys[j] cmp queries[i]``.
 * An operand of a Map, Select or Aggregate may be a :class:`Const` (an atom).
 * ``Aggregate.default`` is an atom (0 when the program omits it).
+
+Sizes are bounded (:mod:`rasp_compiler.limits`): an operation whose result would be an
+int of more than MAX_INT_DIGITS digits, a string of more than MAX_STRING_LEN characters
+or a list of more than MAX_LIST_LEN elements raises OverflowError (one of MAP_ERRORS)
+instead of computing it; a power is estimated before it is computed.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import RaspError, RaspTypeError, RaspValueError, Span
+from ..limits import MAX_INT_DIGITS, MAX_LIST_LEN, MAX_STRING_LEN
 
 Atom = int | float | str | bool
 #: The Python types of atoms (exactly these: a numpy scalar is unwrapped first).
@@ -89,7 +96,8 @@ def convert_token(conv: str, tok: Atom) -> Atom:
     """
     if conv not in _TOKEN_CONVERTERS:
         raise ValueError(f"unknown token conversion {conv!r}")
-    return _TOKEN_CONVERTERS[conv](tok)
+    out = _TOKEN_CONVERTERS[conv](tok)
+    return check_int(out) if type(out) is int else out
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,6 +229,60 @@ def compare(cmp: str, a: Atom, b: Atom) -> bool:
     raise ValueError(f"unknown comparison {cmp!r}")
 
 
+# An int of at most this many bits surely has at most MAX_INT_DIGITS digits.
+_SAFE_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
+_INT_BOUND = 10**MAX_INT_DIGITS
+
+
+def _too_big(what: str, limit: int) -> OverflowError:
+    return OverflowError(f"the result would be {what}; the limit is {limit:,}")
+
+
+def check_int(x: int) -> int:
+    """``x`` if it has at most MAX_INT_DIGITS digits, else OverflowError."""
+    if x.bit_length() > _SAFE_INT_BITS and abs(x) >= _INT_BOUND:
+        raise _too_big(f"an integer of more than {MAX_INT_DIGITS:,} digits", MAX_INT_DIGITS)
+    return x
+
+
+def _check_size(x: str | list, size: int) -> None:
+    """OverflowError if a string (list) of ``size`` characters (elements) is too long."""
+    if isinstance(x, str) and size > MAX_STRING_LEN:
+        raise _too_big(f"a string of {size:,} characters", MAX_STRING_LEN)
+    if isinstance(x, list) and size > MAX_LIST_LEN:
+        raise _too_big(f"a list of {size:,} elements", MAX_LIST_LEN)
+
+
+def _bounded(r: Atom) -> Atom:
+    """An operation's result, checked against the size limits."""
+    if type(r) is int:
+        return check_int(r)
+    if isinstance(r, (str, list)):
+        _check_size(r, len(r))
+    return r
+
+
+def _mul(a: Atom, b: Atom) -> Atom:
+    # Repeating a string or list: check the size before building it.
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, (str, list)) and isinstance(n, int) and n > 0:
+            _check_size(seq, len(seq) * n)
+    return _bounded(a * b)  # type: ignore[operator]
+
+
+# A %-format's width or precision (``"%0999999999d" % 1`` would build a huge string).
+_FORMAT_SIZES = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d*))?")
+
+
+def _mod(a: Atom, b: Atom) -> Atom:
+    if isinstance(a, str):
+        for m in _FORMAT_SIZES.finditer(a):
+            for digits in m.groups():
+                if digits and (len(digits) > 6 or int(digits) > MAX_STRING_LEN):
+                    raise _too_big(f"a string formatted {digits} characters wide", MAX_STRING_LEN)
+    return _bounded(a % b)  # type: ignore[operator]
+
+
 def _round(x: Atom) -> int:
     if isinstance(x, str):
         raise TypeError("round of a string")
@@ -228,7 +290,12 @@ def _round(x: Atom) -> int:
 
 
 def _pow(a: Atom, b: Atom) -> Atom:
-    r = a**b  # type: ignore[operator]
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) >= 2:
+        # |a|^b >= 2^((bits(a) - 1) * b): refuse before computing what could not be kept.
+        if (abs(a).bit_length() - 1) * b > _SAFE_INT_BITS:
+            digits = b * math.log10(abs(a))
+            raise _too_big(f"an integer of about {digits:,.0f} digits", MAX_INT_DIGITS)
+    r = _bounded(a**b)  # type: ignore[operator]
     if isinstance(r, complex):
         raise ValueError("power has no real value")
     return r
@@ -284,11 +351,11 @@ MAP_OPS: dict[str, MapOp] = {
     "in": MapOp(1, "in", lambda d, a: a in d),
     "lookup": MapOp(1, "[]", lambda d, a: _lookup(d, a)),
     # binary
-    "add": MapOp(2, "+", lambda d, a, b: a + b),
-    "sub": MapOp(2, "-", lambda d, a, b: a - b),
-    "mul": MapOp(2, "*", lambda d, a, b: a * b),
+    "add": MapOp(2, "+", lambda d, a, b: _bounded(a + b)),
+    "sub": MapOp(2, "-", lambda d, a, b: _bounded(a - b)),
+    "mul": MapOp(2, "*", lambda d, a, b: _mul(a, b)),
     "div": MapOp(2, "/", lambda d, a, b: _div(a, b)),
-    "mod": MapOp(2, "%", lambda d, a, b: a % b),
+    "mod": MapOp(2, "%", lambda d, a, b: _mod(a, b)),
     "pow": MapOp(2, "^", lambda d, a, b: _pow(a, b)),
     "eq": MapOp(2, "==", lambda d, a, b: a == b),
     "lt": MapOp(2, "<", lambda d, a, b: a < b),

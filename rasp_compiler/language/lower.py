@@ -15,9 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError, RaspNameError, RaspTypeError, RaspValueError
+from ..limits import MAX_RECURSION_FRAMES
 from . import ir
 from . import lower_ops as ops
 from . import syntax as S
+from .files import read_source
 from .lowerer import MAX_CALL_DEPTH, Lowerer, deep_recursion
 from .parser import parse
 from .scope import BUILTIN_NAMES, DrawHook, Function, Scope, StatementResult
@@ -37,12 +39,20 @@ __all__ = [
 ]
 
 
+_TOO_DEEP = (
+    f"definitions nest too deeply (past the limit of {MAX_RECURSION_FRAMES:,} Python frames "
+    "for nested calls and the nesting inside them)"
+)
+
+
 class Session:
     """One global environment with the library loaded; runs programs statement by statement.
 
-    ``base_dir``: where ``load "name";`` looks for ``name.rasp`` first (then the current
-    directory).  ``draw_hook(sop, input_or_None, span)`` is called by ``draw(...)``.
-    A REPL keeps one Session and calls :meth:`execute` for each entry.
+    ``base_dir``: the directory ``load "name";`` reads ``name.rasp`` from, for statements
+    that are not in a loaded file, and the root no loaded file may lie outside (default:
+    the current directory; the rule is in :mod:`.files`).  ``draw_hook(sop,
+    input_or_None, span)`` is called by ``draw(...)``.  A REPL keeps one Session and
+    calls :meth:`execute` for each entry; each call may run MAX_STEPS steps.
     """
 
     def __init__(self, base_dir: Path | str | None = None, draw_hook: DrawHook | None = None):
@@ -64,20 +74,27 @@ class Session:
         Raises the first RaspError a statement causes (earlier statements stay done).
         """
         results: list[StatementResult] = []
+        self._lw.steps = 0
         with deep_recursion():
             for st in program.statements:
                 try:
                     results.extend(self._lw.exec_stmt(st, self._lw.top))
                 except RecursionError:
-                    raise RaspValueError("definitions nest too deeply", st.span) from None
+                    raise RaspValueError(_TOO_DEEP, st.span) from None
+                except MemoryError:
+                    raise RaspValueError("out of memory running this statement", st.span) from None
                 if isinstance(st, S.Exit):
                     break
         return results
 
     def evaluate(self, expr: S.Expr) -> object:
         """The value of one expression in the global scope (e.g. ``set example E``)."""
+        self._lw.steps = 0
         with deep_recursion():
-            return self._lw.eval(expr, self._lw.top)
+            try:
+                return self._lw.eval(expr, self._lw.top)
+            except RecursionError:
+                raise RaspValueError(_TOO_DEEP, expr.span) from None
 
     def lookup(self, name: str) -> object:
         """The value ``name`` has for the program (user, library or builtin)."""
@@ -109,14 +126,9 @@ def load_source(
 
 
 def load_program(path: str | Path, draw_hook: DrawHook | None = None) -> Session:
-    """Parse and run the file ``path`` in a new Session (loads resolve next to it first)."""
+    """Parse and run the file ``path`` in a new Session (its loads resolve next to it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RaspNameError(f"cannot read program '{path}': {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RaspValueError(f"'{path}' is not a RASP program (not UTF-8 text)") from None
+    text = read_source(path)
     return load_source(text, str(path), base_dir=path.resolve().parent, draw_hook=draw_hook)
 
 

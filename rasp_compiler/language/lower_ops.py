@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import RaspTypeError, RaspValueError, Span
+from ..limits import MAX_LIST_LEN
 from . import ir
 from .ir import Atom
 
@@ -261,7 +262,19 @@ def _range(args: list[object], span: Span, nspan: Span, prims: Prims) -> list[in
         if not isinstance(a, int) or isinstance(a, bool):
             raise RaspTypeError(f"range needs int arguments, not {describe(a)}", span)
         ints.append(a)
-    return _python(lambda: list(range(*ints)), span, "range")  # type: ignore[return-value]
+    r = _python(lambda: range(*ints), span, "range")
+    assert isinstance(r, range)
+    try:
+        n: int | None = len(r)
+    except OverflowError:  # more elements than a machine word counts
+        n = None
+    if n is None or n > MAX_LIST_LEN:
+        size = f"{n:,}" if n is not None else "more than 2^63"
+        raise RaspValueError(
+            f"range would make a list of {size} elements, more than the limit of {MAX_LIST_LEN:,}",
+            span,
+        )
+    return list(r)
 
 
 def _zip(args: list[object], span: Span, nspan: Span, prims: Prims) -> list[list[object]]:

@@ -8,6 +8,12 @@ names are looked up at call time.  ``for`` runs in the enclosing scope; each
 comprehension item gets its own nested scope.  An atom condition makes ``a if c else b``
 an ordinary, lazy conditional (so recursion over atoms terminates); an s-op condition
 makes it elementwise.  Operator meanings live in :mod:`.lower_ops`.
+
+Limits (:mod:`rasp_compiler.limits`): at most MAX_STEPS definition-time steps
+(statements, function calls, loop and comprehension iterations) per run, MAX_CALL_DEPTH
+nested calls and MAX_LOAD_DEPTH nested loads; ``load`` follows the rule in
+:mod:`.files`.  A chain of binary operators is evaluated along its left spine without
+recursion, so only real nesting (at most MAX_NESTING per statement) recurses.
 """
 
 from __future__ import annotations
@@ -22,16 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RaspError, RaspNameError, RaspTypeError, RaspValueError, Span
+from ..errors import RaspError, RaspNameError, RaspTypeError, RaspValueError, Source, Span
+from ..limits import MAX_CALL_DEPTH, MAX_LOAD_DEPTH, MAX_RECURSION_FRAMES, MAX_STEPS
 from . import ir
 from . import lower_ops as ops
 from . import syntax as S
+from .files import read_source, resolve_load
 from .ir import Atom
 from .parser import parse
 from .scope import BUILTIN_NAMES, DrawHook, Function, Scope, StatementResult, builtins_scope
 
-MAX_CALL_DEPTH = 400  # nested RASP function calls before we call it runaway recursion
-_PY_RECURSION_LIMIT = 40_000  # enough Python frames for MAX_CALL_DEPTH nested calls
+__all__ = ["Lowerer", "MAX_CALL_DEPTH", "deep_recursion", "library_program"]
 
 
 @functools.cache
@@ -43,9 +50,10 @@ def library_program() -> S.Program:
 
 @contextlib.contextmanager
 def deep_recursion() -> Iterator[None]:
-    """Room for deep (but bounded, see MAX_CALL_DEPTH) definition-time recursion."""
+    """Room for deep but bounded (MAX_RECURSION_FRAMES) definition-time recursion; a
+    deeper one is a RecursionError, which Session reports at the statement."""
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, _PY_RECURSION_LIMIT))
+    sys.setrecursionlimit(max(old, MAX_RECURSION_FRAMES))
     try:
         yield
     finally:
@@ -66,7 +74,9 @@ class Lowerer:
         self.builtins = builtins_scope(self.prims)
         self.site: Span | None = None  # user call site while a library function expands
         self.depth = 0
-        self.loading: list[Path] = []
+        self.steps = 0  # definition-time steps of the current run (see MAX_STEPS)
+        self.loading: list[Path] = []  # the files being loaded, outermost first
+        self.file_dirs: dict[Source, Path] = {}  # a loaded file's source -> its directory
         self.last_sop: str | None = None
         # The library runs with only the builtins reserved; afterwards its names are too.
         self.reserved: frozenset[str] = BUILTIN_NAMES
@@ -83,8 +93,19 @@ class Lowerer:
 
     # ------------------------------------------------------------ statements
 
+    def tick(self, span: Span) -> None:
+        """Count one definition-time step; RaspValueError at ``span`` past MAX_STEPS."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise RaspValueError(
+                f"the program runs more than {MAX_STEPS:,} definition-time steps (the limit)",
+                span,
+                ("statements run, function calls and loop and comprehension iterations count",),
+            )
+
     def exec_stmt(self, st: S.Stmt, scope: Scope) -> list[StatementResult]:
         """Run one statement in ``scope``; what it did, for printing."""
+        self.tick(st.span)
         match st:
             case S.ExprStmt(span=span, expr=expr):
                 value = self.eval(expr, scope)
@@ -146,6 +167,7 @@ class Lowerer:
                 st.iterable.span,
             )
         for item in list(iterable):
+            self.tick(st.span)
             for target, v in zip(
                 st.targets, self._unpack(st.targets, item, st.iterable.span), strict=True
             ):
@@ -154,18 +176,19 @@ class Lowerer:
                 self.exec_stmt(body_st, scope)  # type: ignore[arg-type]
 
     def _load(self, st: S.Load, scope: Scope) -> dict[str, object]:
-        path = self._find_file(st)
+        root = (self.base_dir if self.base_dir is not None else Path.cwd()).resolve()
+        here = self.file_dirs.get(st.span.source, root)
+        path = resolve_load(st.path, here, root, st.span)
         if path in self.loading:
             raise RaspValueError(f"'{st.path}' is already being loaded (circular load)", st.span)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RaspNameError(f"cannot read '{path}': {exc.strerror}", st.span) from None
-        except UnicodeDecodeError:
+        if len(self.loading) >= MAX_LOAD_DEPTH:
             raise RaspValueError(
-                f"'{path}' is not a RASP program (not UTF-8 text)", st.span
-            ) from None
-        program = parse(text, str(path))
+                f"more than {MAX_LOAD_DEPTH} nested loads (the limit)",
+                st.span,
+                ("a file that loads a file that loads ... counts one level per file",),
+            )
+        program = parse(read_source(path, st.span), str(path))
+        self.file_dirs[program.source] = path.parent
         file_scope = Scope(self.library, st.path, export_to=scope)
         self.loading.append(path)
         try:
@@ -176,16 +199,6 @@ class Lowerer:
         finally:
             self.loading.pop()
         return {k: v for k, v in file_scope.vars.items() if not k.startswith("_") and k != "out"}
-
-    def _find_file(self, st: S.Load) -> Path:
-        names = [f"{st.path}.rasp"] + ([st.path] if st.path.endswith(".rasp") else [])
-        dirs = ([self.base_dir] if self.base_dir is not None else []) + [Path.cwd()]
-        for d in dirs:
-            for n in names:
-                if (d / n).is_file():
-                    return (d / n).resolve()
-        where = " or ".join(str(d) for d in dict.fromkeys(dirs))
-        raise RaspNameError(f'cannot load "{st.path}": no file {names[0]} in {where}', st.span)
 
     def _draw(self, st: S.Draw, scope: Scope) -> StatementResult:
         node = self.eval(st.sop, scope)
@@ -248,14 +261,8 @@ class Lowerer:
                 return self._comprehension(e, scope)
             case S.Unary(span=span, op=op, operand=x):
                 return ops.unary(op, self.eval(x, scope), span, self._nspan(span))
-            case S.Binary(span=span, op="in", left=a, right=b):
-                return ops.contains(
-                    self.eval(a, scope), self.eval(b, scope), span, self._nspan(span)
-                )
-            case S.Binary(span=span, op=op, left=a, right=b):
-                return ops.binary(
-                    op, self.eval(a, scope), self.eval(b, scope), span, self._nspan(span)
-                )
+            case S.Binary():
+                return self._binary_chain(e, scope)
             case S.IfExpr():
                 return self._if(e, scope)
             case S.Index(span=span, target=t, index=i):
@@ -267,6 +274,22 @@ class Lowerer:
                 keys, queries = self.eval(k, scope), self.eval(q, scope)
                 return ops.select(keys, queries, cmp, span, self._nspan(span))
         raise AssertionError(f"unknown expression {e!r}")
+
+    def _binary_chain(self, e: S.Binary, scope: Scope) -> object:
+        """``a op b op c ...``: left to right along the left spine, without recursion."""
+        spine: list[S.Binary] = []
+        node: S.Expr = e
+        while isinstance(node, S.Binary):
+            spine.append(node)
+            node = node.left
+        value = self.eval(node, scope)
+        for b in reversed(spine):
+            right = self.eval(b.right, scope)
+            if b.op == "in":
+                value = ops.contains(value, right, b.span, self._nspan(b.span))
+            else:
+                value = ops.binary(b.op, value, right, b.span, self._nspan(b.span))
+        return value
 
     def _key(self, e: S.Expr, scope: Scope) -> Atom:
         key = self.eval(e, scope)
@@ -284,6 +307,7 @@ class Lowerer:
         out_list: list[object] = []
         out_dict: dict[Atom, object] = {}
         for item in list(iterable):
+            self.tick(e.span)
             inner = Scope(scope, "<comprehension>")
             for target, v in zip(
                 e.targets, self._unpack(e.targets, item, e.iterable.span), strict=True
@@ -337,6 +361,7 @@ class Lowerer:
                 span,
                 ("does a recursion never reach its base case?",),
             )
+        self.tick(span)
         entering_library = self.site is None and fn.span.source is self.library_source
         if entering_library:
             self.site = span

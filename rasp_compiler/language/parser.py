@@ -6,22 +6,34 @@ dataclasses of :mod:`syntax`, each with its :class:`Span`.  Every syntax problem
 :class:`RaspSyntaxError` at the offending token with what was expected; when the text
 simply stops too early the error is an :class:`IncompleteInputError` (a subclass), which
 a REPL can use to ask for another line.  Lark's own exceptions never escape.
+
+Limits (:mod:`rasp_compiler.limits`), each a located syntax error: the text is at most
+MAX_SOURCE_BYTES; constructs nest at most MAX_NESTING deep (checked on Lark's tree
+before it is transformed, without recursion, so any nesting is reported rather than
+overflowing the stack); an integer literal has at most MAX_INT_DIGITS digits, a float
+literal as many characters and a finite value; a string literal at most MAX_STRING_LEN
+characters.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
 from ..errors import RaspSyntaxError, Source, Span
+from ..limits import MAX_INT_DIGITS, MAX_SOURCE_BYTES, MAX_STRING_LEN
 from . import syntax as S
+from .files import check_source_size
+from .nesting import check_nesting
 
 __all__ = ["parse", "IncompleteInputError", "KEYWORDS"]
 
@@ -94,14 +106,18 @@ class _SetExampleLineEnd:
 def parse(text: str, name: str = "<input>") -> S.Program:
     """Parse RASP source ``text`` (named ``name`` in error messages) into a Program.
 
-    Raises RaspSyntaxError (IncompleteInputError when the text ends mid-statement).
+    Raises RaspSyntaxError (IncompleteInputError when the text ends mid-statement), or
+    an InputError when the text is longer than MAX_SOURCE_BYTES.
     """
+    n_bytes = len(text) if len(text) > MAX_SOURCE_BYTES else len(text.encode("utf-8", "replace"))
+    check_source_size(n_bytes, f"'{name}'")
     source = Source(name, text)
     parser = _lark()
     try:
         tree = parser.parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, source, parser) from None
+    check_nesting(tree, source)
     try:
         program = _ToSyntax(source).transform(tree)
     except VisitError as e:
@@ -124,8 +140,8 @@ def _tok_span(source: Source, tok: Token) -> Span:
 
 
 @v_args(meta=True, inline=True)
-class _ToSyntax(Transformer):
-    """Builds one syntax node per grammar rule (see grammar/rasp.lark)."""
+class _ToSyntax(Transformer_NonRecursive):
+    """Builds one syntax node per grammar rule (see grammar/rasp.lark), without recursion."""
 
     def __init__(self, source: Source):
         super().__init__()
@@ -246,13 +262,35 @@ class _ToSyntax(Transformer):
         return S.Call(self._s(meta), func, args or ())
 
     def int_lit(self, meta: Meta, tok: Token) -> S.Num:
+        self._check_number_length(meta, tok)
         return S.Num(self._s(meta), int(tok))
 
     def float_lit(self, meta: Meta, tok: Token) -> S.Num:
-        return S.Num(self._s(meta), float(tok))
+        self._check_number_length(meta, tok)
+        value = float(tok)
+        if math.isinf(value):
+            raise RaspSyntaxError(
+                "this number is too large for a float (the largest is about 1.8e308)",
+                self._s(meta),
+            )
+        return S.Num(self._s(meta), value)
+
+    def _check_number_length(self, meta: Meta, tok: Token) -> None:
+        if len(tok) > MAX_INT_DIGITS:
+            raise RaspSyntaxError(
+                f"a number literal of {len(tok):,} characters; the limit is "
+                f"{MAX_INT_DIGITS:,} digits",
+                self._s(meta),
+            )
 
     def str_lit(self, meta: Meta, tok: Token) -> S.Str:
-        return S.Str(self._s(meta), str(tok)[1:-1])
+        text = str(tok)[1:-1]
+        if len(text) > MAX_STRING_LEN:
+            raise RaspSyntaxError(
+                f"a string literal of {len(text):,} characters; the limit is {MAX_STRING_LEN:,}",
+                self._s(meta),
+            )
+        return S.Str(self._s(meta), text)
 
     def name(self, meta: Meta, tok: Token) -> S.Name:
         return self._name(tok)
