@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 
 from .errors import InputError
 from .language import ir
 from .language.ir import Atom
 from .limits import MAX_INT_DIGITS, MAX_STRING_LEN, MAX_VERIFY_INPUTS, MAX_VOCAB_SIZE
 
-__all__ = ["json_atoms", "vocab_arg", "check_verify_size"]
+__all__ = ["json_atoms", "vocab_arg", "vocab_atoms", "check_verify_size"]
 
 
 def _json_int(text: str) -> int:
@@ -76,6 +77,16 @@ def vocab_arg(text: str) -> tuple[Atom, ...]:
             raise InputError(f"--vocab: {exc}") from None
     else:
         items = text
+    return vocab_atoms(items)
+
+
+def vocab_atoms(items: Iterable[Atom]) -> tuple[Atom, ...]:
+    """The distinct tokens of a vocabulary in order; InputError for a non-atom, for atoms
+    Python treats as equal (``1``, ``1.0``, ``true``), or past the size limit."""
+    items = list(items)
+    for x in items:
+        if type(x) not in ir.ATOM_TYPES:
+            raise InputError(f"--vocab: {x!r} is not an atom (a string, number or boolean)")
     groups: dict[Atom, dict[tuple[str, Atom], Atom]] = {}
     for x in items:
         groups.setdefault(x, {}).setdefault(ir.atom_key(x), x)

@@ -298,3 +298,28 @@ def test_scores_over_a_chain_of_copies_stay_exact():
     sop, model = compile_source(src, "abc", 5)
     checked, bad = mismatches(sop, model, all_inputs("abc", 5))
     assert checked == 363 and not bad, bad[:1]
+
+
+def test_a_chain_past_the_limit_is_a_located_error(monkeypatch):
+    from rasp_compiler.compiler import graph
+
+    monkeypatch.setattr(graph, "MAX_CHAIN", 50)
+    src = "x = indices;\nfor i in range(60) {\n    x = -x;\n}\n"
+    with pytest.raises(CompileError, match="chain of more than 50 operations") as err:
+        compile_program(src, vocab="ab", max_len=3)
+    assert err.value.problems[0].span.line == 3
+
+
+@pytest.mark.parametrize(
+    "vocab, max_len, message",
+    [
+        ("[1, 1.0, true]", 4, "Python treats as one value"),
+        ([1, 1.0], 4, "Python treats as one value"),
+        ("ab", 10**9, "the limit"),
+    ],
+)
+def test_the_api_applies_the_command_lines_limits(vocab, max_len, message):
+    from rasp_compiler.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        compile_program("x = tokens;", vocab=vocab, max_len=max_len)

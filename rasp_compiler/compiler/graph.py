@@ -63,6 +63,28 @@ def build_graph(root: ir.Node) -> nx.DiGraph:
     return g
 
 
+#: The longest chain of operations the compiler plans (each link is a step of planning's
+#: recursion); a longer program is refused at the operation that goes past it.
+MAX_CHAIN = 2000
+
+
+def depth_problems(g: nx.DiGraph) -> list[RaspError]:
+    """[a located error] when some chain of operations is longer than :data:`MAX_CHAIN`."""
+    depth: dict[int, int] = {}
+    for n in nx.topological_sort(g):
+        depth[n] = 1 + max((depth[m] for m in g.predecessors(n)), default=0)
+        if depth[n] > MAX_CHAIN:
+            node = g.nodes[n]["node"]
+            return [
+                RaspError(
+                    f"this operation ends a chain of more than {MAX_CHAIN:,} operations, each "
+                    f"reading the one before (the limit)",
+                    node.span,
+                )
+            ]
+    return []
+
+
 def structure_problems(g: nx.DiGraph) -> list[RaspError]:
     """Selectors read where an s-op belongs, and s-ops read where a selector belongs
     (an aggregate's or a selector_width's selector, an operand of and/or/not).  The

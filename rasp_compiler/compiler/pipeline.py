@@ -21,16 +21,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..arguments import vocab_arg, vocab_atoms
 from ..dtypes import check_dtype, torch_dtype
 from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
 from ..language.lower import Session, choose_sop, deep_recursion, load_program, load_source
+from ..limits import MAX_LEN
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify
 from .finalize import finalize
-from .graph import build_graph, spans_of_use, structure_problems
+from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import undefined_everywhere
@@ -38,28 +40,12 @@ from .value_sets import infer_value_sets, sort_values
 
 
 def parse_vocab(text: str | Sequence[Atom]) -> tuple[Atom, ...]:
-    """``--vocab``: a string of one-character tokens, or a JSON list of atoms."""
-    import json
-
-    if isinstance(text, str):
-        stripped = text.strip()
-        if stripped.startswith("["):
-            try:
-                items = json.loads(stripped)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"--vocab is not a valid JSON list: {exc}") from None
-            if not isinstance(items, list) or not all(type(x) in ir.ATOM_TYPES for x in items):
-                raise InputError("--vocab JSON must be a list of strings, numbers or booleans")
-        else:
-            items = list(text)
-    else:
-        items = list(text)
-    distinct: dict[tuple[str, Atom], Atom] = {}
-    for x in items:
-        distinct.setdefault(ir.atom_key(x), x)
-    if not distinct:
+    """``--vocab``: a string of one-character tokens, a JSON list of atoms, or a sequence
+    of atoms; the command line's checks (:mod:`rasp_compiler.arguments`) apply."""
+    vocab = vocab_arg(text) if isinstance(text, str) else vocab_atoms(text)
+    if not vocab:
         raise InputError("the vocabulary is empty")
-    return tuple(distinct.values())
+    return vocab
 
 
 def names_of(session: Session) -> dict[int, str]:
@@ -82,6 +68,7 @@ def make_plan(
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
     graph = build_graph(sop)
     _stop_on(structure_problems(graph))
+    _stop_on(depth_problems(graph))
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
     _stop_on(undefined_everywhere(sop, vocab, max_len))
@@ -110,8 +97,10 @@ def compile_sop(
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly
     (or exactly in ``dtype``)."""
-    if max_len < 1:
-        raise InputError(f"--max-len must be at least 1, got {max_len}")
+    if not 1 <= max_len <= MAX_LEN:
+        raise InputError(
+            f"--max-len must be between 1 and {MAX_LEN:,} (the limit), got {max_len:,}"
+        )
     check_dtype(dtype)
     vocab = tuple(vocab)
     started = time.perf_counter()
