@@ -323,3 +323,17 @@ def test_the_api_applies_the_command_lines_limits(vocab, max_len, message):
 
     with pytest.raises(InputError, match=message):
         compile_program("x = tokens;", vocab=vocab, max_len=max_len)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "o = length - indices - 10 ^ 400;\nf = select(indices, o, ==);\nr = aggregate(f, tokens);",
+        "x = aggregate(select(indices, indices, <), indices, 10^400);",
+    ],
+)
+def test_an_integer_beyond_the_float_range_is_a_located_error(src):
+    # found by the mutation fuzzer: an internal OverflowError converting 10^400 to float
+    with pytest.raises(CompileError, match="beyond the float range") as err:
+        compile_program(src, vocab="ab", max_len=5)
+    assert err.value.problems[0].span is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -120,6 +121,26 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
             node.span,
         )
     return sort_values(out)
+
+
+def _beyond_float(values: tuple[Atom, ...], node: ir.SOp) -> RaspError | None:
+    """An error when the s-op can take an int (or read a constant) beyond the float range:
+    a transformer holds numbers as floats."""
+    consts = [a.value for a in getattr(node, "args", ()) if isinstance(a, ir.Const)]
+    if isinstance(node, ir.Aggregate):
+        consts.append(node.default)
+    for v in (*values, *consts):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _FLOAT_MAX:
+            digits = len(str(abs(v)))
+            return RaspValueError(
+                f"this s-op works with an integer of {digits} digits, beyond the float range "
+                "a transformer computes in",
+                node.span,
+            )
+    return None
+
+
+_FLOAT_MAX = int(sys.float_info.max)
 
 
 def _node_values(
@@ -304,6 +325,11 @@ def infer_value_sets(
             continue
         if len(vals) > MAX_VALUE_SET:
             problems.append(_too_large(node, "this s-op", len(vals), max_len))
+            failed.add(node.id)
+            continue
+        huge = _beyond_float(vals, node)
+        if huge is not None:
+            problems.append(huge)
             failed.add(node.id)
             continue
         sets[node.id] = ValueSet(vals)
