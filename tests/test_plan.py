@@ -262,7 +262,7 @@ def test_a_far_too_large_model_is_refused_before_its_tables_are_built(monkeypatc
 
     monkeypatch.setattr(pipeline, "finalize", never)
     with pytest.raises(CompileError, match="at least .* parameters"):
-        compile_program(str(EXAMPLES / "histogram.rasp"), vocab="abcd", max_len=20000)
+        compile_program(str(EXAMPLES / "histogram.rasp"), vocab="abcd", max_len=8192)
     assert finalize.finalize is not never
 
 
