@@ -337,3 +337,29 @@ def test_an_integer_beyond_the_float_range_is_a_located_error(src):
     with pytest.raises(CompileError, match="beyond the float range") as err:
         compile_program(src, vocab="ab", max_len=5)
     assert err.value.problems[0].span is not None
+
+
+def test_equal_sub_expressions_share_their_heads():
+    # each selector_width(...) call builds its own IR node; compiled once
+    src = (
+        "same = select(tokens, tokens, ==);\n"
+        'x = (selector_width(same) if tokens == "a" else 0) + selector_width(same);\n'
+    )
+    sop, model = compile_source(src, "abc", 5)
+    assert sum(len(layer["attn"]) for layer in model.spec.layers) == 1
+    checked, bad = mismatches(sop, model, all_inputs("abc", 5))
+    assert checked == 363 and not bad, bad[:1]
+
+
+def test_sharing_keeps_atoms_of_different_types_apart():
+    from rasp_compiler.compiler.share import share_common
+    from rasp_compiler.language import ir
+
+    t = ir.Tokens(conv="int")
+    one, true = ir.Map(op="eq", args=(t, ir.Const(1))), ir.Map(op="eq", args=(t, ir.Const(True)))
+    again = ir.Map(op="eq", args=(ir.Tokens(conv="int"), ir.Const(1)))
+    root = ir.Map(op="add", args=(ir.Map(op="add", args=(one, true)), again))
+    shared = share_common(root)
+    inner, last = shared.args
+    assert last is inner.args[0]  # tokens == 1 twice: one node
+    assert inner.args[0] is not inner.args[1]  # == 1 and == True stay apart

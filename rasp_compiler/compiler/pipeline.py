@@ -2,6 +2,7 @@
 
 Stages, in order (one module each)::
 
+    share.share_common      equal sub-expressions merged into one node
     graph.build_graph       IR -> networkx dataflow graph, its structure checked
     value_sets.infer        the values every s-op can take
     probe                   the interpreter is defined on some input (else nothing to compile)
@@ -36,6 +37,7 @@ from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import undefined_everywhere
+from .share import share_common
 from .value_sets import infer_value_sets, sort_values
 
 
@@ -66,6 +68,7 @@ def make_plan(
     """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``.
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
+    sop = share_common(sop)
     graph = build_graph(sop)
     _stop_on(structure_problems(graph))
     _stop_on(depth_problems(graph))
