@@ -10,9 +10,10 @@ values.  (The attention sharpness itself already accounts for score rounding, se
 from __future__ import annotations
 
 from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF
-from ..errors import RaspError
+from ..errors import RaspError, Span
+from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
-from .numbers import binding_pair
+from .numbers import binding_pair, num
 from .plan.types import NumRep, Plan, PlanError
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
@@ -31,7 +32,7 @@ def out_of_range(plan: Plan, dtype: str) -> list[RaspError]:
     entries and a numerical output."""
     limit = MAX_FINITE[dtype] / RANGE_MARGIN
     eps = UNIT_ROUNDOFF[dtype]
-    found: list[tuple[float, str, object]] = []
+    found: list[tuple[float, str, Span | None]] = []
     for job, table in zip(plan.mlps, plan.tables):
         for rep in job.inputs:
             if isinstance(rep, NumRep):
@@ -48,15 +49,15 @@ def out_of_range(plan: Plan, dtype: str) -> list[RaspError]:
         PlanError(
             f"{what} as large as {size:.4g}, beyond what {dtype} can hold (about "
             f"{MAX_FINITE[dtype]:.4g}) at max length {plan.max_len}",
-            span,  # type: ignore[arg-type]
+            span,
         )
         for size, what, span in found
         if not size <= limit
     ]
 
 
-def _largest(values: tuple[object, ...]) -> float:
-    return max((abs(float(v)) for v in values), default=0.0)  # type: ignore[arg-type]
+def _largest(values: tuple[Atom, ...]) -> float:
+    return max((abs(num(v)) for v in values), default=0.0)
 
 
 def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:

@@ -11,6 +11,13 @@ from collections.abc import Iterable, Sequence
 from ..language.ir import Atom
 
 
+def num(value: Atom) -> float:
+    """An atom planning knows to be a number (int, float or bool), as a float."""
+    if isinstance(value, str):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
 def min_gap(nums: Iterable[float]) -> float:
     """The smallest distance between distinct values (1.0 when there is one value)."""
     s = sorted(set(nums))

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 
 from ...language.ir import Atom
-from ..numbers import projection
+from ..numbers import num, projection
 from ..plan.types import CatRep, MLPJob, NumRep, PlanError, Table, Unit
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import lookup_value
@@ -48,7 +48,7 @@ def _encoder(job: MLPJob):
             if i is not None:
                 out[dirs[i]] = 1.0
         for d in job.num_targets:
-            out[d] = float(y)  # type: ignore[arg-type]
+            out[d] = num(y)
         return out
 
     return enc

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
-from ..numbers import min_gap, nearest_other_sq
+from ..numbers import min_gap, nearest_other_sq, num
 from ..residual import BOS, ONE, Lin, lin_sum, onehot_dirs, role_dir
 from ..selectors import (
     Pair,
@@ -156,7 +157,7 @@ class _HeadSpec:
 
     kind: HeadKind
     label: str
-    span: object
+    span: Span | None
     bos_level: float
     values: tuple[tuple[str, Lin], ...]
     extra_stage: int
@@ -178,7 +179,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             id=p.next_head_id(),
             layer=math.ceil(stage / 2),
             label=spec.label,
-            span=spec.span,  # type: ignore[arg-type]
+            span=spec.span,
             qk=tuple(terms),
             values=spec.values,
             gap=gap,
@@ -237,9 +238,9 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     else:
         src = p.num(node.values)
         (d,) = p.add_block(name, (name,), f"{label} (a mean)")
-        value_lins = [(d, key_side(src.lin) + Lin.unit(BOS, float(node.default)))]  # type: ignore[arg-type]
-        nums = [float(v) for v in vals]  # type: ignore[arg-type]
-        span_v = max(abs(x) for x in nums) + abs(float(node.default)) + 1  # type: ignore[arg-type]
+        value_lins = [(d, key_side(src.lin) + Lin.unit(BOS, num(node.default)))]
+        nums = [num(v) for v in vals]
+        span_v = max(abs(x) for x in nums) + abs(num(node.default)) + 1
         leak, value_span = min_gap(nums) / (8 * span_v), 2.0 * span_v
         averages = (src,)
     if numeric_eq is not None:
@@ -322,9 +323,9 @@ def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
     out = []
     for i in range(p.max_len):
         y = fn((i,))
-        if not ir.is_number(y):
+        if y is None or not ir.is_number(y):
             return None
-        out.append(float(y))  # type: ignore[arg-type]
+        out.append(num(y))
     return tuple(out)
 
 
@@ -354,7 +355,7 @@ def _numeric_eq_head(
     p: PlanState,
     eq: _NumericEq,
     label: str,
-    span: object,
+    span: Span | None,
     values_at: tuple[tuple[tuple[str, Lin], ...], int],
     leak: float,
     value_span: float,
@@ -383,8 +384,8 @@ def _numeric_eq_head(
     else:
         qrep = p.num(q)
         q1 = qrep.lin - Lin.const(centre)
-    kvals = sorted({float(v) for v in p.values(k)})  # type: ignore[arg-type]
-    qvals = sorted({float(v) for v in p.values(q)})  # type: ignore[arg-type]
+    kvals = sorted({num(v) for v in p.values(k)})
+    qvals = sorted({num(v) for v in p.values(q)})
     gap = nearest_other_sq(kvals, qvals)
     qmax = max(abs(v - centre) for v in qvals)
     kmax = max(abs(v) for v in kc)
@@ -408,7 +409,7 @@ def _numeric_eq_head(
             id=p.next_head_id(),
             layer=math.ceil(max(qrep.stage, value_stage) / 2),
             label=label,
-            span=span,  # type: ignore[arg-type]
+            span=span,
             qk=tuple(terms),
             values=values,
             gap=head_gap,

@@ -26,6 +26,7 @@ from typing import TypeVar
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
+from ..numbers import num
 from ..residual import ONE, Lin, lin_sum, onehot_dirs
 from ..value_sets import ValueSet, lookup_value
 from . import attention, elementwise
@@ -63,7 +64,7 @@ class Planner(PlanState):
 
     def num(self, node: ir.Operand) -> NumRep:
         if isinstance(node, ir.Const):
-            return NumRep(Lin.const(float(node.value)), (node.value,), 0)  # type: ignore[arg-type]
+            return NumRep(Lin.const(num(node.value)), (node.value,), 0)
         if node.id not in self._num:
             self._num[node.id] = self._remember(node, False, self._make_num)
         return self._num[node.id]
@@ -123,7 +124,7 @@ class Planner(PlanState):
                     self.positional[INDICES] = tuple(float(i) for i in range(self.max_len))
                 return NumRep(Lin.unit(INDICES), vals, 0)
             case ir.Full(value=v):
-                return NumRep(Lin.const(float(v)), vals, 0)  # type: ignore[arg-type]
+                return NumRep(Lin.const(num(v)), vals, 0)
             case ir.Tokens():
                 c = self.cat(node)
                 return NumRep(_weighted(c.values, c.rows), vals, 0)
@@ -137,7 +138,7 @@ class Planner(PlanState):
                 return rep
             case ir.Aggregate():
                 c = self.cat(node)
-                scale = max(abs(float(v)) for v in c.values) * len(c.values) or 1.0  # type: ignore[arg-type]
+                scale = max(abs(num(v)) for v in c.values) * len(c.values) or 1.0
                 return NumRep(
                     _weighted(c.values, c.rows), vals, c.stage, tuple((h, scale) for h in c.sources)
                 )
@@ -174,9 +175,9 @@ class Planner(PlanState):
 
     def _cat1_num(self, node: ir.Map) -> NumRep:
         c, outs = self._cat1_parts(node)
-        scale = max((abs(float(out)) for out, _ in outs), default=1.0) or 1.0  # type: ignore[arg-type]
+        scale = max((abs(num(out)) for out, _ in outs), default=1.0) or 1.0
         return NumRep(
-            lin_sum(r.scale(float(out)) for out, r in outs),  # type: ignore[arg-type]
+            lin_sum(r.scale(num(out)) for out, r in outs),
             self.values(node),
             c.stage,
             tuple((h, scale * len(outs)) for h in c.sources),
@@ -201,7 +202,7 @@ class Planner(PlanState):
             case "mul" | "div":
                 const = node.args[0] if isinstance(node.args[0], ir.Const) else node.args[1]
                 assert isinstance(const, ir.Const)
-                k = float(const.value)  # type: ignore[arg-type]
+                k = num(const.value)
                 var = lins[1] if const is node.args[0] else lins[0]
                 lin = var.scale(k if node.op == "mul" else 1.0 / k)
                 coefs = [abs(_scale_in(lin, r.lin)) for r in reps]
@@ -211,7 +212,7 @@ class Planner(PlanState):
 
 def _weighted(values: tuple[Atom, ...], rows: tuple[Lin, ...]) -> Lin:
     """``sum value * row``: the number a one-hot stands for."""
-    return lin_sum(r.scale(float(v)) for v, r in zip(values, rows))  # type: ignore[arg-type]
+    return lin_sum(r.scale(num(v)) for v, r in zip(values, rows))
 
 
 def _onehot(i: int, n: int) -> tuple[float, ...]:

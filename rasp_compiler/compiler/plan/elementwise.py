@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ...language import ir
 from ...language.ir import Atom
-from ..numbers import binding_pair, min_gap, projection, projection_ratio
+from ..numbers import binding_pair, min_gap, num, projection, projection_ratio
 from ..residual import Lin, onehot_dirs, role_dir
 from .attention import width_xs
 from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
@@ -180,9 +180,7 @@ def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableF
     base = fused_fn(node, leaves)
 
     def fn(args: tuple[Atom, ...]) -> Atom | None:
-        return base(
-            tuple(round(1.0 / float(a)) - 1 if d else a for a, d in zip(args, decode))  # type: ignore[arg-type]
-        )
+        return base(tuple(round(1.0 / num(a)) - 1 if d else a for a, d in zip(args, decode)))
 
     return reps, fn
 
@@ -207,7 +205,7 @@ def _job(p: PlanState, node: ir.SOp, reps: list[Rep], fn: TableFn, label: str) -
             if len(nums) == 1:  # rounding is relative: what binds is the worst neighbour pair
                 tolerances.append(binding_pair(r.values, 8.0))
             else:
-                tolerances.append((max(abs(float(v)) for v in r.values), tol))  # type: ignore[arg-type]
+                tolerances.append((max(abs(num(v)) for v in r.values), tol))
     stage = max((r.stage for r in reps), default=0)
     job = JobDraft(
         id=len(p.jobs),
@@ -228,7 +226,7 @@ def _identity(args: tuple[Atom, ...]) -> Atom:
 
 def _width_fn(max_len: int) -> TableFn:
     def fn(args: tuple[Atom, ...]) -> Atom | None:
-        total = sum(round(1.0 / float(x)) - 1 for x in args)  # type: ignore[arg-type]
+        total = sum(round(1.0 / num(x)) - 1 for x in args)
         return total if total <= max_len else None
 
     return fn
