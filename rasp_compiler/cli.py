@@ -360,6 +360,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "d_model": cfg.d_model,
         "d_mlp": cfg.d_mlp,
         "d_head": cfg.d_head,
+        "layer_shapes": [
+            {"n_heads": sh.n_heads, "d_head": sh.d_head, "d_mlp": sh.d_mlp}
+            for sh in (cfg.layer(i) for i in range(cfg.n_layers))
+        ],
         "d_vocab": cfg.d_vocab,
         "d_vocab_out": cfg.d_vocab_out,
         "n_ctx": cfg.n_ctx,

@@ -447,7 +447,12 @@ class CompiledModel(nn.Module):
             f"d_model {cfg.d_model}, n_layers {cfg.n_layers}, n_heads {cfg.n_heads}, "
             f"d_head {cfg.d_head}, d_mlp {cfg.d_mlp}, d_vocab {cfg.d_vocab}, "
             f"d_vocab_out {cfg.d_vocab_out}, n_ctx {cfg.n_ctx}",
-            f"attn_scale {cfg.attn_scale:g}, act_fn {cfg.act_fn}",
+            f"attn_scale {cfg.attn_scale:g}, act_fn {cfg.act_fn}; per layer (heads x d_head, "
+            "d_mlp): "
+            + ", ".join(
+                f"{sh.n_heads}x{sh.d_head}, {sh.d_mlp}"
+                for sh in (cfg.layer(i) for i in range(cfg.n_layers))
+            ),
             f"parameters {self.transformer.count_params():,}, dtype {dtype} "
             f"(certified for {spec.dtype})",
         ]
