@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import num
@@ -42,18 +41,6 @@ INDEX_NUMBER = "indices:num"
 
 class Planner(PlanState):
     """Makes representations on demand and remembers them (and failures) per s-op."""
-
-    def __init__(
-        self,
-        sets: dict[int, ValueSet],
-        max_len: int,
-        names: dict[int, str],
-        used_at: dict[int, Span],
-    ):
-        super().__init__(sets, max_len, names, used_at)
-        self._cat: dict[int, CatRep] = {}
-        self._num: dict[int, NumRep] = {}
-        self._failed: set[tuple[int, bool]] = set()
 
     def cat(self, node: ir.Operand) -> CatRep:
         if isinstance(node, ir.Const):

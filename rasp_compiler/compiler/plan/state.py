@@ -95,6 +95,10 @@ class PlanState:
         #: (node id, kind) -> the MLP jobs writing that representation
         self.job_memo: dict[tuple[int, JobKind], list[JobDraft]] = {}
         self._kind: dict[int, MapKind] = {}
+        #: representations made so far, and (node id, categorical?) whose making failed
+        self._cat: dict[int, CatRep] = {}
+        self._num: dict[int, NumRep] = {}
+        self._failed: set[tuple[int, bool]] = set()
         self._leaf: dict[int, ir.SOp | None] = {}
 
     # ------------------------------------------------------------ recording
