@@ -29,6 +29,7 @@ most MAX_STRING_LEN characters; ``verify`` runs at most MAX_VERIFY_INPUTS inputs
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -48,6 +49,11 @@ from .limits import MAX_INPUT_LEN, MAX_LEN
 
 PROG = "rasp-compiler"
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+# Modules with a ``register(subparsers)`` that adds their subcommand(s); each entry is
+# on a line of its own, the module imports from this one what it needs (program_args,
+# model_args, input_args, _compile, ...) and sets ``handler`` like the commands below.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UsageError(Exception):
@@ -106,6 +112,43 @@ def _count(text: str) -> int:
     return n
 
 
+def program_args(p: argparse.ArgumentParser, what: str = "PROGRAM.rasp") -> None:
+    """PROGRAM and --sop."""
+    p.add_argument("program", metavar=what, help="a RASP program file")
+    p.add_argument("--sop", metavar="NAME", help="the s-op to use (default: the last one)")
+
+
+def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--vocab, --max-len and --dtype."""
+    p.add_argument(
+        "--vocab",
+        required=required,
+        metavar="TOKENS",
+        help='the input vocabulary: one-character tokens ("abc") or a JSON list',
+    )
+    p.add_argument(
+        "--max-len", required=required, type=_max_len, metavar="N",
+        help="the longest input the model accepts",
+    )  # fmt: skip
+    p.add_argument(
+        "--dtype", default="float32", choices=DTYPE_NAMES,
+        help="the dtype the model runs in; compilation refuses what it cannot certify",
+    )  # fmt: skip
+
+
+def input_args(p: argparse.ArgumentParser) -> None:
+    """--input, --input-json (repeatable) and --json."""
+    p.add_argument(
+        "--input", dest="inputs", action="append", default=[], metavar="TEXT",
+        help="an input, one token per character (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--input-json", dest="inputs", action="append", type=_json_input, metavar="JSON",
+        help='an input as a JSON list, e.g. \'["hi", "there"]\' (repeatable)',
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print each output as a JSON list")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for every subcommand."""
     parser = _Parser(
@@ -115,37 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    def program_args(p: argparse.ArgumentParser, what: str = "PROGRAM.rasp") -> None:
-        p.add_argument("program", metavar=what, help="a RASP program file")
-        p.add_argument("--sop", metavar="NAME", help="the s-op to use (default: the last one)")
-
-    def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-        p.add_argument(
-            "--vocab",
-            required=required,
-            metavar="TOKENS",
-            help='the input vocabulary: one-character tokens ("abc") or a JSON list',
-        )
-        p.add_argument(
-            "--max-len", required=required, type=_max_len, metavar="N",
-            help="the longest input the model accepts",
-        )  # fmt: skip
-        p.add_argument(
-            "--dtype", default="float32", choices=DTYPE_NAMES,
-            help="the dtype the model runs in; compilation refuses what it cannot certify",
-        )  # fmt: skip
-
-    def input_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--input", dest="inputs", action="append", default=[], metavar="TEXT",
-            help="an input, one token per character (repeatable)",
-        )  # fmt: skip
-        p.add_argument(
-            "--input-json", dest="inputs", action="append", type=_json_input, metavar="JSON",
-            help='an input as a JSON list, e.g. \'["hi", "there"]\' (repeatable)',
-        )  # fmt: skip
-        p.add_argument("--json", action="store_true", help="print each output as a JSON list")
 
     p = sub.add_parser("eval", help="run a program with the reference interpreter")
     program_args(p)
@@ -189,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_inspect)
+
+    for module in COMMAND_MODULES:  # subcommands that live in modules of their own
+        importlib.import_module(module, __package__).register(sub)
     return parser
 
 
