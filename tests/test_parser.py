@@ -416,8 +416,11 @@ def test_grammar_loads_from_an_installed_copy(tmp_path: Path) -> None:
         f"assert rasp_compiler.__file__.startswith({str(site)!r})\n"
         "print(type(p.parse('x = -2^2;').statements[0]).__name__)\n"
         "print(rasp_compiler.load_source('y = sort(tokens, tokens);').last_sop_name())\n"
+        "m = rasp_compiler.compile_program('r = aggregate(select(indices, length - indices - 1,"
+        " ==), tokens);', vocab='ab', max_len=4)\n"
+        "print(''.join(m.run('aab')))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(site)}
     run = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, **quiet)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["Assign", "y"]
+    assert run.stdout.split() == ["Assign", "y", "baa"]
