@@ -53,7 +53,9 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # Modules with a ``register(subparsers)`` that adds their subcommand(s); each entry is
 # on a line of its own, the module imports from this one what it needs (program_args,
 # model_args, input_args, _compile, ...) and sets ``handler`` like the commands below.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    ".cli_trace",  # rasp-compiler trace
+)
 
 
 class UsageError(Exception):

@@ -1,0 +1,64 @@
+"""The trace page: a compiled model at work on one input (``rasp-compiler trace``).
+
+:mod:`.collect` gathers the data (attention patterns, residual stream, every s-op read
+back from the residual next to the interpreter's value) as plain Python structures;
+:mod:`.html` renders it as one self-contained HTML page; :mod:`.figures` draws the
+heatmaps as standalone SVG files (for papers and slides) and as the page's inline SVG.
+:func:`trace_program` and :func:`trace_model` put the steps together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..language.ir import Atom
+from .collect import Trace, collect
+
+__all__ = ["Trace", "collect", "trace_program", "trace_model"]
+
+
+def trace_program(
+    path: str | Path,
+    inp: str | Sequence[Atom],
+    vocab: str | Sequence[Atom],
+    max_len: int,
+    sop_name: str | None = None,
+    dtype: str = "float32",
+) -> Trace:
+    """Compile the program file ``path`` and trace it on ``inp``."""
+    from ..compiler.pipeline import compile_sop, names_of, parse_vocab
+    from ..language.files import read_source
+    from ..language.lower import choose_sop, load_program
+
+    session = load_program(path)
+    name, sop = choose_sop(session, sop_name, str(path))
+    names = names_of(session)
+    model = compile_sop(
+        sop, parse_vocab(vocab), max_len, names=names, program_name=str(path), sop_name=name,
+        dtype=dtype,
+    )  # fmt: skip
+    return collect(sop, model, inp, names, read_source(Path(path)).splitlines())
+
+
+def trace_model(model_dir: str | Path, inp: str | Sequence[Atom]) -> Trace:
+    """Trace a saved model on ``inp``.  Its program is recovered from the path the model
+    file records (relative to the current directory if relative); InputError when that
+    file is gone or no longer compiles to this model."""
+    from ..compiler.pipeline import names_of
+    from ..errors import InputError
+    from ..language.files import read_source
+    from ..language.lower import get_sop, load_program
+    from ..serialize import load_model
+
+    model = load_model(model_dir)
+    program = Path(model.spec.program_name)
+    if not program.is_file():
+        raise InputError(
+            f"cannot trace the saved model {model_dir}: it was compiled from "
+            f"{model.spec.program_name!r}, which is not a file here (the trace needs the "
+            "program's source; trace the .rasp program with --vocab and --max-len instead)"
+        )
+    session = load_program(program)
+    sop = get_sop(session, model.spec.sop_name)
+    return collect(sop, model, inp, names_of(session), read_source(program).splitlines())
