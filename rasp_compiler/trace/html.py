@@ -7,10 +7,10 @@ each MLP with what it computes, and the s-ops readable after each sublayer; then
 s-op's decoded value next to the interpreter's (a disagreement in red) and the residual
 stream after every sublayer with one labelled row per dimension.
 
-The script highlights a hovered cell's query, key and weight, and records what it
-drew: each heatmap's drawn size goes into its ``data-drawn`` attribute and a count into
-``#render-status``; any script error is written into ``#script-errors``.  (The
-browser test reads those with ``chromium --dump-dom``.)
+The script shows a hovered cell's query, key and weight under its heatmap, and records
+what it drew: each heatmap's drawn size and page position go into its ``data-drawn``
+and ``data-at`` attributes, a count into ``#render-status``; any script error is written
+into ``#script-errors``.  (The browser test reads those with ``chromium --dump-dom``.)
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ SCRIPT_BODY = """
     var cells = svg.querySelectorAll('g.cells rect').length;
     var want = Number(svg.dataset.rows) * Number(svg.dataset.cols);
     svg.dataset.drawn = Math.round(box.width) + 'x' + Math.round(box.height);
+    svg.dataset.at = Math.round(box.left + window.scrollX) + ',' +
+      Math.round(box.top + window.scrollY);
     svg.dataset.cellsDrawn = String(cells);
     if (box.width > 0 && box.height > 0 && cells === want) { drawn += 1; }
     var readout = svg.parentNode.querySelector('.readout');
