@@ -23,6 +23,7 @@ from fractions import Fraction
 from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
+from .positions import is_functional
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -240,24 +241,6 @@ def _all_but_shortest(group: list[float]) -> list[float]:
     return [v for v in group if v != keep]
 
 
-def is_functional(sel: ir.Selector) -> bool:
-    """True when every query provably selects at most one key.
-
-    ``select(indices, q, ==)`` is (indices are distinct), and ``select(indices + n, q,
-    ==)``; so is an ``and`` with one.
-    """
-    match sel:
-        case ir.Select(keys=ir.Indices(), cmp="=="):
-            return True
-        case ir.Select(keys=keys, cmp="=="):
-            # keys a * indices + c with a != 0 are distinct too (``shift``)
-            form = affine_form(keys)
-            return form is not None and form[0] == 0 and form[1] != 0
-        case ir.SelectorAnd(left=a, right=b):
-            return is_functional(a) or is_functional(b)
-    return False
-
-
 def affine_form(node: ir.Operand) -> tuple[float, float, float] | None:
     """(a, b, c) with node = a*length + b*indices + c, or None if it is not of that form."""
     match node:
@@ -296,6 +279,11 @@ def infer_value_sets(
     downstream of a problem are skipped.
     """
     sets: dict[int, ValueSet] = {}
+
+    def values_of(node: ir.SOp) -> tuple[Atom, ...] | None:
+        vs = sets.get(node.id)
+        return None if vs is None else vs.values
+
     problems: list[RaspError] = []
     failed: set[int] = set()
     used_at: dict[int, object] = {}  # built-ins have no span: point at where they are read
@@ -310,7 +298,7 @@ def infer_value_sets(
         if not isinstance(node, ir.SOp):
             continue
         try:
-            vals = _node_values(node, sets, vocab, max_len, is_functional)
+            vals = _node_values(node, sets, vocab, max_len, lambda s: is_functional(s, values_of))
         except RaspError as exc:
             if exc.span is None:
                 exc.span = used_at.get(node.id)  # type: ignore[assignment]

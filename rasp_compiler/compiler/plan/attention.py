@@ -122,33 +122,49 @@ def _qk_terms(p: PlanState, pairs: list[Pair], scores: Scores, gap: float) -> tu
     for pair, w in zip(pairs, scores.weights):
         if not any(w):
             continue
-        kc, qc = p.cat(pair.keys), p.cat(pair.queries)
+        nk, nq = len(pair.key_values), len(pair.query_values)
+        tab = [[w[pair.region_of[(ki, qi)]] for ki in range(nk)] for qi in range(nq)]
+        # values the scores treat alike share one read-out (and an MLP writes only
+        # those classes, not every value); values that score 0 everywhere need none
+        kgroups = _groups(pair.key_values, [tuple(row[ki] for row in tab) for ki in range(nk)])
+        qgroups = _groups(pair.query_values, [tuple(row) for row in tab])
+        kc = p.cat_groups(pair.keys, tuple(m for m, _ in kgroups))
+        qc = p.cat_groups(pair.queries, tuple(m for m, _ in qgroups))
         stage = max(stage, kc.stage, qc.stage)
         for rep in (kc, qc):
             if rep.sources:
-                width = len(pair.key_values) + len(pair.query_values)
+                width = nk + nq
                 p.require(rep, gap / (8.0 * total * width))
-        krows = [key_side(_row(kc, v)) for v in pair.key_values]
-        qrows = [_row(qc, v) for v in pair.query_values]
-        nk, nq = len(krows), len(qrows)
-        tab = [[w[pair.region_of[(ki, qi)]] for ki in range(nk)] for qi in range(nq)]
-        if nq <= nk:
-            for qi in range(nq):
-                klin = lin_sum(krows[ki].scale(tab[qi][ki]) for ki in range(nk) if tab[qi][ki])
+        kpos = {ir.atom_key(v): ki for ki, v in enumerate(pair.key_values)}
+        qpos = {ir.atom_key(v): qi for qi, v in enumerate(pair.query_values)}
+        krows = [key_side(r) for r in kc.rows]
+        qrows = list(qc.rows)
+        kfirst = [kpos[ir.atom_key(m[0])] for m, _ in kgroups]
+        qfirst = [qpos[ir.atom_key(m[0])] for m, _ in qgroups]
+        gtab = [[tab[qi][ki] for ki in kfirst] for qi in qfirst]
+        ng, mg = len(krows), len(qrows)
+        if mg <= ng:
+            for gi in range(mg):
+                klin = lin_sum(krows[gk].scale(gtab[gi][gk]) for gk in range(ng) if gtab[gi][gk])
                 if klin.terms:
-                    terms.append((qrows[qi], klin, 1.0))
+                    terms.append((qrows[gi], klin, 1.0))
         else:
-            for ki in range(nk):
-                qlin = lin_sum(qrows[qi].scale(tab[qi][ki]) for qi in range(nq) if tab[qi][ki])
+            for gk in range(ng):
+                qlin = lin_sum(qrows[gi].scale(gtab[gi][gk]) for gi in range(mg) if gtab[gi][gk])
                 if qlin.terms:
-                    terms.append((qlin, krows[ki], 1.0))
+                    terms.append((qlin, krows[gk], 1.0))
     return terms, stage
 
 
-def _row(rep: CatRep, value: Atom) -> Lin:
-    row = rep.row(value)
-    assert row is not None, f"{value!r} is not one of the s-op's values"
-    return row
+def _groups(
+    values: tuple[Atom, ...], vectors: list[tuple[float, ...]]
+) -> list[tuple[tuple[Atom, ...], tuple[float, ...]]]:
+    """``values`` grouped by equal score vectors, leaving out those scoring 0 throughout."""
+    groups: dict[tuple[float, ...], list[Atom]] = {}
+    for v, vec in zip(values, vectors, strict=True):
+        if any(vec):
+            groups.setdefault(vec, []).append(v)
+    return [(tuple(m), vec) for vec, m in groups.items()]
 
 
 @dataclass(frozen=True)

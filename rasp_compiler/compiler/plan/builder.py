@@ -56,6 +56,27 @@ class Planner(PlanState):
             self._num[node.id] = self._remember(node, False, self._make_num)
         return self._num[node.id]
 
+    def cat_groups(self, node: ir.Operand, groups: tuple[tuple[Atom, ...], ...]) -> CatRep:
+        """A read-out per group of values (~1 when the s-op's value is in the group).
+
+        Where the one-hot is free (an embedding, a linear map of one, a head's copy) or
+        already made, a group's row is the sum of its values' rows; where an MLP would
+        have to write it, the MLP writes one direction per group instead."""
+        if (
+            isinstance(node, ir.Const)
+            or node.id in self._cat
+            or not elementwise.writes_categories(self, node)
+        ):
+            full = self.cat(node)
+            rows = tuple(lin_sum(_present(full, v) for v in members) for members in groups)
+            return CatRep(tuple(range(len(groups))), rows, full.stage, full.sources)
+        key = (node.id, groups)
+        if key not in self._cat_groups:
+            self._cat_groups[key] = self._remember(
+                node, True, lambda n: elementwise.mlp_classes(self, n, groups)
+            )
+        return self._cat_groups[key]
+
     def _remember(self, node: ir.SOp, categorical: bool, make: Callable[[ir.SOp], R]) -> R:
         """``make(node)``, or NodeFailed again for an s-op whose planning failed before
         (so nothing downstream of a failure is planned twice or reported twice)."""
@@ -200,6 +221,12 @@ class Planner(PlanState):
 def _weighted(values: tuple[Atom, ...], rows: tuple[Lin, ...]) -> Lin:
     """``sum value * row``: the number a one-hot stands for."""
     return lin_sum(r.scale(num(v)) for v, r in zip(values, rows))
+
+
+def _present(rep: CatRep, value: Atom) -> Lin:
+    row = rep.row(value)
+    assert row is not None, f"{value!r} is not one of the s-op's values"
+    return row
 
 
 def _onehot(i: int, n: int) -> tuple[float, ...]:

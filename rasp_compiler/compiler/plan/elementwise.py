@@ -46,6 +46,43 @@ def mlp_output(p: PlanState, node: ir.SOp, categorical: bool) -> Rep:
     return NumRep(Lin.unit(d), vals, stage)
 
 
+def writes_categories(p: PlanState, node: ir.SOp) -> bool:
+    """Does an MLP write ``node``'s one-hot (rather than an embedding or a head)?"""
+    match node:
+        case ir.Tokens() | ir.Indices() | ir.Full():
+            return False
+        case ir.Map():
+            return p.map_kind(node) != MapKind.CAT1
+        case ir.Aggregate():
+            return not p.agg_is_categorical(node)
+    return True
+
+
+def mlp_classes(p: PlanState, node: ir.SOp, groups: tuple[tuple[Atom, ...], ...]) -> CatRep:
+    """One direction per group of ``node``'s values, ~1 when its value is in the group,
+    written by the MLP(s) that compute ``node``: the table changes only where the group
+    does, so it has fewer steps than a full one-hot."""
+    jobs = _jobs_for(p, node, categorical=True)
+    stage = max(2 * job.layer + 2 for job in jobs)
+    name = p.name(node)
+    block = role_dir(name, f"classes{p.next_class_block(node)}")
+
+    def show(members: tuple[Atom, ...]) -> str:
+        shown = ", ".join(repr(m) for m in members[:3])
+        return "{" + shown + (", ..." if len(members) > 3 else "") + f"}}#{len(members)}"
+
+    dirs = p.add_block(
+        block,
+        tuple(f"{block}={show(m)}" for m in groups),
+        f"the classes of {p.label(node)} that a selector tells apart",
+    )
+    members = tuple(v for m in groups for v in m)
+    member_dirs = tuple(d for m, d in zip(groups, dirs) for _ in m)
+    for job in jobs:
+        job.cat_targets.append(CatTarget(members, member_dirs))
+    return CatRep(tuple(range(len(groups))), tuple(Lin.unit(d) for d in dirs), stage)
+
+
 def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
     """The MLP jobs that write ``node``'s representation (made on first use).
 

@@ -17,8 +17,9 @@ from enum import Enum
 from ...errors import RaspError, Span
 from ...language import ir
 from ...language.ir import Atom
+from ..positions import is_functional
 from ..residual import Block, Lin
-from ..value_sets import ValueSet, is_functional
+from ..value_sets import ValueSet
 from .types import CatRep, CatTarget, Head, NumRep, PlanError, Rep, Requirement, TableFn
 
 #: A numerical aggregate over a functional selector is read as categories while its
@@ -97,6 +98,8 @@ class PlanState:
         self._kind: dict[int, MapKind] = {}
         #: representations made so far, and (node id, categorical?) whose making failed
         self._cat: dict[int, CatRep] = {}
+        self._class_blocks: dict[int, int] = {}
+        self._cat_groups: dict[tuple[int, tuple[tuple[Atom, ...], ...]], CatRep] = {}
         self._num: dict[int, NumRep] = {}
         self._failed: set[tuple[int, bool]] = set()
         self._leaf: dict[int, ir.SOp | None] = {}
@@ -106,6 +109,11 @@ class PlanState:
     def add_block(self, name: str, dirs: tuple[str, ...], description: str) -> tuple[str, ...]:
         self.blocks.append(Block(name, dirs, description))
         return dirs
+
+    def next_class_block(self, node: ir.SOp) -> int:
+        """A fresh number for a block of ``node``'s value classes."""
+        self._class_blocks[node.id] = self._class_blocks.get(node.id, -1) + 1
+        return self._class_blocks[node.id]
 
     def add_head(self, head: Head) -> Head:
         assert head.id == len(self.heads)
@@ -161,6 +169,10 @@ class PlanState:
             return (node.value,)
         return self.sets[node.id].values
 
+    def _values_or_none(self, node: ir.SOp) -> tuple[Atom, ...] | None:
+        vs = self.sets.get(node.id)
+        return None if vs is None else vs.values
+
     def domain_of(self, nodes: list[ir.SOp]) -> int:
         return math.prod(len(self.values(n)) for n in nodes) if nodes else 1
 
@@ -169,7 +181,8 @@ class PlanState:
     def agg_is_categorical(self, node: ir.Aggregate) -> bool:
         vs = ValueSet(self.values(node.values))
         return not vs.numeric or (
-            is_functional(node.selector) and len(vs) <= MAX_CAT_AGGREGATE_VALUES
+            is_functional(node.selector, self._values_or_none)
+            and len(vs) <= MAX_CAT_AGGREGATE_VALUES
         )
 
     def map_kind(self, node: ir.Map) -> MapKind:
@@ -238,6 +251,10 @@ class PlanState:
 
     def num(self, node: ir.Operand) -> NumRep:
         """The s-op's numerical representation (made on first use)."""
+        raise NotImplementedError
+
+    def cat_groups(self, node: ir.Operand, groups: tuple[tuple[Atom, ...], ...]) -> CatRep:
+        """A read-out per group of the s-op's values (made on first use)."""
         raise NotImplementedError
 
     def best(self, node: ir.Operand) -> Rep:

@@ -1,0 +1,115 @@
+"""Constructions whose size grows at most linearly in the value sets involved: each test
+shows the construction is exact (against the interpreter) and how large it is."""
+
+from __future__ import annotations
+
+from check import all_inputs, compile_source, mismatches, random_inputs
+
+from rasp_compiler.compiler.positions import index_gap, is_functional, is_invariant
+from rasp_compiler.compiler.value_sets import infer_value_sets
+from rasp_compiler.language import ir
+from rasp_compiler.language.lower import load_source
+
+
+def _named(src: str):
+    session = load_source(src)
+    return session.names()
+
+
+# ------------------------------------------------------------ functional selectors
+
+
+def test_keys_shifted_by_a_per_input_constant_select_at_most_one_key():
+    names = _named(
+        'plus = aggregate(select(tokens, "+", ==), indices);'
+        "target = indices + (length - plus);"
+        "sel = select(target, indices, ==);"
+        "other = select(tokens, indices, ==);"
+    )
+    plus = names["plus"]
+    assert is_invariant(plus) and is_invariant(ir.Length())
+    assert not is_invariant(names["target"])
+
+    sets, problems = infer_value_sets(names["target"], ("1", "2", "+"), 6)
+    assert not problems
+
+    def values(n):
+        return sets[n.id].values if n.id in sets else None
+
+    # ``plus`` is a mean (two '+' give a fraction), yet indices + c stays distinct
+    assert any(v != int(v) for v in sets[plus.id].values)
+    assert index_gap(names["target"], values) == 1.0
+    assert is_functional(names["sel"], values)
+    assert not is_functional(names["other"], values)
+    # a huge shift could round neighbours together: not trusted
+    huge = _named("t = indices + 10.0^20; s = select(t, indices, ==);")
+    hsets, _ = infer_value_sets(huge["t"], ("a",), 4)
+    assert index_gap(huge["t"], lambda n: hsets[n.id].values if n.id in hsets else None) is None
+
+
+def test_a_copy_through_a_shifted_selector_keeps_the_copied_values():
+    # digits after the '+' read the digit the same distance before the '+': with the
+    # selector known to select one key, the copy's values are the digits (not every mean
+    # of them), so the sum's table is over 10 x 10 values
+    src = (
+        'ds = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]; digit = 0;'
+        "for i in range(10) { digit = i if tokens == ds[i] else digit; }"
+        'plus = aggregate(select(tokens, "+", ==), indices);'
+        "before = aggregate(select(indices + (length - plus), indices, ==), digit, 0);"
+        "s = before + (digit if indices > plus else 0);"
+    )
+    vocab = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+"]
+    sop, model = compile_source(src, "".join(vocab), 7)
+    sets, _ = infer_value_sets(sop, tuple(vocab), 7)
+    before = next(
+        n for n in ir.walk(sop) if isinstance(n, ir.Aggregate) and isinstance(n.values, ir.Map)
+    )
+    assert set(sets[before.id].values) <= set(range(10))
+    inputs = [list(f"{a}+{b}") for a in ("7", "35", "123") for b in ("9", "48", "506")]
+    inputs += random_inputs("0123456789+", 7, 300, seed=4)
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked > 250 and not bad, bad[:3]
+    assert model.config.n_params < 700_000
+
+
+def test_functional_copies_are_exact_everywhere_on_a_small_vocabulary():
+    src = (
+        'm = aggregate(select(tokens, "+", ==), indices);'
+        "y = aggregate(select(indices - m, indices, ==), tokens, 0);"
+    )
+    sop, model = compile_source(src, "ab+", 5)
+    checked, bad = mismatches(sop, model, all_inputs("ab+", 5))
+    assert checked > 150 and not bad, bad[:3]
+
+
+# ------------------------------------------------------------ classes for selectors
+
+
+def test_an_mlp_writes_only_the_classes_a_selector_tells_apart():
+    # w ranges over -L..L, but only 0..L-1 can equal an index: the MLP turning the
+    # number w into what the head reads writes L classes (two steps each), not 2L+1
+    # one-hot entries; before, layer 1 had 383 units at 64 (now 2L + 3)
+    src = (
+        'w = 2 * selector_width(select(tokens, "a", ==)) - length;'
+        'y = aggregate(select(w, indices, ==), tokens, "-");'
+    )
+    sop, model = compile_source(src, "ab", 64)
+    assert model.config.n_layers == 3
+    assert model.config.layer_shapes[1].d_mlp <= 2 * 64 + 3
+    checked, bad = mismatches(sop, model, random_inputs("ab", 64, 200, seed=2))
+    assert checked > 100 and not bad, bad[:3]
+    sop, model = compile_source(src, "ab", 6)
+    checked, bad = mismatches(sop, model, all_inputs("ab", 6))
+    assert checked > 50 and not bad, bad[:3]
+
+
+def test_query_classes_merge_values_that_select_alike():
+    # the query's classes: values of q (an MLP's output) that no key can equal share no
+    # direction at all; the comparison < merges the values between neighbouring keys
+    src = (
+        "q = selector_width(select(tokens, tokens, ==)) * 5;"
+        "y = selector_width(select(indices, q, <));"
+    )
+    sop, model = compile_source(src, "abc", 5)
+    checked, bad = mismatches(sop, model, all_inputs("abc", 5))
+    assert checked == 363 and not bad, bad[:3]
