@@ -264,23 +264,66 @@ class PlanState:
         return self.num(node)
 
 
+def _typed(a: Atom) -> tuple[type, object]:
+    """A dict key telling apart atoms Python calls equal (1, 1.0, True; 0.0 and -0.0)."""
+    if a.__class__ is float and a == 0.0:
+        return (float, repr(a))
+    return (a.__class__, a)
+
+
 def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
     """Evaluate the Map DAG above ``leaves`` on one combination of leaf values
-    (None where the interpreter fails on that combination)."""
-    index = {leaf.id: i for i, leaf in enumerate(leaves)}
+    (None where the interpreter fails on that combination).
 
-    def value(n: ir.Operand, args: tuple[Atom, ...]) -> Atom:
+    Tables call this for every combination of their inputs' values, so each operation
+    is evaluated once per combination of the leaves *it* reads (and remembered): a chain
+    over one input of a three-input table is not recomputed for the other two."""
+    index = {leaf.id: i for i, leaf in enumerate(leaves)}
+    order: list[ir.Map] = []
+    deps: dict[int, tuple[int, ...]] = {}
+
+    def visit(n: ir.Operand) -> tuple[int, ...]:
         if isinstance(n, ir.Const):
-            return n.value
+            return ()
         if n.id in index:
-            return args[index[n.id]]
-        assert isinstance(n, ir.Map)
-        return ir.apply_map(n, tuple(value(a, args) for a in n.args))
+            return (index[n.id],)
+        if n.id not in deps:
+            assert isinstance(n, ir.Map)
+            deps[n.id] = tuple(sorted({i for a in n.args for i in visit(a)}))
+            order.append(n)
+        return deps[n.id]
+
+    visit(node)
+    failed = object()
+    steps: list[
+        tuple[ir.Map, tuple[int, ...], tuple[tuple[Atom | None, int | None], ...], dict]
+    ] = [
+        (
+            n,
+            deps[n.id],
+            tuple((a.value, None) if isinstance(a, ir.Const) else (None, a.id) for a in n.args),
+            {},
+        )
+        for n in order
+    ]
 
     def fn(args: tuple[Atom, ...]) -> Atom | None:
-        try:
-            return value(node, args)
-        except ir.MAP_ERRORS:
-            return None
+        vals: dict[int, object] = {leaf.id: a for leaf, a in zip(leaves, args)}
+        for n, dep, operands, memo in steps:
+            key = tuple(_typed(args[i]) for i in dep)
+            y = memo.get(key, memo)
+            if y is memo:
+                ins = tuple(c if i is None else vals[i] for c, i in operands)
+                if any(v is failed for v in ins):
+                    y = failed
+                else:
+                    try:
+                        y = ir.apply_map(n, ins)  # type: ignore[arg-type]
+                    except ir.MAP_ERRORS:
+                        y = failed
+                memo[key] = y
+            vals[n.id] = y
+        out = vals[node.id]
+        return None if out is failed else out  # type: ignore[return-value]
 
     return fn
