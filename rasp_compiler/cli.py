@@ -249,6 +249,8 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
 def _inputs(args: argparse.Namespace) -> list[str | list[Atom]]:
     if not args.inputs:
         raise UsageError(f"{PROG} {args.command}: give at least one --input or --input-json")
+    for warning in model.warnings:
+        _note(f"{PROG}: warning: {warning}")
     for inp in args.inputs:
         if len(inp) > MAX_INPUT_LEN:
             raise InputError(f"an input of {len(inp):,} tokens; the limit is {MAX_INPUT_LEN:,}")

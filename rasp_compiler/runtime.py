@@ -322,6 +322,8 @@ class CompiledModel(nn.Module):
         spec.check_config(transformer.cfg)
         self.transformer = transformer
         self.spec = spec
+        #: what the compiler found worth saying (not saved with the model)
+        self.warnings: list[str] = []
         self._ids = {atom_key(t): i for t, i in spec.token_ids.items()}
         # fast path for the common case, string tokens (type checked exactly: True != 1)
         self._str_ids = {t: i for t, i in spec.token_ids.items() if type(t) is str}

@@ -459,3 +459,17 @@ def test_a_vocabulary_the_token_conversion_rejects_is_located_at_its_use(tmp_pat
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "floats.rasp:2:5" in res.stderr and "tokens_float" in res.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_compile_warns_when_the_interpreter_rejects_some_inputs(tmp_path, capsys):
+    # a mean of strings: the reference raises wherever two keys are selected, so the
+    # model's answer on those inputs means nothing -- said at compile time, located
+    prog = tmp_path / "multi.rasp"
+    prog.write_text("y = aggregate(select(indices, indices, <=), tokens);\n")
+    out = tmp_path / "m"
+    assert cli.main(["compile", str(prog), "--vocab", "ab", "--max-len", "4", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the interpreter rejects" in err and "multi.rasp:1:5" in err
+    assert "mean needs numbers" in err
+    assert cli.main(["compile", REVERSE, "--vocab", "ab", "--max-len", "4", "-o", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err

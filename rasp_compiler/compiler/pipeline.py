@@ -36,7 +36,7 @@ from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
-from .probe import undefined_everywhere
+from .probe import rejected_inputs, undefined_everywhere
 from .share import share_common
 from .value_sets import infer_value_sets, sort_values
 
@@ -111,7 +111,9 @@ def compile_sop(
     _stop_on(certify(plan, dtype))
     asm = assemble(plan, vocab, dtype)
     spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
-    return CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
+    model = CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
+    model.warnings = rejected_inputs(sop, vocab, max_len)
+    return model
 
 
 def _stop_on(problems: Sequence[RaspError]) -> None:

@@ -39,17 +39,27 @@ def probe_inputs(vocab: tuple[Atom, ...], max_len: int) -> list[tuple[Atom, ...]
     return inputs
 
 
-def undefined_everywhere(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[RaspError]:
-    """[the reason] when the interpreter fails on every probed input, else []."""
-    first: RaspError | None = None
-    inputs = probe_inputs(vocab, max_len)
+def _run(sop: ir.SOp, inputs: list[tuple[Atom, ...]]) -> list[tuple[tuple[Atom, ...], RaspError]]:
+    """The probed inputs the interpreter rejects, with its error."""
+    failures = []
     for inp in inputs:
         try:
             evaluate(sop, inp)
-            return []
         except RaspError as exc:
-            first = first or exc
-    assert first is not None
+            failures.append((inp, exc))
+    return failures
+
+
+def undefined_everywhere(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[RaspError]:
+    """[the reason] when the interpreter fails on every probed input, else []."""
+    inputs = probe_inputs(vocab, max_len)
+    failures = _run(sop, inputs[:1])
+    if not failures:
+        return []
+    failures = _run(sop, inputs)
+    if len(failures) < len(inputs):
+        return []
+    first = failures[0][1]
     return [
         PlanError(
             f"the program fails on every input tried ({len(inputs)} inputs of length 1 to "
@@ -57,6 +67,24 @@ def undefined_everywhere(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> 
             f"on {_show(inputs[0])}: {first.message}",
             first.span,
         )
+    ]
+
+
+def rejected_inputs(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[str]:
+    """A warning when the interpreter rejects some probed inputs (not all): the model
+    answers every input, and on those its answer means nothing.  (An aggregate of
+    strings that selects several keys is the usual cause: the reference raises there.)"""
+    inputs = probe_inputs(vocab, max_len)
+    failures = _run(sop, inputs)
+    if not failures or len(failures) == len(inputs):
+        return []
+    inp, exc = failures[0]
+    where = f"{exc.span.location}: " if exc.span is not None else ""
+    return [
+        f"the interpreter rejects {len(failures)} of {len(inputs)} probed inputs "
+        f"({where}on {_show(inp)}: {exc.message}); the model answers such inputs too, "
+        "and its answer there means nothing: check inputs with the interpreter "
+        "(rasp-compiler eval) or keep to inputs the program accepts"
     ]
 
 
