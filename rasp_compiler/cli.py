@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------ shared steps
 
 
-def _load(path: str, draw: bool = True) -> Any:
-    """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory."""
+def _load(path: str, draw: bool = True, draw_input: Any = None) -> Any:
+    """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory
+    (with values on ``draw_input`` when the statement gives no input)."""
     from .draw import make_draw_hook
     from .language.files import read_source
     from .language.lower import Session
@@ -222,7 +223,11 @@ def _load(path: str, draw: bool = True) -> Any:
     file = Path(path)
     text = read_source(file)
     holder: list[Session] = []
-    hook = make_draw_hook(lambda: holder[0].names(), echo=_note) if draw else None
+    hook = (
+        make_draw_hook(lambda: holder[0].names(), echo=_note, default_input=lambda: draw_input)
+        if draw
+        else None
+    )
     session = Session(base_dir=file.resolve().parent, draw_hook=hook)
     holder.append(session)
     session.execute(parse(text, str(path)))
@@ -277,7 +282,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .language.lower import choose_sop
 
     inputs = _inputs(args)
-    session = _load(args.program)
+    session = _load(args.program, draw_input=inputs[0])
     _, sop = choose_sop(session, args.sop, args.program)
     outputs = []
     for inp in inputs:

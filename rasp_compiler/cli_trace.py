@@ -5,10 +5,11 @@
     trace PROGRAM.rasp [--sop NAME] --vocab V --max-len N --input TEXT [-o PAGE.html]
     trace MODEL_DIR --input TEXT [-o PAGE.html]      (its program file must still exist)
 
-The page (:mod:`rasp_compiler.trace`) is self-contained.  ``--svg-dir DIR`` also writes
-every heatmap as an SVG file.  The command exits 1 when an s-op read back from the
-model's residual stream, or the output, differs from the interpreter's (the page still
-shows it, in red).
+The page (:mod:`rasp_compiler.trace`) is self-contained; it ends with the computation
+graph grouped by layer and head (``draw``).  ``--svg-dir DIR`` also writes every heatmap
+and the graph (``graph.svg``) as SVG files.  The command exits 1 when an s-op read back
+from the model's residual stream, or the output, differs from the interpreter's (the
+page still shows it, in red).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .trace import trace_model, trace_program
+    from .draw import svg_document
+    from .trace import compiled_program, saved_model
     from .trace.figures import write_figures
     from .trace.html import render
 
@@ -59,7 +61,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 f"{PROG} trace: {', '.join(given)} only apply when compiling a .rasp program; "
                 f"the saved model {args.program} has its own"
             )
-        trace = trace_model(source, inp)
+        traced = saved_model(source)
     else:
         missing = [
             f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None
@@ -69,17 +71,22 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 f"{PROG} trace: compiling {args.program} needs {' and '.join(missing)} "
                 "(or give a saved model directory instead)"
             )
-        trace = trace_program(source, inp, args.vocab, args.max_len, args.sop, args.dtype)
+        traced = compiled_program(source, args.vocab, args.max_len, args.sop, args.dtype)
+    trace = traced.trace(inp)
+    shown = f'"{inp}"' if isinstance(inp, str) else "[" + ", ".join(map(str, inp)) + "]"
+    title = f"{traced.model.spec.sop_name} on {shown}, grouped by layer and head"
+    graph = svg_document(traced.sop, inp, traced.names, title, traced.model)
     out = Path(args.output or f"{source.name.removesuffix('.rasp')}.trace.html")
-    out.write_text(render(trace), encoding="utf-8")
-    held = [s for s in trace.sops if s.decoded is not None]
+    out.write_text(render(trace, graph), encoding="utf-8")
+    held = [s for s in trace.sops if s.agrees is not None]
     print(
         f"trace: wrote {out} ({trace.n_layers} layers, {len(trace.heads)} heads, "
         f"{len(trace.mlps)} MLP jobs; {len(held)} of {len(trace.sops)} s-ops held in the residual)"
     )
     if args.svg_dir:
         paths = write_figures(trace, args.svg_dir)
-        print(f"trace: wrote {len(paths)} SVG figures into {args.svg_dir}")
+        (Path(args.svg_dir) / "graph.svg").write_text(graph, encoding="utf-8")
+        print(f"trace: wrote {len(paths) + 1} SVG figures into {args.svg_dir}")
     if not trace.ok:
         for s in trace.disagreements:
             print(f"trace: {s.name}: the model gives {s.decoded}, the interpreter {s.interpreter}")

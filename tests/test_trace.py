@@ -13,7 +13,7 @@ import pytest
 from rasp_compiler import cli
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.trace import trace_program
-from rasp_compiler.trace.collect import Trace, same_atom
+from rasp_compiler.trace.collect import SOpTrace, Trace, same_atom
 from rasp_compiler.trace.figures import all_heatmaps, heatmap_svg, write_figures
 from rasp_compiler.trace.html import render
 
@@ -97,8 +97,17 @@ def test_sops_not_held_are_listed_with_the_interpreter_value():
     assert length.decoded is None and length.agrees is None
     assert length.interpreter == [5] * 5
     opp = next(s for s in t.sops if s.name == "opp_index")
-    assert opp.encoding == "categorical" and t.snapshots[opp.stage] == "layer 0 MLP"
-    assert opp.decoded == [4, 3, 2, 1, 0]
+    assert opp.agrees is True and t.snapshots[opp.stage] == "layer 0 MLP"
+    # whole, or as the classes of values the reverse head tells apart (each one value)
+    assert opp.decoded == [4, 3, 2, 1, 0] or opp.classes == [[4], [3], [2], [1], [0]]
+
+
+def test_classes_agree_when_they_hold_the_interpreter_value():
+    held = SOpTrace(1, "x", "x", 1, interpreter=[2, 0], encoding="classes", stage=2)
+    held.classes = [[1, 2], [0]]
+    assert held.agrees is True
+    held.classes = [[1, 2], [1]]
+    assert held.agrees is False
 
 
 def test_residual_stream_has_a_labelled_row_per_dimension():
@@ -184,22 +193,23 @@ def test_trace_command_writes_the_page(capsys, tmp_path):
     assert code == 0, err
     assert f"trace: wrote {out} (2 layers, 2 heads, 1 MLP jobs; 4 of 6 s-ops" in stdout
     assert "equal the interpreter's: [o, l, l, e, h] (strings)" in stdout
-    assert "wrote 7 SVG figures" in stdout
-    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert "wrote 8 SVG figures" in stdout and (tmp_path / "svg" / "graph.svg").is_file()
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h2>Computation graph</h2>" in page
 
 
 def test_trace_command_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
     import rasp_compiler.trace as trace_pkg
 
-    real = trace_pkg.trace_program
+    real = trace_pkg.Traced.trace
 
-    def tampered(*args, **kwargs):
-        t = real(*args, **kwargs)
+    def tampered(self, inp):
+        t = real(self, inp)
         sops = [dataclasses.replace(s, decoded=["x"] * len(s.interpreter)) if s.name ==
                 "reverse" else s for s in t.sops]  # fmt: skip
         return dataclasses.replace(t, sops=sops)
 
-    monkeypatch.setattr(trace_pkg, "trace_program", tampered)
+    monkeypatch.setattr(trace_pkg.Traced, "trace", tampered)
     out = tmp_path / "bad.html"
     code, stdout, _ = main(
         capsys, "trace", str(EXAMPLES / "reverse.rasp"), "--vocab", LETTERS, "--max-len", "6",

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from rasp_compiler.trace import trace_program
-from rasp_compiler.trace.html import render
+from rasp_compiler import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
 )
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 WIDTH, HEIGHT = 1280, 2400
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -125,11 +125,10 @@ def read_png(path: Path) -> tuple[int, int, list[bytes]]:
 
 @pytest.fixture(scope="module")
 def reverse_page(tmp_path_factory) -> Path:
-    trace = trace_program(
-        ROOT / "examples" / "reverse.rasp", "hello", "abcdefghijklmnopqrstuvwxyz", 8
-    )
+    """The page ``rasp-compiler trace`` writes for reverse on "hello"."""
     page = tmp_path_factory.mktemp("page") / "reverse.html"
-    page.write_text(render(trace), encoding="utf-8")
+    args = ["trace", str(ROOT / "examples" / "reverse.rasp"), "--vocab", LETTERS]
+    assert cli.main([*args, "--max-len", "8", "--input", "hello", "-o", str(page)]) == 0
     return page
 
 

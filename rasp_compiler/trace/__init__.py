@@ -4,29 +4,48 @@
 back from the residual next to the interpreter's value) as plain Python structures;
 :mod:`.html` renders it as one self-contained HTML page; :mod:`.figures` draws the
 heatmaps as standalone SVG files (for papers and slides) and as the page's inline SVG.
-:func:`trace_program` and :func:`trace_model` put the steps together.
+:mod:`.placement` and :mod:`.layout` serve ``draw``: where each node sits in the
+compiled model, and a layered layout with edge routing.
+
+:func:`compiled_program` and :func:`saved_model` give what a trace needs (the s-op,
+its model, the names and the source); :func:`trace_program` puts the steps together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..language import ir
 from ..language.ir import Atom
+from ..runtime import CompiledModel
 from .collect import Trace, collect
 
-__all__ = ["Trace", "collect", "trace_program", "trace_model"]
+__all__ = ["Trace", "Traced", "collect", "compiled_program", "saved_model", "trace_program"]
 
 
-def trace_program(
+@dataclass
+class Traced:
+    """A program's s-op, the model compiled from it, the names and the source lines."""
+
+    sop: ir.SOp
+    model: CompiledModel
+    names: dict[int, str]
+    source: list[str]
+
+    def trace(self, inp: str | Sequence[Atom]) -> Trace:
+        return collect(self.sop, self.model, inp, self.names, self.source)
+
+
+def compiled_program(
     path: str | Path,
-    inp: str | Sequence[Atom],
     vocab: str | Sequence[Atom],
     max_len: int,
     sop_name: str | None = None,
     dtype: str = "float32",
-) -> Trace:
-    """Compile the program file ``path`` and trace it on ``inp``."""
+) -> Traced:
+    """Compile the program file ``path`` (its s-op ``sop_name``, default the last)."""
     from ..compiler.pipeline import compile_sop, names_of, parse_vocab
     from ..language.files import read_source
     from ..language.lower import choose_sop, load_program
@@ -38,13 +57,13 @@ def trace_program(
         sop, parse_vocab(vocab), max_len, names=names, program_name=str(path), sop_name=name,
         dtype=dtype,
     )  # fmt: skip
-    return collect(sop, model, inp, names, read_source(Path(path)).splitlines())
+    return Traced(sop, model, names, read_source(Path(path)).splitlines())
 
 
-def trace_model(model_dir: str | Path, inp: str | Sequence[Atom]) -> Trace:
-    """Trace a saved model on ``inp``.  Its program is recovered from the path the model
-    file records (relative to the current directory if relative); InputError when that
-    file is gone or no longer compiles to this model."""
+def saved_model(model_dir: str | Path) -> Traced:
+    """A saved model and its program, recovered from the path the model file records
+    (relative to the current directory if relative); InputError when that file is gone
+    (:func:`collect` refuses a program that no longer compiles to this model)."""
     from ..compiler.pipeline import names_of
     from ..errors import InputError
     from ..language.files import read_source
@@ -61,4 +80,16 @@ def trace_model(model_dir: str | Path, inp: str | Sequence[Atom]) -> Trace:
         )
     session = load_program(program)
     sop = get_sop(session, model.spec.sop_name)
-    return collect(sop, model, inp, names_of(session), read_source(program).splitlines())
+    return Traced(sop, model, names_of(session), read_source(program).splitlines())
+
+
+def trace_program(
+    path: str | Path,
+    inp: str | Sequence[Atom],
+    vocab: str | Sequence[Atom],
+    max_len: int,
+    sop_name: str | None = None,
+    dtype: str = "float32",
+) -> Trace:
+    """Compile the program file ``path`` and trace it on ``inp``."""
+    return compiled_program(path, vocab, max_len, sop_name, dtype).trace(inp)

@@ -15,7 +15,9 @@ s-op as a one-hot (one linear read-out per value: the value is the argmax) or as
 number (one linear read-out, rounded to the nearest value the s-op can take).  The
 read-out is applied to the residual right after the sublayer that writes it.  An s-op
 the model never holds on its own (``length``, held only as ``1/(length+1)`` inside a
-head's output) is listed with its interpreter value and no decoded value.
+head's output) is listed with its interpreter value and no decoded value; one held only
+as classes of values (one read-out per class of values the heads reading it treat
+alike) is read back as the class, which must hold the interpreter's value.
 
 Everything here is lists, strings, numbers and dataclasses: the HTML page
 (:mod:`.html`) and the figures (:mod:`.figures`) are made from it, and tests check it
@@ -90,12 +92,20 @@ class SOpTrace:
     encoding: str | None = None  # "categorical", "numerical", or None: not held
     stage: int | None = None  # the residual snapshot it is read from
     decoded: list[Atom] | None = None
+    #: when the model holds only classes of values (those the heads reading it treat
+    #: alike): the class read back at each position
+    classes: list[list[Atom]] | None = None
     raw: list[float] = field(default_factory=list)  # winning row / the number read
     directions: list[str] = field(default_factory=list)  # residual dims the read-out uses
 
     @property
     def agrees(self) -> bool | None:
-        """True/False when decoded, None when the model does not hold the s-op."""
+        """True/False when decoded, None when the model does not hold the s-op.  Classes
+        agree when each holds the interpreter's value."""
+        if self.classes is not None:
+            return len(self.classes) == len(self.interpreter) and all(
+                any(same_atom(v, m) for m in cls) for v, cls in zip(self.interpreter, self.classes)
+            )
         if self.decoded is None:
             return None
         return len(self.decoded) == len(self.interpreter) and all(
@@ -291,6 +301,7 @@ def _sop_trace(
     )  # fmt: skip
     rep = _held_rep(node, planner, index)
     if rep is None:
+        _read_classes(trace, node, planner, residuals, index)
         return trace
     stage = min(rep.stage, len(residuals) - 1)
     resid = residuals[stage][1 : 1 + len(trace.interpreter)]  # the input's positions
@@ -308,6 +319,43 @@ def _sop_trace(
         trace.decoded = [_nearest(rep.values, float(x)) for x in xs]
         trace.raw = [float(x) for x in xs]
     return trace
+
+
+def _read_classes(
+    trace: SOpTrace,
+    node: ir.SOp,
+    planner: Planner,
+    residuals: list[np.ndarray],
+    index: dict[str, int],
+) -> None:
+    """Read the classes of values the model holds for an s-op it does not hold whole
+    (a read-out per class of values that the heads reading it score alike)."""
+    memo = getattr(planner, "_cat_groups", {})  # (node id, groups) -> CatRep
+    for (nid, groups), rep in memo.items():
+        if nid != node.id or not all(d in index for lin in rep.lins() for d in lin.names()):
+            continue
+        stage = min(rep.stage, len(residuals) - 1)
+        resid = residuals[stage][1 : 1 + len(trace.interpreter)]
+        scores = np.stack([_read(lin, resid, index) for lin in rep.rows], axis=1)
+        best = scores.argmax(axis=1)
+        trace.encoding, trace.stage = "classes", stage
+        trace.directions = sorted(
+            {d for lin in rep.lins() for d in lin.names()}, key=index.__getitem__
+        )
+        trace.classes = [list(groups[i]) for i in best]
+        trace.raw = [float(scores[p, i]) for p, i in enumerate(best)]
+        return
+
+
+def held_stage(node: ir.SOp, planner: Planner, index: dict[str, int]) -> int | None:
+    """The residual snapshot that first holds ``node`` (whole or as classes), or None."""
+    rep = _held_rep(node, planner, index)
+    if rep is not None:
+        return rep.stage
+    for (nid, _), crep in getattr(planner, "_cat_groups", {}).items():
+        if nid == node.id and all(d in index for lin in crep.lins() for d in lin.names()):
+            return crep.stage
+    return None
 
 
 def _held_rep(node: ir.SOp, planner: Planner, index: dict[str, int]) -> Rep | None:

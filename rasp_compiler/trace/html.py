@@ -86,8 +86,9 @@ SCRIPT_BODY = """
 """
 
 
-def render(trace: Trace) -> str:
-    """The trace page's HTML text."""
+def render(trace: Trace, graph: str | None = None) -> str:
+    """The trace page's HTML text; ``graph``, an SVG of the computation graph (from
+    ``draw``), is shown after the layers."""
     title = f"Trace of {trace.sop_name} ({trace.program}) on {_input_text(trace)}"
     parts = [
         "<!DOCTYPE html>",
@@ -104,6 +105,12 @@ def render(trace: Trace) -> str:
     ]
     for layer in range(trace.n_layers):
         parts.append(_layer(trace, layer))
+    if graph is not None:
+        parts.append(
+            "<h2>Computation graph</h2><p>Every node of the program, grouped by the layer "
+            "and head that compute it, with its value on the input (a selector as a grid).</p>"
+            f"<div class='graph'>{graph}</div>"
+        )
     parts += [_sop_table(trace), _residuals(trace)]
     parts += ['<p id="render-status" class="readout"></p>', f"<script>{SCRIPT_BODY}</script>"]
     parts.append("</body></html>")
@@ -114,7 +121,7 @@ def render(trace: Trace) -> str:
 
 
 def _verdict(trace: Trace) -> str:
-    n = sum(1 for s in trace.sops if s.decoded is not None)
+    n = sum(1 for s in trace.sops if s.agrees is not None)
     if trace.ok:
         return (
             '<p class="verdict ok" id="verdict">The model agrees with the interpreter: the '
@@ -200,7 +207,7 @@ def _written(trace: Trace, stage: int) -> str:
     if not sops:
         return ""
     items = "".join(
-        f"<li><b>{_e(s.name)}</b> = <span class='mono'>{_e(_show(s.decoded or []))}</span> "
+        f"<li><b>{_e(s.name)}</b> = <span class='mono'>{_e(_decoded(s))}</span> "
         f"{_agree_mark(s)}</li>"
         for s in sops
     )
@@ -217,7 +224,7 @@ def _sop_table(trace: Trace) -> str:
         cls = ' class="bad"' if s.agrees is False else ""
         where = trace.snapshots[s.stage] if s.stage is not None else "-"
         held = s.encoding or "not held on its own"
-        decoded = _show(s.decoded) if s.decoded is not None else "-"
+        decoded = _show(s.decoded) if s.decoded is not None else _classes(s)
         raw = ", ".join(f"{x:.3g}" for x in s.raw[:12]) + (" ..." if len(s.raw) > 12 else "")
         rows.append(
             f"<tr{cls} data-sop='{_e(s.name)}' data-agrees='{s.agrees}'>"
@@ -229,7 +236,9 @@ def _sop_table(trace: Trace) -> str:
     note = (
         "<p>Each s-op is read from the residual stream right after the sublayer that writes "
         "it: a one-hot by its largest read-out (the read-out column shows that value), a "
-        "number by its read-out rounded to the nearest value the s-op can take. An s-op "
+        "number by its read-out rounded to the nearest value the s-op can take; 'classes' "
+        "are groups of values the heads reading the s-op treat alike, one read-out each "
+        "(the class read back must hold the interpreter's value). An s-op "
         "'not held on its own' is computed inside a head or an MLP that needs it.</p>"
     )
     return "<h2>Every s-op: interpreter and model</h2>" + note + f"<table>{''.join(rows)}</table>"
@@ -254,6 +263,17 @@ def _residuals(trace: Trace) -> str:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _decoded(s: SOpTrace) -> str:
+    return _show(s.decoded) if s.decoded is not None else _classes(s)
+
+
+def _classes(s: SOpTrace) -> str:
+    """Classes read back, ``[{0}, {1, 2}]``; ``-`` when none."""
+    if s.classes is None:
+        return "-"
+    return "[" + ", ".join("{" + ", ".join(map(str, c)) + "}" for c in s.classes) + "]"
 
 
 def _agree_mark(s: SOpTrace) -> str:
