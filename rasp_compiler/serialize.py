@@ -1,11 +1,17 @@
-"""Save and load compiled models: a directory with ``model.safetensors`` and ``config.json``.
+"""Save and load compiled models: a directory with ``model.safetensors``, ``config.json``,
+the model card ``README.md`` and ``tokenizer.json`` (:mod:`.model_card`, :mod:`.model_files`).
 
 ``config.json`` (format version 2) is::
 
-    {"format": "rasp-compiler-model", "version": 2,
+    {"format": "rasp-compiler-model", "version": 2, "compiler_version": "0.1.0",
      "config": ModelConfig.to_dict(), "spec": ModelSpec.to_dict(),
+     "labels": [one per residual dimension], "source": "<program text>" or null,
      "weights_sha256": "<sha256 of model.safetensors>",
+     "files": {"README.md": "<sha256>", "tokenizer.json": "<sha256>"},
      "sha256": "<sha256 of the canonical JSON of every other field>"}
+
+(``compiler_version``, ``labels``, ``source``, ``files`` are optional when loading; a file
+``files`` lists must be there, unmodified.)
 
 ``sha256`` covers the config (shapes, ``attn_scale``), the spec (vocabulary, output values,
 dtype, ...) and, through ``weights_sha256``, every byte of the weights: a change to anything
@@ -25,14 +31,14 @@ written): at most ``MAX_PARAMS`` parameters (the compiler's own limit, counted e
 :data:`MAX_CONFIG_BYTES` and model.safetensors at most its float32s plus a header; both
 must be regular files (a FIFO or ``/dev/zero`` is refused, not read).
 
-Saving is atomic: both files are written and fsynced in a hidden sibling directory
+Saving is atomic: all files are written and fsynced in a hidden sibling directory
 ``.NAME.rasp-compiler-tmp-PID-HEX`` (created with the umask's permissions), which then
 replaces ``path`` with ``os.replace``; an existing model directory is first moved aside to
 ``.NAME.rasp-compiler-old-PID-HEX``.  Saving replaces only an empty directory or one of
-ours (regular files ``config.json`` with our format marker and ``model.safetensors``,
-nothing else) and deletes only those files.  A failed save removes its temporary
-directory; those a killed process (its PID no longer running) left behind are removed by
-the next successful save to the same path.  (A process killed between the two renames
+ours (a regular ``config.json`` with our format marker, and regular files named in
+:data:`OUR_FILES`, nothing else) and deletes only those files.  A failed save removes its
+temporary directory; those a killed process (its PID no longer running) left behind are
+removed by the next successful save to the same path.  (A process killed between the two renames
 leaves no model at ``path`` but both complete versions in hidden siblings.)
 
 Loading rejects anything wrong with a one-line :class:`ModelFileError` naming the file.
@@ -55,13 +61,21 @@ import torch
 from .dtypes import torch_dtype
 from .errors import ModelFileError
 from .model import MAX_LAYERS, MAX_PARAMS, ModelConfig, Transformer
+from .model_card import model_card
+from .model_files import Described, check_described, described_files, program_source
 from .runtime import CompiledModel, ModelSpec
 
 FORMAT = "rasp-compiler-model"
 VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+TOKENIZER_FILE = "tokenizer.json"
+#: every file a model directory may hold (and the only ones saving replaces or deletes)
+OUR_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, TOKENIZER_FILE)
 _HEADER_KEYS = {"format", "version", "config", "spec", "weights_sha256", "sha256"}
+#: written since the model card; a directory saved before them still loads
+_OPTIONAL_KEYS = {"compiler_version", "source", "labels", "files"}
 
 #: Largest config.json read (and written): far above any compilable model's spec.
 MAX_CONFIG_BYTES = 64 << 20
@@ -75,8 +89,15 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 # ---------------------------------------------------------------- saving
 
 
-def save_model(model: CompiledModel, path: str | os.PathLike[str]) -> None:
+def save_model(
+    model: CompiledModel, path: str | os.PathLike[str], source: str | None = None
+) -> None:
     """Write ``model`` to the directory ``path`` atomically (replacing a model already there).
+
+    Besides the weights and config.json it writes the model card ``README.md`` and
+    ``tokenizer.json``.  ``source`` is the program's text for the card and config.json;
+    by default ``model.spec.extra["source"]`` if set, else the file
+    ``model.spec.program_name`` names, read now (none is recorded if it cannot be read).
 
     Raises ModelFileError if ``path`` exists and is not an empty or model directory, or the
     model is over the loading limits; ValueError if the weights cannot be stored exactly in
@@ -86,45 +107,77 @@ def save_model(model: CompiledModel, path: str | os.PathLike[str]) -> None:
     if path.name in ("", ".", ".."):
         path = path.resolve()
     _check_limits(model.config, f"{path}: cannot save this model")
-    data = safetensors.torch.save(_float32_weights(model.transformer), metadata={"format": "pt"})
-    text = _header_text(model, hashlib.sha256(data).hexdigest())
+    weights = _float32_weights(model.transformer)
+    data = safetensors.torch.save(weights, metadata={"format": "pt"})
+    if source is None:
+        given = model.spec.extra.get("source")
+        source = given if isinstance(given, str) else program_source(model.spec.program_name)
+    described = described_files(model, weights, source)
+    text, card = _header_text(model, hashlib.sha256(data).hexdigest(), described)
     if len(text) > MAX_CONFIG_BYTES:
         raise ModelFileError(
             f"{path}: cannot save this model: its {CONFIG_FILE} would be {len(text):,} bytes, "
             f"more than the limit of {MAX_CONFIG_BYTES:,}"
         )
-    _check_replaceable(path)
+    files = {
+        WEIGHTS_FILE: data,
+        TOKENIZER_FILE: described.tokenizer,
+        CARD_FILE: card,
+        CONFIG_FILE: text,
+    }
+    write_directory(path, files, (FORMAT,))
 
+
+def write_directory(path: Path, files: dict[str, bytes], formats: tuple[str, ...]) -> None:
+    """Atomically make ``path`` a directory of exactly ``files`` (names from
+    :data:`OUR_FILES`, written in order: config.json last), replacing only an empty
+    directory or one whose config.json has one of the ``formats`` markers (see the
+    module docstring)."""
+    _check_replaceable(path, formats)
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / _hidden_name(path.name, "tmp")
     os.mkdir(tmp)  # mode 0o777 less the umask, like the files below
     try:
-        _write_weights(tmp / WEIGHTS_FILE, data)
-        _write_file(tmp / CONFIG_FILE, text)
+        for name, data in files.items():
+            assert name in OUR_FILES, name
+            (_write_weights if name == WEIGHTS_FILE else _write_file)(tmp / name, data)
         _fsync_dir(tmp)
         _swap_into_place(tmp, path)
     except BaseException:
         _remove_ours(tmp)
         raise
-    _remove_stale(parent, path.name)  # only once the new model is in place
+    _remove_stale(parent, path.name)  # only once the new directory is in place
 
 
-def _header_text(model: CompiledModel, weights_sha256: str) -> bytes:
-    """config.json's bytes, with ``sha256`` computed over the fields as a reader parses them."""
+def _header_text(
+    model: CompiledModel, weights_sha256: str, described: Described
+) -> tuple[bytes, bytes]:
+    """config.json's bytes, with ``sha256`` computed over the fields as a reader parses
+    them, and the model card's (README.md) bytes."""
+    from . import __version__
+
     header = {
         "format": FORMAT,
         "version": VERSION,
+        "compiler_version": __version__,
         "config": model.config.to_dict(),
         "spec": model.spec.to_dict(),
+        "labels": described.labels,
+        "source": described.source,
         "weights_sha256": weights_sha256,
     }
     try:
         header = json.loads(json.dumps(header))
     except (TypeError, ValueError) as e:
         raise ValueError(f"model spec is not JSON-serialisable: {e}") from None
+    card = model_card(header).encode("utf-8")
+    header["files"] = {
+        CARD_FILE: hashlib.sha256(card).hexdigest(),
+        TOKENIZER_FILE: hashlib.sha256(described.tokenizer).hexdigest(),
+    }
     header["sha256"] = header_sha256(header)
-    return (json.dumps(header, indent=2) + "\n").encode("utf-8")
+    return (json.dumps(header, indent=2) + "\n").encode("utf-8"), card
 
 
 def header_sha256(header: dict[str, Any]) -> str:
@@ -148,19 +201,20 @@ def _check_limits(config: ModelConfig, what: str) -> None:
         )
 
 
-def _check_replaceable(path: Path) -> None:
+def _check_replaceable(path: Path, formats: tuple[str, ...] = (FORMAT,)) -> None:
     """ModelFileError unless ``path`` is absent, an empty directory, or one of our model
-    directories: a regular config.json with our format marker, at most a regular
-    model.safetensors besides, and nothing else."""
+    directories: a regular config.json with one of the ``formats`` markers, at most
+    regular files of the other :data:`OUR_FILES` names besides, and nothing else."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    refuse = f"{path}: exists and is not a rasp-compiler model directory; not replacing it"
+    what = "rasp-compiler model" if formats == (FORMAT,) else formats[0]
+    refuse = f"{path}: exists and is not a {what} directory; not replacing it"
     if not stat.S_ISDIR(st.st_mode):
         raise ModelFileError(refuse)
     names = sorted(os.listdir(path))
-    extra = [n for n in names if n not in (CONFIG_FILE, WEIGHTS_FILE)]
+    extra = [n for n in names if n not in OUR_FILES]
     if extra:
         shown = ", ".join(extra[:5]) + (f", ... ({len(extra) - 5} more)" if len(extra) > 5 else "")
         raise ModelFileError(f"{refuse} (it holds {shown})")
@@ -175,7 +229,7 @@ def _check_replaceable(path: Path) -> None:
         header = json.loads(_read_regular(path / CONFIG_FILE, MAX_CONFIG_BYTES))
     except (ModelFileError, ValueError):
         header = None
-    if not (isinstance(header, dict) and header.get("format") == FORMAT):
+    if not (isinstance(header, dict) and header.get("format") in formats):
         raise ModelFileError(f"{refuse} (its {CONFIG_FILE} is not one of ours)")
 
 
@@ -240,9 +294,10 @@ def _hidden_name(name: str, kind: str) -> str:
 
 
 def _remove_ours(directory: Path) -> None:
-    """Delete our two file names (regular files only) in ``directory``, then the directory
-    if that emptied it.  Anything else is left where it is; errors are ignored."""
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
+    """Delete our file names (:data:`OUR_FILES`, regular files only) in ``directory``,
+    then the directory if that emptied it.  Anything else is left where it is; errors are
+    ignored."""
+    for name in OUR_FILES:
         try:
             if stat.S_ISREG(os.lstat(directory / name).st_mode):
                 os.unlink(directory / name)
@@ -283,7 +338,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, OSError):
-        return True  # someone else's process, or unknown: leave it
+        pass  # someone else's process, or unknown: leave it
     return True
 
 
@@ -376,10 +431,11 @@ def _read_header(config_path: Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{config_path}: unsupported version {version!r} (this reader: {VERSION})"
         )
-    if header.keys() != _HEADER_KEYS:
+    unexpected = header.keys() - _HEADER_KEYS - _OPTIONAL_KEYS
+    if not header.keys() >= _HEADER_KEYS or unexpected:
         raise ModelFileError(
             f"{config_path}: missing fields {sorted(_HEADER_KEYS - header.keys())}, "
-            f"unexpected fields {sorted(header.keys() - _HEADER_KEYS)}"
+            f"unexpected fields {sorted(unexpected)}"
         )
     for key in ("sha256", "weights_sha256"):
         if not (isinstance(header[key], str) and _HEX.fullmatch(header[key])):
@@ -393,6 +449,7 @@ def _read_header(config_path: Path) -> dict[str, Any]:
             f"{config_path}: contents hash to {actual[:12]}..., not the recorded sha256 "
             f"{header['sha256'][:12]}... (corrupt or modified config)"
         )
+    check_described(config_path, header, lambda p: _read_regular(p, MAX_CONFIG_BYTES))
     return header
 
 

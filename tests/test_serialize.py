@@ -106,7 +106,9 @@ def test_round_trip_is_bit_exact(tmp_path):
     model = make_model()
     save_model(model, tmp_path / "m")
     assert entries(tmp_path) == ["m"]
-    assert entries(tmp_path / "m") == ["config.json", "model.safetensors"]
+    assert entries(tmp_path / "m") == [
+        "README.md", "config.json", "model.safetensors", "tokenizer.json"
+    ]  # fmt: skip
     loaded = load_model(tmp_path / "m")
     assert_same_model(model, loaded)
     assert loaded.dtype == torch.float32
