@@ -113,3 +113,48 @@ def test_query_classes_merge_values_that_select_alike():
     sop, model = compile_source(src, "abc", 5)
     checked, bad = mismatches(sop, model, all_inputs("abc", 5))
     assert checked == 363 and not bad, bad[:3]
+
+
+# ------------------------------------------------------------ counts from means
+
+
+def test_a_width_times_a_prefix_mean_takes_only_the_counts():
+    # (indices + 1) * mean over the prefix is a count: its values are 0..L (each as the
+    # interpreter computes it), not every product of an index and a fraction
+    names = _named(
+        'm = aggregate(select(indices, indices, <=), indicator(tokens == "a"));'
+        "n = (indices + 1) * m; k = m * (indices + 1);"
+        "r = (length - indices) * aggregate(select(indices, indices, >=), indices);"
+    )
+    for name in ("n", "k"):
+        sets, problems = infer_value_sets(names[name], ("a", "b"), 16)
+        assert not problems
+        assert sorted({round(float(v)) for v in sets[names[name].id].values}) == list(range(17))
+        assert len(sets[names[name].id].values) <= 2 * 17  # 1 and 1.0 may both occur
+    # the suffix sum of indices: every sum of k values from 0..15, k = 1..16
+    sets, _ = infer_value_sets(names["r"], ("a",), 16)
+    assert max(sets[names["r"].id].values) == 15 * 16
+    assert len(sets[names["r"].id].values) <= 250  # 15 and 14.999999999999998 both occur
+
+
+BALANCE = """
+up_to_here = select(indices, indices, <=);
+open_count = (indices + 1) * aggregate(up_to_here, indicator(tokens == "("));
+close_count = (indices + 1) * aggregate(up_to_here, indicator(tokens == ")"));
+net = open_count - close_count;
+went_negative = aggregate(up_to_here, indicator(net < 0)) > 0;
+status = "F" if went_negative else ("T" if net == 0 else "P");
+"""
+
+
+def test_balanced_parentheses_from_prefix_counts_in_two_layers():
+    # counts read as (i + 1) * a prefix mean, the paper's shape: 2 layers at 16 (before:
+    # 15.8 M parameters and an MLP of 121,829 units)
+    sop, model = compile_source(BALANCE, "()", 16)
+    assert model.config.n_layers == 2
+    assert model.config.n_params < 100_000
+    checked, bad = mismatches(sop, model, random_inputs("()", 16, 400, seed=3))
+    assert checked == 400 and not bad, bad[:3]
+    sop, model = compile_source(BALANCE, "()x", 6)
+    checked, bad = mismatches(sop, model, all_inputs("()x", 6))
+    assert checked == 1092 and not bad, bad[:3]

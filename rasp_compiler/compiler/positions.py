@@ -108,3 +108,97 @@ def is_functional(sel: ir.Selector, values: Values) -> bool:
         case ir.SelectorAnd(left=a, right=b):
             return is_functional(a, values) or is_functional(b, values)
     return False
+
+
+# ---------------------------------------------------------------- counts from means
+
+
+def affine_form(node: ir.Operand) -> tuple[float, float, float] | None:
+    """(a, b, c) with node = a*length + b*indices + c, or None if it is not of that form."""
+    match node:
+        case ir.Const(value=v) if ir.is_number(v):
+            return (0.0, 0.0, float(v))  # type: ignore[arg-type]
+        case ir.Length():
+            return (1.0, 0.0, 0.0)
+        case ir.Indices():
+            return (0.0, 1.0, 0.0)
+        case ir.Map(op=op, args=args) if op in ("add", "sub", "neg", "pos", "mul"):
+            forms = [affine_form(a) for a in args]
+            if any(f is None for f in forms):
+                return None
+            if op == "add":
+                return tuple(x + y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
+            if op == "sub":
+                return tuple(x - y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
+            if op == "neg":
+                return tuple(-x for x in forms[0])  # type: ignore[return-value, union-attr]
+            if op == "pos":
+                return forms[0]
+            consts = [f for f in forms if f is not None and f[0] == 0 and f[1] == 0]
+            if not consts:
+                return None
+            other = forms[1] if forms[0] is consts[0] else forms[0]
+            return tuple(consts[0][2] * x for x in other)  # type: ignore[return-value, union-attr]
+    return None
+
+
+#: ``select(indices, indices, cmp)`` selects this many keys at index i of an input of
+#: length n: (a, b, c) with width = a*n + b*i + c
+_WIDTHS = {"<=": (0, 1, 1), "<": (0, 1, 0), ">=": (1, -1, 0), ">": (1, -1, -1), "==": (0, 0, 1)}
+
+#: most sums one count may take before the ordinary (looser) inference is used
+MAX_COUNT_SUMS = 1 << 16
+
+
+def width_form(sel: ir.Selector) -> tuple[int, int, int] | None:
+    """(a, b, c) when ``sel`` selects exactly a*length + b*indices + c keys at every
+    position (``select(indices, indices, <=)``: i + 1), else None."""
+    if (
+        isinstance(sel, ir.Select)
+        and isinstance(sel.keys, ir.Indices)
+        and isinstance(sel.queries, ir.Indices)
+    ):
+        return _WIDTHS.get(sel.cmp)
+    return None
+
+
+def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...] | None:
+    """The values of ``w * aggregate(sel, x)`` (either order) when ``w`` is exactly the
+    number of keys ``sel`` selects (``(indices + 1) * aggregate(select(indices, indices,
+    <=), x)``, a prefix sum): every sum of ``w`` values of integer ``x``, as the
+    interpreter computes it (one rounding for the mean, one for the product).  None when
+    ``node`` is not of that form or the sums are too many."""
+    if node.op != "mul" or len(node.args) != 2:
+        return None
+    for pos in (0, 1):
+        agg, w = node.args[pos], node.args[1 - pos]
+        if not isinstance(agg, ir.Aggregate) or isinstance(w, ir.Const):
+            continue
+        form = width_form(agg.selector)
+        if form is None or affine_form(w) != tuple(float(x) for x in form):
+            continue
+        vals = values(agg.values) if isinstance(agg.values, ir.SOp) else (agg.values.value,)
+        if vals is None or not all(type(v) is int for v in vals):
+            return None
+        ints = [int(v) for v in vals]  # type: ignore[arg-type]
+        a, b, c = form
+        widths = sorted({a * n + b * i + c for n in range(1, max_len + 1) for i in range(n)} - {0})
+        lo, hi = min(ints), max(ints)
+        if sum(w_ * (hi - lo) + 1 for w_ in widths) > MAX_COUNT_SUMS:
+            return None
+        out: set[Atom] = set()
+        sums = {0}
+        for k in range(1, max(widths) + 1):
+            sums = {s + v for s in sums for v in ints}
+            if k not in widths:
+                continue
+            for s in sums:
+                mean = s if k == 1 else s / k
+                pair: tuple[Atom, Atom] = (mean, k) if pos == 0 else (k, mean)
+                out.add(ir.apply_map(node, pair))
+        if any(a * n + b * i + c == 0 for n in range(1, max_len + 1) for i in range(n)):
+            # no key selected: the aggregate gives its default, times a width of 0
+            empty: tuple[Atom, Atom] = (agg.default, 0) if pos == 0 else (0, agg.default)
+            out.add(ir.apply_map(node, empty))
+        return tuple(out)
+    return None

@@ -23,7 +23,7 @@ from fractions import Fraction
 from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
-from .positions import is_functional
+from .positions import count_of_mean, is_functional
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -169,6 +169,9 @@ def _node_values(
         case ir.Full(value=v):
             return (v,)
         case ir.Map():
+            counted = count_of_mean(node, lambda n: sets[n.id].values, max_len)
+            if counted is not None:
+                return _merge_close(sort_values(counted))
             return _merge_close(_map_values(node, [operand(a) for a in node.args], max_len))
         case ir.SelectorWidth():
             return tuple(range(max_len + 1))
@@ -239,35 +242,6 @@ def _merge_close(values: tuple[Atom, ...]) -> tuple[Atom, ...]:
 def _all_but_shortest(group: list[float]) -> list[float]:
     keep = min(group, key=lambda v: (len(repr(v)), v))
     return [v for v in group if v != keep]
-
-
-def affine_form(node: ir.Operand) -> tuple[float, float, float] | None:
-    """(a, b, c) with node = a*length + b*indices + c, or None if it is not of that form."""
-    match node:
-        case ir.Const(value=v) if ir.is_number(v):
-            return (0.0, 0.0, float(v))  # type: ignore[arg-type]
-        case ir.Length():
-            return (1.0, 0.0, 0.0)
-        case ir.Indices():
-            return (0.0, 1.0, 0.0)
-        case ir.Map(op=op, args=args) if op in ("add", "sub", "neg", "pos", "mul"):
-            forms = [affine_form(a) for a in args]
-            if any(f is None for f in forms):
-                return None
-            if op == "add":
-                return tuple(x + y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
-            if op == "sub":
-                return tuple(x - y for x, y in zip(forms[0], forms[1]))  # type: ignore[return-value, arg-type]
-            if op == "neg":
-                return tuple(-x for x in forms[0])  # type: ignore[return-value, union-attr]
-            if op == "pos":
-                return forms[0]
-            consts = [f for f in forms if f is not None and f[0] == 0 and f[1] == 0]
-            if not consts:
-                return None
-            other = forms[1] if forms[0] is consts[0] else forms[0]
-            return tuple(consts[0][2] * x for x in other)  # type: ignore[return-value, union-attr]
-    return None
 
 
 def infer_value_sets(

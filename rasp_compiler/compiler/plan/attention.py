@@ -14,6 +14,7 @@ from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import min_gap, nearest_other_sq, num
+from ..positions import affine_form
 from ..residual import BOS, ONE, Lin, lin_sum, onehot_dirs, role_dir
 from ..selectors import (
     Pair,
@@ -29,7 +30,7 @@ from ..selectors import (
     term_scores,
     truth_table,
 )
-from ..value_sets import ValueSet, affine_form, lookup_value
+from ..value_sets import ValueSet, lookup_value
 from .state import PlanState, fused_fn
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
 
