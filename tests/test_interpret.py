@@ -567,3 +567,35 @@ def test_aggregate_matches_naive_definition_on_random_selectors():
                     want.append(sum(chosen) / len(chosen))
         assert got == want, trial
         assert [type(v) for v in got] == [type(v) for v in want], trial
+
+
+# --------------------------------------------------------------- and / or / not
+
+
+def _sop(src: str, name: str):
+    from rasp_compiler.language.lower import load_source
+
+    return load_source(src).names()[name]
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("indices or 0", [False, True, True]),
+        ("indices and 5", [False, True, True]),
+        ('(tokens == "a") and indices', [False, False, False]),
+        ('(tokens == "b") or indices', [False, True, True]),
+        ("not indices", [True, False, False]),
+        ('tokens and ""', [False, False, False]),
+    ],
+)
+def test_and_or_not_on_sops_give_booleans_by_truthiness(expr, expected):
+    # as the reference: ``and``/``or`` on s-ops are (bool(a) + bool(b)) == 2 / >= 1, so a
+    # mix of ints and bools (``closes and not matches``) is all bools, never an error
+    out = evaluate(_sop(f"y = {expr};", "y"), "abc")
+    assert out == expected and all(type(v) is bool for v in out)
+
+
+def test_and_or_between_atoms_stay_pythons():
+    assert evaluate(_sop("x = 2 or 0; y = indices + x;", "y"), "ab") == [2, 3]
+    assert evaluate(_sop('x = 0 and "z"; y = indices + x;', "y"), "ab") == [0, 1]

@@ -362,8 +362,10 @@ MAP_OPS: dict[str, MapOp] = {
     "gt": MapOp(2, ">", lambda d, a, b: a > b),
     "le": MapOp(2, "<=", lambda d, a, b: a <= b),
     "ge": MapOp(2, ">=", lambda d, a, b: a >= b),
-    "and": MapOp(2, "and", lambda d, a, b: a and b),
-    "or": MapOp(2, "or", lambda d, a, b: a or b),
+    # as in the reference, ``and``/``or`` on s-ops give booleans by truthiness
+    # (``indices or 0`` is [F, T, T]), not Python's operand
+    "and": MapOp(2, "and", lambda d, a, b: bool(a) and bool(b)),
+    "or": MapOp(2, "or", lambda d, a, b: bool(a) or bool(b)),
     # ternary: where(cond, a, b) = a if cond else b
     "where": MapOp(3, "if", lambda d, c, a, b: a if c else b),
     # compiler-internal, any arity: the class of several s-ops' joint value (``data``:

@@ -122,6 +122,8 @@ def binary(op: str, a: object, b: object, span: Span, nspan: Span) -> object:
     for side, v in (("left", a), ("right", b)):
         if not _plain(v):
             raise RaspTypeError(f"{side} side of '{op}' cannot be {describe(v)}", span)
+    if op in ("and", "or"):  # between atoms: Python's own (an operand, not a bool)
+        return (a and b) if op == "and" else (a or b)
     return _python(lambda: ir.MAP_OPS[name].fn((), a, b), span, f"'{op}'")
 
 
