@@ -14,7 +14,7 @@ from rasp_compiler import cli
 from rasp_compiler.compiler.pipeline import compile_program
 from rasp_compiler.trace import trace_program
 from rasp_compiler.trace.collect import SOpTrace, Trace, same_atom
-from rasp_compiler.trace.figures import all_heatmaps, heatmap_svg, write_figures
+from rasp_compiler.trace.figures import all_heatmaps, heatmap_svg, residual_heatmap, write_figures
 from rasp_compiler.trace.html import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +137,9 @@ def test_same_atom_keeps_types_apart():
 # ------------------------------------------------------------------ page and figures
 
 
-def test_page_is_self_contained_with_one_heatmap_per_head():
-    t = traced("sort")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_page_is_self_contained_with_one_heatmap_per_head(name):
+    t = traced(name)
     page = render(t)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert "<link" not in page and "@import" not in page
@@ -253,3 +254,38 @@ def test_trace_a_saved_model(capsys, tmp_path, monkeypatch):
 def test_trace_command_errors(capsys, args, status, message):
     code, _, err = main(capsys, "trace", str(EXAMPLES / "reverse.rasp"), *args)
     assert code == status and message in err and "Traceback" not in err
+
+
+def test_residual_figures_leave_out_dimensions_that_stay_zero():
+    t = traced("reverse")
+    hm = residual_heatmap(t, 0)
+    kept = set(hm.rows)
+    assert "tokens_str='h'" in kept and "tokens_str='z'" not in kept  # "hello" has no z
+    for d, label in enumerate(t.dims):
+        nonzero = any(row[d] != 0.0 for snap in t.residuals for row in snap)
+        assert (label in kept) == nonzero
+    page = render(t)
+    left_out = len(t.dims) - len(kept)
+    assert f"{left_out} of {len(t.dims)} dimensions are 0 at every position" in page
+    assert "<code>tokens_str=&#x27;z&#x27;</code>" in page
+
+
+def example_cases() -> list[tuple[str, str, str]]:
+    """(program, vocabulary, example input) from each example's header comments."""
+    out = []
+    for path in sorted(EXAMPLES.glob("*.rasp")):
+        text = path.read_text()
+        vocab = re.search(r"^# Vocabulary: (.*)$", text, re.M)
+        example = re.search(r'^# Example: "(.*?)"', text, re.M)
+        if vocab and example:
+            out.append((path.name, vocab[1], example[1]))
+    return out
+
+
+@pytest.mark.parametrize("program, vocab, inp", example_cases())
+def test_every_example_traces_in_agreement(program, vocab, inp):
+    t = trace_program(EXAMPLES / program, inp, vocab, max(len(inp), 4))
+    assert t.ok, [(s.name, s.decoded, s.classes, s.interpreter) for s in t.disagreements]
+    assert any(s.agrees for s in t.sops) and len(t.heads) >= 1
+    page = render(t)
+    assert page.count('class="heatmap"') == len(t.heads) + len(t.residuals)

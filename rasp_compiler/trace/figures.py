@@ -65,24 +65,41 @@ def head_heatmap(h: HeadTrace, tokens: Sequence[str]) -> Heatmap:
         row_axis="query",
         col_axis="key",
         marks=marks,
+        cell=cell_size(len(tokens)),
     )
 
 
 def residual_heatmap(trace: Trace, snapshot: int) -> Heatmap:
     """The residual stream after one sublayer: a row per dimension (labelled with the
-    direction it holds), a column per position."""
+    direction it holds) that is non-zero somewhere in the trace, a column per position."""
     resid = trace.residuals[snapshot]  # [position][dimension]
+    dims = active_dims(trace)
     return Heatmap(
         id=f"residual-{snapshot}",
         title=f"residual stream after {trace.snapshots[snapshot]}",
-        rows=list(trace.dims),
+        rows=[trace.dims[d] for d in dims],
         cols=list(trace.tokens),
-        values=[[resid[p][d] for p in range(len(resid))] for d in range(len(trace.dims))],
+        values=[[resid[p][d] for p in range(len(resid))] for d in dims],
         row_axis="dimension",
         col_axis="position",
         diverging=True,
-        cell=26,
+        cell=cell_size(len(trace.tokens), 26),
     )
+
+
+def active_dims(trace: Trace) -> list[int]:
+    """The residual dimensions non-zero at some position after some sublayer (the others,
+    e.g. the one-hot rows of tokens the input does not use, are left out of figures)."""
+    return [
+        d
+        for d in range(len(trace.dims))
+        if any(row[d] != 0.0 for snap in trace.residuals for row in snap)
+    ]
+
+
+def cell_size(n: int, largest: int = CELL) -> int:
+    """A cell's side for an n-column grid: smaller for long inputs (at least 12 px)."""
+    return max(12, min(largest, 480 // max(n, 1)))
 
 
 def all_heatmaps(trace: Trace) -> list[Heatmap]:

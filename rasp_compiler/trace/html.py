@@ -20,7 +20,7 @@ from html import escape
 from ..language.display import format_sop
 from ..language.ir import Atom
 from .collect import HeadTrace, SOpTrace, Trace
-from .figures import head_heatmap, heatmap_svg, residual_heatmap
+from .figures import active_dims, head_heatmap, heatmap_svg, residual_heatmap
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
@@ -253,6 +253,15 @@ def _residuals(trace: Trace) -> str:
         + ", ".join(f"<code>{_e(n)}</code> [{s}, {s + z})" for n, s, z in trace.blocks)
         + ".</p>",
     ]
+    active = set(active_dims(trace))
+    zero = [d for i, d in enumerate(trace.dims) if i not in active]
+    if zero:
+        listed = ", ".join(f"<code>{_e(d)}</code>" for d in zero)
+        out.append(
+            f"<details><summary>{len(zero)} of {len(trace.dims)} dimensions are 0 at every "
+            f"position after every sublayer and are left out of the figures</summary>"
+            f"<p>{listed}</p></details>"
+        )
     for k in range(len(trace.residuals)):
         svg = heatmap_svg(residual_heatmap(trace, k))
         out.append(
