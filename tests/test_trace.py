@@ -4,6 +4,7 @@ the SVG figures and the ``trace`` command."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -231,13 +232,36 @@ def test_trace_a_saved_model(capsys, tmp_path, monkeypatch):
     code, stdout, err = main(capsys, "trace", "model", "--input-json", '["c", "a"]')
     assert code == 0, err
     assert "wrote model.trace.html" in stdout and (tmp_path / "model.trace.html").is_file()
-    # the program changed since: its plan no longer fits the model
+    # the program file changed or is gone: the source the model directory records is used
+    program.write_text("x = indices + 1;\nreverse = aggregate(select(x, x, ==), tokens);\n")
+    code, stdout, err = main(capsys, "trace", "model", "--input", "ab")
+    assert code == 0, err
+    assert "opp_index = length - indices - 1;" in (tmp_path / "model.trace.html").read_text()
+    program.unlink()
+    code, stdout, err = main(capsys, "trace", "model", "--input", "ab", "-o", "gone.html")
+    assert code == 0 and "[b, a] (strings)" in stdout, err
+
+
+def test_trace_a_saved_model_without_its_source(capsys, tmp_path, monkeypatch):
+    """A directory that records no source (the program file was gone when it was saved):
+    the program file is read, and must still compile to the model."""
+    from rasp_compiler.serialize import save_model
+
+    program = tmp_path / "rev.rasp"
+    program.write_text((EXAMPLES / "reverse.rasp").read_text())
+    monkeypatch.chdir(tmp_path)
+    model = compile_program("rev.rasp", vocab="abc", max_len=4)
+    program.unlink()
+    save_model(model, "model")
+    assert json.loads((tmp_path / "model" / "config.json").read_text()).get("source") is None
+    code, _, err = main(capsys, "trace", "model", "--input", "ab")
+    assert code == 1 and "records no program source" in err and "'rev.rasp'" in err
+    program.write_text((EXAMPLES / "reverse.rasp").read_text())
+    code, stdout, err = main(capsys, "trace", "model", "--input", "ab")
+    assert code == 0 and "[b, a] (strings)" in stdout, err
     program.write_text("x = indices + 1;\nreverse = aggregate(select(x, x, ==), tokens);\n")
     code, _, err = main(capsys, "trace", "model", "--input", "ab")
     assert code == 1 and "does not match the program rev.rasp" in err
-    program.unlink()
-    code, _, err = main(capsys, "trace", "model", "--input", "ab")
-    assert code == 1 and "it was compiled from 'rev.rasp', which is not a file here" in err
     assert "Traceback" not in err
 
 

@@ -61,26 +61,34 @@ def compiled_program(
 
 
 def saved_model(model_dir: str | Path) -> Traced:
-    """A saved model and its program, recovered from the path the model file records
-    (relative to the current directory if relative); InputError when that file is gone
-    (:func:`collect` refuses a program that no longer compiles to this model)."""
+    """A saved model and its program: the source its ``config.json`` records (written
+    since model cards), else the file its spec names (relative to the current directory
+    if relative).  InputError when neither is there; :func:`collect` refuses a program
+    that does not compile to this model."""
+    import json
+
     from ..compiler.pipeline import names_of
     from ..errors import InputError
     from ..language.files import read_source
-    from ..language.lower import get_sop, load_program
-    from ..serialize import load_model
+    from ..language.lower import get_sop, load_source
+    from ..serialize import CONFIG_FILE, load_model
 
-    model = load_model(model_dir)
+    model = load_model(model_dir)  # checks config.json against its hash
+    recorded = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    text = recorded.get("source") if isinstance(recorded, dict) else None
     program = Path(model.spec.program_name)
-    if not program.is_file():
-        raise InputError(
-            f"cannot trace the saved model {model_dir}: it was compiled from "
-            f"{model.spec.program_name!r}, which is not a file here (the trace needs the "
-            "program's source; trace the .rasp program with --vocab and --max-len instead)"
-        )
-    session = load_program(program)
+    if not isinstance(text, str):
+        if not program.is_file():
+            raise InputError(
+                f"cannot trace the saved model {model_dir}: it records no program source and "
+                f"was compiled from {model.spec.program_name!r}, which is not a file here "
+                "(trace the .rasp program with --vocab and --max-len instead)"
+            )
+        text = read_source(program)
+    base = program.parent if program.parent.is_dir() else Path(model_dir)
+    session = load_source(text, model.spec.program_name, base_dir=base)
     sop = get_sop(session, model.spec.sop_name)
-    return Traced(sop, model, names_of(session), read_source(program).splitlines())
+    return Traced(sop, model, names_of(session), text.splitlines())
 
 
 def trace_program(
