@@ -23,6 +23,8 @@ CASES = {
     "sort": ("hello", "abcdefghijklmnopqrstuvwxyz"),
     "dyck2": ("({)}", "(){}"),
     "sort_by_frequency": ("abca", "abc"),
+    "max_prefix": ("acbda", "abcd"),
+    "double_histogram": ("aabc", "abcd"),
 }
 
 
@@ -76,7 +78,9 @@ def test_no_edge_passes_through_a_box(name, compiled):
     assert edges
     for edge in edges:
         ends = {edge.get("data-from"), edge.get("data-to")}
-        for x, y in path_points(edge.get("d")):
+        points = path_points(edge.get("d"))
+        assert all(y1 <= y2 + 0.01 for (_, y1), (_, y2) in zip(points, points[1:])), "downwards"
+        for x, y in points:
             for node, (bx, by, bw, bh) in where.items():
                 if node not in ends:
                     inside = bx + 1 < x < bx + bw - 1 and by + 1 < y < by + bh - 1
@@ -179,3 +183,38 @@ def test_the_hook_reports_the_file(tmp_path):
     hook(sop, None, None)  # type: ignore[arg-type]
     assert said == [f"draw: wrote {tmp_path / 'y.svg'}"]
     assert "[1, 2] (ints)" in (tmp_path / "y.svg").read_text()
+
+
+TANGLED = """same = select(indices, indices, ==);
+a = aggregate(same, tokens);
+b = a == "x";
+c = aggregate(select(indices, indices, >) and same, tokens, "y");
+d = b and (c == "y");
+w = selector_width(same) + selector_width(select(tokens, tokens, ==));
+e = d or (w > 2);
+"""
+
+
+def test_shared_selectors_and_free_read_outs_stay_in_their_band():
+    """Heads of one layer sharing a selector are one frame; a read-out of a head's output
+    (b = a == "x") sits with the head; every edge runs downwards between boxes."""
+    session = load_source(TANGLED, "tangled.rasp")
+    _, sop = choose_sop(session, None, "tangled.rasp")
+    names = names_of(session)
+    model = compile_sop(sop, parse_vocab("xyz"), 5, names=names)
+    root = ET.fromstring(svg_document(sop, "xyzx", names, None, model))
+    frames = [
+        " ".join(t.text for t in g.findall(f"{NS}text"))
+        for g in root.iter(f"{NS}g")
+        if g.get("class") == "block"
+    ]
+    shared = [f for f in frames if "a = aggregate(same, tokens)" in f]
+    assert len(shared) == 1 and "selector_width(same)" in shared[0] and "c =" in shared[0]
+    where = boxes(root)
+    for edge in (p for p in root.iter(f"{NS}path") if p.get("class") == "edge"):
+        points = path_points(edge.get("d"))
+        assert all(y1 <= y2 + 0.01 for (_, y1), (_, y2) in zip(points, points[1:]))
+        ends = {edge.get("data-from"), edge.get("data-to")}
+        for x, y in points:
+            for node, (bx, by, bw, bh) in where.items():
+                assert node in ends or not (bx + 1 < x < bx + bw - 1 and by + 1 < y < by + bh - 1)

@@ -89,8 +89,8 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
             if band[child.id] > band[node.id]:
                 band[node.id] = band[child.id]
                 block.pop(node.id, None)
-    _merge_heads(nodes, band, block, titles)
     _group(nodes, band, block)
+    _merge_in_band(nodes, band, block, titles)
     for layer, desc in enumerate(spec.layers):
         for m in desc.get("mlp", []):
             for node in nodes:
@@ -103,18 +103,21 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
     return Placement(place, titles, snapshot_names(model.config.n_layers), root)
 
 
-def _merge_heads(
+def _merge_in_band(
     nodes: list[ir.Node],
     band: dict[int, int],
     block: dict[int, Hashable],
     titles: dict[Hashable, str],
 ) -> None:
-    """Heads of one layer that share a selector are drawn as one block (both titles)."""
+    """Blocks of one band joined by an edge become one (a head's key kept, both titles):
+    heads of a layer that share a selector, a free read-out of a head's output."""
     for node in nodes:
         for child in node.children():
-            a, b = block.get(child.id), block.get(node.id)
-            if a is None or b is None or a == b or band[child.id] != band[node.id]:
+            a, b = block[child.id], block[node.id]
+            if a == b or band[child.id] != band[node.id]:
                 continue
+            if b[0] == "head" and a[0] != "head":  # type: ignore[index]
+                a, b = b, a
             titles[a] = "; ".join(t for t in (titles.get(a), titles.pop(b, None)) if t)
             for n, key in list(block.items()):
                 if key == b:
