@@ -81,8 +81,14 @@ def layered(
         band, key = place[n]
         blocks.setdefault(key, Block(key, band, titles.get(key, ""))).nodes.append(n)
     block_of = {n: blocks[place[n][1]] for n in sizes}
+    leaves = {u for u, v in edges if block_of[u] is not block_of[v]}  # read outside
+    enters = {v for u, v in edges if block_of[u] is not block_of[v]}  # read from outside
+    inner: dict[Hashable, list[tuple[int, int]]] = {b.key: [] for b in blocks.values()}
+    for u, v in edges:
+        if block_of[u] is block_of[v]:
+            inner[block_of[u].key].append((u, v))
     for b in blocks.values():
-        _inside(b, sizes, edges, block_of)
+        _inside(b, sizes, inner[b.key], leaves, enters)
     rel = {n: p for b in blocks.values() for n, p in _level_positions(b, sizes).items()}
 
     # the band rows: blocks and, per source node, one dummy in each band it passes
@@ -180,12 +186,11 @@ _DummyKey = tuple[str, int, int]
 def _inside(
     b: Block,
     sizes: Mapping[int, tuple[float, float]],
-    edges: Sequence[tuple[int, int]],
-    block_of: Mapping[int, Block],
+    inner: Sequence[tuple[int, int]],
+    leaves: set[int],
+    enters: set[int],
 ) -> None:
     """Levels (nodes and dummies) of one block, their order, and the block's size."""
-    members = set(b.nodes)
-    inner = [(u, v) for u, v in edges if u in members and v in members]
     level = {n: 0 for n in b.nodes}
     for _ in range(len(b.nodes)):  # longest path (blocks are small)
         for u, v in inner:
@@ -198,10 +203,10 @@ def _inside(
         for lv in range(level[u] + 1, level[v]):
             rows[lv].append(("edge", u, v, lv))  # type: ignore[arg-type]
     for n in b.nodes:
-        if any(block_of[v] is not b for u, v in edges if u == n):
+        if n in leaves:
             for lv in range(level[n] + 1, depth):
                 rows[lv].append(("exit", n, lv))
-        if level[n] > 0 and any(block_of[u] is not b for u, v in edges if v == n):
+        if level[n] > 0 and n in enters:
             for lv in range(level[n]):
                 rows[lv].append(("entry", n, lv))
     order: dict[object, float] = {}
