@@ -39,7 +39,10 @@ def register(sub: Any) -> None:
         "-o", "--output", metavar="PAGE.html",
         help="where to write the page (default: <program>.trace.html here)",
     )  # fmt: skip
-    p.add_argument("--svg-dir", metavar="DIR", help="also write each heatmap as an SVG file")
+    p.add_argument(
+        "--svg-dir", metavar="DIR",
+        help="also write each heatmap and the computation graph as SVG files",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_trace)
 
 
@@ -79,9 +82,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{source.name.removesuffix('.rasp')}.trace.html")
     out.write_text(render(trace, graph), encoding="utf-8")
     held = [s for s in trace.sops if s.agrees is not None]
+    counts = ", ".join(
+        _count(n, what) for n, what in ((trace.n_layers, "layer"), (len(trace.heads), "head"))
+    )
     print(
-        f"trace: wrote {out} ({trace.n_layers} layers, {len(trace.heads)} heads, "
-        f"{len(trace.mlps)} MLP jobs; {len(held)} of {len(trace.sops)} s-ops held in the residual)"
+        f"trace: wrote {out} ({counts}, {_count(len(trace.mlps), 'MLP job')}; "
+        f"{len(held)} of {len(trace.sops)} s-ops held in the residual)"
     )
     if args.svg_dir:
         paths = write_figures(trace, args.svg_dir)
@@ -94,6 +100,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
         return EXIT_DISAGREE
     print(f"trace: every s-op held and the output equal the interpreter's: {_show(trace.output)}")
     return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _show(values: list) -> str:

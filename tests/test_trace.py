@@ -193,7 +193,7 @@ def test_trace_command_writes_the_page(capsys, tmp_path):
         "--input", "hello", "-o", str(out), "--svg-dir", str(tmp_path / "svg"),
     )  # fmt: skip
     assert code == 0, err
-    assert f"trace: wrote {out} (2 layers, 2 heads, 1 MLP jobs; 4 of 6 s-ops" in stdout
+    assert f"trace: wrote {out} (2 layers, 2 heads, 1 MLP job; 4 of 6 s-ops" in stdout
     assert "equal the interpreter's: [o, l, l, e, h] (strings)" in stdout
     assert "wrote 8 SVG figures" in stdout and (tmp_path / "svg" / "graph.svg").is_file()
     page = out.read_text()
