@@ -313,3 +313,14 @@ def test_every_example_traces_in_agreement(program, vocab, inp):
     assert any(s.agrees for s in t.sops) and len(t.heads) >= 1
     page = render(t)
     assert page.count('class="heatmap"') == len(t.heads) + len(t.residuals)
+
+
+def test_classes_of_one_value_are_shown_as_values():
+    t = traced("reverse")
+    opp = next(s for s in t.sops if s.name == "opp_index")
+    whole = dataclasses.replace(opp, decoded=None, classes=[[4], [3], [2], [1], [0]])
+    split = dataclasses.replace(opp, decoded=None, classes=[[4, 5], [3], [2], [1], [0]])
+    for sop, shown in ((whole, "[4, 3, 2, 1, 0] (ints)"), (split, "[{4, 5}, {3}, {2}, {1}, {0}]")):
+        page = render(dataclasses.replace(t, sops=[sop]))
+        row = page[page.index("data-sop='opp_index'") :].split("</tr>")[0]
+        assert f"<td class='mono'>{shown}</td>" in row

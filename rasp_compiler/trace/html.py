@@ -139,8 +139,9 @@ def _summary(trace: Trace) -> str:
         ("input", " ".join(trace.tokens[1:])),
         ("model output", _show(trace.output)),
         ("interpreter output", _show(trace.expected)),
-        ("model", f"{trace.n_layers} layers, {len(trace.heads)} heads, {len(trace.mlps)} "
-                  f"MLP jobs, d_model {trace.d_model}, max length {trace.max_len}"),
+        ("model", f"{_n(trace.n_layers, 'layer')}, {_n(len(trace.heads), 'head')}, "
+                  f"{_n(len(trace.mlps), 'MLP job')}, d_model {trace.d_model}, "
+                  f"max length {trace.max_len}"),
         ("vocabulary", " ".join(str(t) for t in trace.vocab)),
     ]  # fmt: skip
     body = "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>" for k, v in rows)
@@ -159,14 +160,14 @@ def _source(trace: Trace) -> str:
 def _layer(trace: Trace, layer: int) -> str:
     out = [f'<section class="layer" id="layer-{layer}"><h2>Layer {layer}</h2>']
     heads = trace.heads_in(layer)
-    out.append(f"<h3>Attention: {len(heads)} head{'s' if len(heads) != 1 else ''}</h3>")
+    out.append(f"<h3>Attention: {_n(len(heads), 'head')}</h3>")
     if heads:
         out.append('<div class="figures">')
         out += [_head(trace, h) for h in heads]
         out.append("</div>")
     out.append(_written(trace, 2 * layer + 1))
     mlps = trace.mlps_in(layer)
-    out.append(f"<h3>MLP: {len(mlps)} job{'s' if len(mlps) != 1 else ''}</h3>")
+    out.append(f"<h3>MLP: {_n(len(mlps), 'job')}</h3>")
     if mlps:
         items = "".join(
             f"<li>{_line_link(m.line)} computes <code>{_e(m.implements)}</code> "
@@ -279,9 +280,12 @@ def _decoded(s: SOpTrace) -> str:
 
 
 def _classes(s: SOpTrace) -> str:
-    """Classes read back, ``[{0}, {1, 2}]``; ``-`` when none."""
+    """Classes read back, ``[{0}, {1, 2}]`` (the values when every class has one);
+    ``-`` when none."""
     if s.classes is None:
         return "-"
+    if all(len(c) == 1 for c in s.classes):  # each class one value: the values themselves
+        return _show([c[0] for c in s.classes])
     return "[" + ", ".join("{" + ", ".join(map(str, c)) + "}" for c in s.classes) + "]"
 
 
@@ -291,6 +295,10 @@ def _agree_mark(s: SOpTrace) -> str:
     if s.agrees:
         return "<span class='ok'>= interpreter</span>"
     return f"<span class='bad'>interpreter says {_e(_show(s.interpreter))}</span>"
+
+
+def _n(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _line_link(line: int | None) -> str:
