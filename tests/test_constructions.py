@@ -158,3 +158,31 @@ def test_balanced_parentheses_from_prefix_counts_in_two_layers():
     sop, model = compile_source(BALANCE, "()x", 6)
     checked, bad = mismatches(sop, model, all_inputs("()x", 6))
     assert checked == 1092 and not bad, bad[:3]
+
+
+NESTING = """
+is_open = indicator(tokens == "(" or tokens == "{");
+is_close = indicator(tokens == ")" or tokens == "}");
+prefix = select(indices, indices, <=);
+level = (indices + 1) * aggregate(prefix, is_open) - (indices + 1) * aggregate(prefix, is_close);
+shifted = level + is_close;
+rank = selector_width(select(shifted, shifted, ==) and prefix);
+partner = select(is_open, 1, ==) and select(shifted, shifted, ==) and select(rank, rank - 1, ==);
+opener = aggregate(partner, tokens, "?");
+fits = (opener + tokens) in ["()", "{}"];
+bad = aggregate(prefix, indicator((is_close and not fits) or level < 0)) > 0;
+verdict = "F" if bad else ("T" if level == 0 else "P");
+"""
+
+
+def test_two_kinds_of_brackets_from_prefix_counts():
+    # the paper's Dyck-k shape (counts as (i + 1) * prefix means, ``and`` of an int and a
+    # bool): refused at 16 before (an MLP of 64,652 units); now the count MLPs hold one
+    # point per possible (index, count) pair
+    sop, model = compile_source(NESTING, "(){}", 16)
+    assert model.config.n_params < 500_000
+    checked, bad = mismatches(sop, model, random_inputs("(){}", 16, 300, seed=6))
+    assert checked == 300 and not bad, bad[:3]
+    sop, model = compile_source(NESTING, "(){}", 5)
+    checked, bad = mismatches(sop, model, all_inputs("(){}", 5))
+    assert checked == 1364 and not bad, bad[:3]

@@ -19,6 +19,7 @@ from .plan.types import (
     CatRep,
     Draft,
     Head,
+    MLPJob,
     Plan,
     PlanFailure,
     Rep,
@@ -30,15 +31,18 @@ from .plan.types import (
 def finalize(draft: Draft) -> Plan | PlanFailure:
     """The frozen plan for ``draft``, or why an MLP table cannot be built."""
     tables: list[Table] = []
+    mlps: list[MLPJob] = []
     problems: list[RaspError] = []
     for job in draft.mlps:
-        table = table_units(job)
+        job, table = _smaller_table(job)
+        mlps.append(job)
         if isinstance(table, Table):
             tables.append(table)
         else:
             problems.append(table)
     if problems:
         return PlanFailure(tuple(problems))
+    draft = replace(draft, mlps=tuple(mlps))
     requirements = draft.requirements + tuple(
         Requirement(rep, table.cat_tolerance)
         for job, table in zip(draft.mlps, tables)
@@ -64,6 +68,21 @@ def finalize(draft: Draft) -> Plan | PlanFailure:
         tables=tuple(tables),
         output=draft.output,
     )
+
+
+def _smaller_table(job: MLPJob) -> tuple[MLPJob, Table | RaspError]:
+    """The job and its table; where the job knows combinations that never occur, the
+    table without them when that one has fewer units (or is the only one possible)."""
+    table = table_units(job)
+    if job.narrow_fn is None:
+        return job, table
+    narrow_job = replace(job, fn=job.narrow_fn, narrow_fn=None)
+    narrow = table_units(narrow_job)
+    if not isinstance(narrow, Table):
+        return job, table
+    if not isinstance(table, Table) or len(narrow.units) < len(table.units):
+        return narrow_job, narrow
+    return job, table
 
 
 def settle_leaks(

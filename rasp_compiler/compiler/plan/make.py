@@ -88,6 +88,7 @@ def _pruned(planner: Planner, output: Rep) -> Draft:
             cat_targets=tuple(t for t in m.cat_targets if any(d in live for d in t.dirs)),
             num_targets=tuple(d for d in m.num_targets if d in live),
             tolerances=m.tolerances,
+            narrow_fn=m.narrow_fn,
         )
         for m in planner.jobs
         if m.id in jobs

@@ -62,6 +62,8 @@ class JobDraft:
     inputs: tuple[Rep, ...]
     fn: TableFn
     tolerances: tuple[tuple[float, float], ...]
+    #: ``fn`` with combinations known never to occur left out (None), if any are known
+    narrow_fn: TableFn | None = None
     cat_targets: list[CatTarget] = field(default_factory=list)
     num_targets: list[str] = field(default_factory=list)
 

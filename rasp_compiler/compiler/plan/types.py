@@ -138,6 +138,9 @@ class MLPJob:
     num_targets: tuple[str, ...] = ()
     #: per numerical input: (largest |value|, error it tolerates), for certifying a dtype
     tolerances: tuple[tuple[float, float], ...] = ()
+    #: ``fn`` with combinations known never to occur left out: the finished plan keeps
+    #: whichever of the two tables is smaller (and this one then as ``fn``)
+    narrow_fn: TableFn | None = None
 
     def targets(self) -> tuple[str, ...]:
         return tuple(d for t in self.cat_targets for d in t.dirs) + self.num_targets
