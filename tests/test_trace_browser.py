@@ -153,6 +153,21 @@ def test_heatmaps_render_without_script_errors(tmp_path, reverse_page):
     assert dom.errors == [] and console_messages(log) == []
 
 
+def test_dyck2_page_renders_every_heatmap_and_the_graph(tmp_path):
+    page = tmp_path / "dyck2.html"
+    args = ["trace", str(ROOT / "examples" / "dyck2.rasp"), "--vocab", "(){}", "--max-len", "8"]
+    assert cli.main([*args, "--input", "({)}", "-o", str(page)]) == 0
+    dom, log = dump_dom(tmp_path, page)
+    maps = [e for e in dom.tags["svg"] if e.get("class") == "heatmap"]
+    heads = [e for e in maps if e["id"].startswith("head-")]
+    assert len(heads) == 5 and len(maps) == 5 + 9  # 4 layers: 9 residual snapshots
+    status = next(e for e in dom.tags["p"] if e.get("id") == "render-status")
+    assert status["data-drawn"] == status["data-total"] == str(len(maps))
+    graph = [e for e in dom.tags["svg"] if e.get("class") != "heatmap"]
+    assert len(graph) == 1 and float(graph[0]["width"]) > 0
+    assert dom.errors == [] and console_messages(log) == []
+
+
 def test_the_error_check_sees_an_error(tmp_path, reverse_page):
     broken = tmp_path / "broken.html"
     text = reverse_page.read_text(encoding="utf-8")
