@@ -186,3 +186,24 @@ def test_two_kinds_of_brackets_from_prefix_counts():
     sop, model = compile_source(NESTING, "(){}", 5)
     checked, bad = mismatches(sop, model, all_inputs("(){}", 5))
     assert checked == 1364 and not bad, bad[:3]
+
+
+def test_a_mean_of_a_value_held_at_one_position_is_one_over_a_count():
+    # indicator(indices == 0) is 1 at one position only: a mean of it over any selection
+    # is 0 or 1/k, so the BOS-style width 1/mean - 1 takes L values, not every 1/x - 1
+    # of a fraction x (80 values at 16 before; sort by most frequent was refused)
+    names = _named(
+        "s = select(tokens, tokens, ==) or select(indices, 0, ==);"
+        "w = 1 / aggregate(s, indicator(indices == 0)) - 1;"
+    )
+    sets, problems = infer_value_sets(names["w"], ("a", "b"), 16)
+    assert not problems
+    assert sorted(round(float(v)) for v in sets[names["w"].id].values) == list(range(16))
+    sop, model = compile_source(
+        "s = select(tokens, tokens, ==) or select(indices, 0, ==);"
+        "w = 1 / aggregate(s, indicator(indices == 0)) - 1;",
+        "ab",
+        6,
+    )
+    checked, bad = mismatches(sop, model, all_inputs("ab", 6))
+    assert checked == 126 and not bad, bad[:3]

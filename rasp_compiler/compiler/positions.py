@@ -202,3 +202,60 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
             out.add(ir.apply_map(node, empty))
         return tuple(out)
     return None
+
+
+# ---------------------------------------------------------------- means of positional values
+
+
+def at_each_index(node: ir.Operand, max_len: int) -> list[Atom] | None:
+    """The value at index 0, 1, ..., max_len - 1 of an s-op that is a function of
+    ``indices`` alone (``indicator(indices == 0)``), or None."""
+    memo: dict[int, list[Atom] | None] = {}
+
+    def go(n: ir.Operand) -> list[Atom] | None:
+        if isinstance(n, ir.Const):
+            return [n.value] * max_len
+        if isinstance(n, ir.Indices):
+            return list(range(max_len))
+        if isinstance(n, ir.Full):
+            return [n.value] * max_len
+        if not isinstance(n, ir.Map):
+            return None
+        if n.id not in memo:
+            args = [go(a) for a in n.args]
+            out: list[Atom] | None = None
+            if all(a is not None for a in args):
+                try:
+                    out = [ir.apply_map(n, tuple(a[i] for a in args)) for i in range(max_len)]  # type: ignore[index]
+                except ir.MAP_ERRORS:
+                    out = None
+            memo[n.id] = out
+        return memo[n.id]
+
+    if not isinstance(node, ir.Map):
+        return None
+    return go(node)
+
+
+def positional_means(xs: list[Atom], default: Atom) -> tuple[Atom, ...] | None:
+    """Every value an aggregate can give when the averaged s-op has value ``xs[i]`` at
+    index i: the mean of the values at a set of *distinct* positions (so a value held at
+    one position, as ``indicator(indices == 0)``'s 1, is counted at most once).  Integers
+    only; None when they are not, or when there are too many (count, sum) pairs."""
+    if not all(type(x) is int for x in xs):
+        return None
+    caps: dict[int, int] = {}
+    for x in xs:
+        caps[int(x)] = caps.get(int(x), 0) + 1  # type: ignore[call-overload]
+    states = {(0, 0)}
+    for v, cap in caps.items():
+        states = {(k + t, s + t * v) for k, s in states for t in range(cap + 1)}
+        if len(states) > MAX_COUNT_SUMS:
+            return None
+    out: set[Atom] = {default}
+    for k, s in states:
+        if k == 1:
+            out.add(s)
+        elif k >= 2:
+            out.add(s / k)
+    return tuple(out)

@@ -23,7 +23,7 @@ from fractions import Fraction
 from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
-from .positions import count_of_mean, is_functional
+from .positions import at_each_index, count_of_mean, is_functional, positional_means
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -178,7 +178,9 @@ def _node_values(
         case ir.Aggregate(values=values, default=default):
             vs = ValueSet(operand(values))
             if vs.numeric and not functional(node.selector):
-                vals = _mean_values(vs, max_len, node)
+                at = at_each_index(values, max_len)
+                narrow = None if at is None else positional_means(at, default)
+                vals = narrow if narrow is not None else _mean_values(vs, max_len, node)
             else:
                 vals = vs.values
             return sort_values((*vals, default))
