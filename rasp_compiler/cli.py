@@ -55,6 +55,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # model_args, input_args, _compile, ...) and sets ``handler`` like the commands below.
 COMMAND_MODULES: tuple[str, ...] = (
     ".cli_trace",  # rasp-compiler trace
+    ".cli_export",  # rasp-compiler export
 )
 
 
