@@ -11,6 +11,9 @@ import importlib.util
 import json
 import random
 import re
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,12 @@ import pytest
 
 from rasp_compiler import __version__, compile_program, load_model, save_model
 from rasp_compiler.errors import ModelFileError
-from rasp_compiler.model_files import special_tokens, token_strings, tokenizer_json
+from rasp_compiler.model_files import (
+    residual_labels,
+    special_tokens,
+    token_strings,
+    tokenizer_json,
+)
 from rasp_compiler.serialize import header_sha256
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.glob("examples/*.rasp"))
@@ -222,3 +230,40 @@ def test_source_given_or_unknown(tmp_path):
     assert "not recorded" in (tmp_path / "none" / "README.md").read_text()
     save_model(model, tmp_path / "given", source=text)
     assert json.loads((tmp_path / "given" / "config.json").read_text())["source"] == text
+
+
+def test_the_card_code_needs_only_numpy_and_safetensors(tmp_path):
+    """The card's code run as a user would, in a fresh interpreter: it imports neither
+    torch nor rasp_compiler, and prints reverse's outputs."""
+    model = compile_program("examples/reverse.rasp", vocab="abcdefghlo", max_len=8)
+    save_model(model, tmp_path / "rev")
+    code = card_code((tmp_path / "rev" / "README.md").read_text(encoding="utf-8"))
+    script = tmp_path / "user.py"
+    script.write_text(
+        f"MODEL_DIR = {str(tmp_path / 'rev')!r}\n{code}\n"
+        "import sys\n"
+        "print(run(MODEL_DIR, 'hello'), run(MODEL_DIR, 'abcdefgh'))\n"
+        "print(sorted(m for m in ('torch', 'rasp_compiler') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == "['o', 'l', 'l', 'e', 'h'] ['h', 'g', 'f', 'e', 'd', 'c', 'b', 'a']"
+    assert lines[1] == f"{model.run('hello')} {model.run('abcdefgh')}"
+    assert lines[2] == "[]"
+
+
+def test_labels_from_recorded_directions():
+    """A layout entry that lists its directions (``name=repr(value)``) is labelled by them."""
+    model = compile_program("examples/reverse.rasp", vocab="abc", max_len=4)
+    layout = [dict(e) for e in model.spec.layout]
+    block = next(e for e in layout if e["name"].startswith("opp_index"))
+    block["directions"] = [f"{block['name']}={v!r}" for v in range(block["size"])]
+    spec = replace(model.spec, layout=tuple(layout))
+    weights = {k: v.numpy() for k, v in model.transformer.state_dict().items()}
+    labels = residual_labels(spec, weights)
+    start = block["start"]
+    for v, label in enumerate(labels[start : start + block["size"]]):
+        assert label.startswith("opp_index") and label.endswith(f":{v}"), label
