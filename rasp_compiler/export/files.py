@@ -29,7 +29,7 @@ import safetensors.torch
 
 from .. import __version__
 from ..errors import ModelFileError
-from ..model_files import tokenizer_json
+from ..model_files import residual_labels, tokenizer_json
 from ..runtime import CompiledModel, ModelSpec
 from ..serialize import (
     CARD_FILE,
@@ -56,8 +56,6 @@ def save_transformer_lens(model: CompiledModel, path: str | os.PathLike[str]) ->
         path = path.resolve()
     shape, weights = tl_weights(model)
     data = safetensors.torch.save(weights, metadata={"format": "pt"})
-    from ..model_files import residual_labels
-
     arrays = {k: weights[k].numpy() for k in ("embed.W_E", "pos_embed.W_pos", "unembed.W_U")}
     header: dict[str, Any] = {
         "format": EXPORT_FORMAT,
