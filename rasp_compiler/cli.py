@@ -249,14 +249,14 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
         sop, vocab, args.max_len, names=names_of(session), program_name=args.program, sop_name=name,
         dtype=getattr(args, "dtype", "float32") or "float32",
     )  # fmt: skip
+    for warning in model.warnings:
+        _note(f"{PROG}: warning: {warning}")
     return sop, model
 
 
 def _inputs(args: argparse.Namespace) -> list[str | list[Atom]]:
     if not args.inputs:
         raise UsageError(f"{PROG} {args.command}: give at least one --input or --input-json")
-    for warning in model.warnings:
-        _note(f"{PROG}: warning: {warning}")
     for inp in args.inputs:
         if len(inp) > MAX_INPUT_LEN:
             raise InputError(f"an input of {len(inp):,} tokens; the limit is {MAX_INPUT_LEN:,}")
