@@ -228,8 +228,11 @@ def test_run_cuda_without_cuda(capsys):
 
 def test_compile_error_names_the_line(capsys, tmp_path):
     path = tmp_path / "bad.rasp"
-    # The mean of up to 4 values from {0, 1, 4096, 531441}: millions of possible values.
-    path.write_text("big = indices ^ 12;\nx = aggregate(select(indices, indices, <=), big);\n")
+    # The mean of up to 4 values of (w + 7 i)^12, up to 25^12: millions of possible values.
+    path.write_text(
+        "big = (selector_width(select(tokens, tokens, ==)) + 7 * indices) ^ 12;\n"
+        "x = aggregate(select(indices, indices, <=), big);\n"
+    )
     code, _, err = main(capsys, "compile", str(path), "--vocab", "ab", "--max-len", "4",
                         "-o", str(tmp_path / "m"))  # fmt: skip
     assert code == 1 and f"{path}:2:5:" in err and "too many" in err and "^^^" in err

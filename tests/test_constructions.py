@@ -207,3 +207,40 @@ def test_a_mean_of_a_value_held_at_one_position_is_one_over_a_count():
     )
     checked, bad = mismatches(sop, model, all_inputs("ab", 6))
     assert checked == 126 and not bad, bad[:3]
+
+
+# ------------------------------------------------------------ numerical outputs
+
+
+def test_an_integer_output_is_one_number_decoded_by_rounding():
+    # histogram at 1024: 6.6 M parameters with a one-hot over 1025 counts, now a number
+    sop, model = compile_source("h = selector_width(select(tokens, tokens, ==));", "abcd", 1024)
+    assert model.spec.output.encoding == "numerical"
+    assert model.config.n_params < 60_000
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 1024, 40, seed=8))
+    assert checked == 40 and not bad
+    out = model.run("abca")
+    assert out == [2, 1, 1, 2] and all(type(v) is int for v in out)
+
+
+def test_an_output_mixing_1_and_1_0_stays_categorical():
+    # a number cannot carry the kind: the output keeps its one-hot
+    src = 'w = selector_width(select(tokens, tokens, ==)); y = w if tokens == "a" else w * 1.0;'
+    sop, model = compile_source(src, "ab", 5)
+    assert model.spec.output.encoding == "categorical"
+    checked, bad = mismatches(sop, model, all_inputs("ab", 5))
+    assert checked == 62 and not bad
+    assert [type(v) for v in model.run("ab")] == [int, float]
+
+
+def test_a_numerical_output_summing_two_means_is_decoded_exactly():
+    # the sum's values lie closer together than either mean's: its heads are held to a
+    # quarter of that gap, so rounding to the nearest value is right
+    src = (
+        'y = aggregate(select(indices, indices, <=), indicator(tokens == "a"))'
+        ' + aggregate(select(indices, indices, >=), indicator(tokens == "b"));'
+    )
+    sop, model = compile_source(src, "abc", 6)
+    assert model.spec.output.encoding == "numerical"
+    checked, bad = mismatches(sop, model, all_inputs("abc", 6))
+    assert checked == 1092 and not bad, bad[:3]

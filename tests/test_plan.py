@@ -261,6 +261,11 @@ def test_a_far_too_large_model_is_refused_before_its_tables_are_built(monkeypatc
         raise AssertionError("tables built for a model already known to be too large")
 
     monkeypatch.setattr(pipeline, "finalize", never)
+    # histogram with its output as a one-hot (as it was before numerical outputs): over
+    # 8193 values, far too large
+    from rasp_compiler.compiler.plan import make
+
+    monkeypatch.setattr(make, "NUMERIC_OUTPUT_MIN_VALUES", 10**9)
     with pytest.raises(CompileError, match="at least .* parameters"):
         compile_program(str(EXAMPLES / "histogram.rasp"), vocab="abcd", max_len=8192)
     assert finalize.finalize is not never

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from ...errors import RaspError, Span
 from ...language import ir
+from ..numbers import min_gap
 from ..residual import BOS, ONE
 from ..value_sets import ValueSet
 from .builder import Planner
 from .state import JobDraft, NodeFailed
-from .types import Draft, Head, MLPJob, PlanFailure, PositionalEntry, Rep, TokenEmbedding
+from .types import (
+    Draft,
+    Head,
+    MLPJob,
+    NumRep,
+    PlanFailure,
+    PositionalEntry,
+    Rep,
+    TokenEmbedding,
+)
 
 
 def plan_sop(
@@ -25,7 +35,7 @@ def plan_sop(
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(sets, max_len, names, used_at)
     try:
-        output: Rep | None = planner.best(sop)
+        output: Rep | None = _output(planner, sop)
     except NodeFailed:
         output = None
     if planner.problems or output is None:
@@ -37,6 +47,30 @@ def plan_sop(
                     pass
         return PlanFailure(_unique(planner.problems))
     return _pruned(planner, output)
+
+
+#: a numerical output is used from this many values on (below, a one-hot is as small)
+NUMERIC_OUTPUT_MIN_VALUES = 4
+
+
+def _output(planner: Planner, sop: ir.SOp) -> Rep:
+    """The output's representation: a number, decoded by rounding to the nearest of its
+    values, when its values are numbers that stay distinct as floats (no ``1`` beside
+    ``1.0``, whose kinds a number cannot carry) and there are enough of them for a
+    one-hot to cost more; its categories otherwise.  A number must be accurate to a
+    quarter of the gap between its closest values (so rounding finds the right one)."""
+    vals = planner.values(sop)
+    numbers = [v for v in vals if ir.is_number(v) and not isinstance(v, bool)]
+    if (
+        len(numbers) == len(vals) >= NUMERIC_OUTPUT_MIN_VALUES
+        and len({float(v) for v in numbers}) == len(vals)  # type: ignore[arg-type]
+    ):
+        rep: Rep = planner.num(sop)
+    else:
+        rep = planner.best(sop)
+    if isinstance(rep, NumRep):
+        planner.require(rep, min_gap(float(v) for v in rep.values) / 4.0)  # type: ignore[arg-type]
+    return rep
 
 
 def _unique(problems: list[RaspError]) -> tuple[RaspError, ...]:
