@@ -92,6 +92,8 @@ class Result:
     interp_tok_s: float | None = None
     interp_s: float | None = None
     interp_reps: int | None = None
+    ratio: float | None = None  # median of interleaved (interpreter time / model time)
+    load: float | None = None  # the 1-minute load average when the timing started
     # certify
     certified: int | None = None
     reason: str | None = None

@@ -273,7 +273,7 @@ def section_throughput(args: argparse.Namespace) -> str:
             log(f"  -> {r.summary()}")
             st = status_cell(r)
             if st or r.model_tok_s is None:
-                rows.append([name, str(n), st or r.status or "?", "–", "–", "–"])
+                rows.append([name, str(n), st or r.status or "?", "–", "–", "–", "–"])
                 if r.problem():
                     notes.append(f"- {name} at {n}: {r.problem()}")
                 continue
@@ -284,7 +284,8 @@ def section_throughput(args: argparse.Namespace) -> str:
                     str(r.timed_inputs),
                     fmt_rate(r.model_tok_s),
                     fmt_rate(r.interp_tok_s),
-                    fmt_ratio(r.model_tok_s, r.interp_tok_s),
+                    f"{r.ratio:.3g}×" if r.ratio else fmt_ratio(r.model_tok_s, r.interp_tok_s),
+                    f"{r.load:.2f}" if r.load is not None else "–",
                 ]
             )
     header = [
@@ -294,11 +295,12 @@ def section_throughput(args: argparse.Namespace) -> str:
         "model tokens/s",
         "interpreter tokens/s",
         "model ÷ interpreter",
+        "load",
     ]
     text = "### 3. Inference throughput\n\n" + table(header, rows) + "\n\n"
     text += (
         "Full-length random inputs over a–z. Model: `run_batch` on CPU in float32 after a "
-        "warm-up call (best of up to 5 repeats within 1 s, for the interpreter too), input "
+        "warm-up call (the best of its interleaved runs, for the interpreter too), input "
         "tokens per second of wall time including encoding and decoding, batches of 256 inputs"
     )
     if not args.full_throughput and not args.quick:
@@ -308,7 +310,13 @@ def section_throughput(args: argparse.Namespace) -> str:
             "needs several GiB of activations and minutes per program on this machine; "
             "`--full-throughput` times all 256)"
         )
-    text += ". Interpreter: `evaluate` on the same inputs, one after another.\n"
+    text += (
+        ". Interpreter: `evaluate` on the same inputs, one after another. Model and "
+        "interpreter run interleaved in one process (model, interpreter, model, ...: at "
+        "least 3 pairs, up to 7 within 3 s); the ratio is the median of the pairs' ratios, "
+        "so both saw the same load; *load* is the 1-minute load average when timing began "
+        "(2 cores).\n"
+    )
     return text + notes_block("Not compiled", notes)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import resource
 import signal
 import sys
@@ -88,6 +89,26 @@ def _best_time(
         fn()
         times.append(time.perf_counter() - t0)
     return min(times), len(times)
+
+
+def _interleaved(
+    a: Callable[[], object], b: Callable[[], object], budget: float = 3.0, max_pairs: int = 7
+) -> tuple[float, float, float, int]:
+    """(best time of ``a``, best time of ``b``, median of the pairs' ``t_b / t_a``, pairs):
+    ``a`` and ``b`` alternate, at least 3 pairs, more while the total stays under
+    ``budget`` seconds."""
+    ta: list[float] = []
+    tb: list[float] = []
+    while len(ta) < max_pairs and (len(ta) < 3 or sum(ta) + sum(tb) <= budget):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    ratios = sorted(y / x for x, y in zip(ta, tb))
+    return min(ta), min(tb), ratios[len(ratios) // 2], len(ta)
 
 
 def _last_sop(program: str | Path) -> Any:
@@ -192,11 +213,10 @@ def worker_ours(job: Job) -> None:
         inputs = full_length_inputs(vocab, max_len, job.throughput, job.style, SEED + 1)
         timed = inputs[: job.timed_inputs]
         model.run_batch(timed[:2])  # warm-up
-        dt, reps = _best_time(lambda: model.run_batch(timed, chunk_size=job.chunk))
         tokens = sum(len(x) for x in timed)
-        result = Result(
-            model_tok_s=tokens / dt, timed_inputs=len(timed), model_s=dt, model_reps=reps
-        )
+
+        def run_model() -> None:
+            model.run_batch(timed, chunk_size=job.chunk)
 
         def interpret_all() -> None:
             for inp in timed:
@@ -205,9 +225,22 @@ def worker_ours(job: Job) -> None:
                 except RaspError:
                     pass
 
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         if job.interp_throughput:
-            di, ireps = _best_time(interpret_all)
-            result.interp_tok_s, result.interp_s, result.interp_reps = tokens / di, di, ireps
+            # interleaved in one process: model, interpreter, model, ... so that both see
+            # the same load; the ratio is the median of the pairs' ratios
+            dm, di, ratio, reps = _interleaved(run_model, interpret_all)
+            result = Result(
+                model_tok_s=tokens / dm, timed_inputs=len(timed), model_s=dm, model_reps=reps
+            )
+            result.interp_tok_s, result.interp_s, result.interp_reps = tokens / di, di, reps
+            result.ratio, result.load = ratio, load
+        else:
+            dt, reps = _best_time(run_model)
+            result = Result(
+                model_tok_s=tokens / dt, timed_inputs=len(timed), model_s=dt, model_reps=reps
+            )
+            result.load = load
         emit(result)
 
 
