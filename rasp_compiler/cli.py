@@ -254,6 +254,27 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
     return sop, model
 
 
+def is_saved_model(args: argparse.Namespace) -> bool:
+    """Whether PROGRAM names a saved model directory (then --vocab, --max-len and --sop
+    must not be given) rather than a program to compile (then --vocab and --max-len must)."""
+    if Path(args.program).is_dir():
+        given = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len),
+                                ("--sop", args.sop)) if v is not None]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"{PROG} {args.command}: {', '.join(given)} only apply when compiling a .rasp "
+                f"program; the saved model {args.program} has its own"
+            )
+        return True
+    missing = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None]
+    if missing:
+        raise UsageError(
+            f"{PROG} {args.command}: compiling {args.program} needs {' and '.join(missing)} "
+            "(or give a saved model directory instead)"
+        )
+    return False
+
+
 def _inputs(args: argparse.Namespace) -> list[str | list[Atom]]:
     if not args.inputs:
         raise UsageError(f"{PROG} {args.command}: give at least one --input or --input-json")
@@ -321,26 +342,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-    if Path(args.program).is_dir():
+    if is_saved_model(args):
         from .serialize import load_model
 
-        given = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len),
-                                ("--sop", args.sop)) if v is not None]  # fmt: skip
-        if given:
-            raise UsageError(
-                f"{PROG} run: {', '.join(given)} only apply when compiling a .rasp program; "
-                f"the saved model {args.program} has its own"
-            )
         model = load_model(args.program)
     else:
-        missing = [
-            f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None
-        ]
-        if missing:
-            raise UsageError(
-                f"{PROG} run: compiling {args.program} needs {' and '.join(missing)} "
-                "(or give a saved model directory instead)"
-            )
         _, model = _compile(args)
     model = model.to(args.device)
     _print_outputs(model.run_batch(inputs), args.json)

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import PROG, UsageError, _json_input, model_args, program_args
+from .cli import PROG, UsageError, _json_input, is_saved_model, model_args, program_args
 
 EXIT_DISAGREE = 1
 
@@ -56,24 +56,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if isinstance(inp, str) and not inp:
         raise UsageError(f"{PROG} trace: --input is empty; the model needs at least one token")
     source = Path(args.program)
-    if source.is_dir():
-        given = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len),
-                                ("--sop", args.sop)) if v is not None]  # fmt: skip
-        if given:
-            raise UsageError(
-                f"{PROG} trace: {', '.join(given)} only apply when compiling a .rasp program; "
-                f"the saved model {args.program} has its own"
-            )
+    if is_saved_model(args):
         traced = saved_model(source)
     else:
-        missing = [
-            f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None
-        ]
-        if missing:
-            raise UsageError(
-                f"{PROG} trace: compiling {args.program} needs {' and '.join(missing)} "
-                "(or give a saved model directory instead)"
-            )
         traced = compiled_program(source, args.vocab, args.max_len, args.sop, args.dtype)
     trace = traced.trace(inp)
     shown = f'"{inp}"' if isinstance(inp, str) else "[" + ", ".join(map(str, inp)) + "]"

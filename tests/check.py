@@ -40,3 +40,20 @@ def mismatches(sop: ir.SOp, model, inputs: list[list[str]]) -> tuple[int, list[t
         if not same_output(ref, got):
             bad.append((inp, ref, got))
     return checked, bad
+
+
+def example_vocab(path) -> str:
+    """The vocabulary an example file states in its ``# Vocabulary: ...`` line."""
+    import re
+
+    m = re.search(r"^# Vocabulary: (\S+)$", path.read_text(encoding="utf-8"), re.M)
+    assert m, f"{path.name} states no vocabulary"
+    return m.group(1)
+
+
+def seeded_inputs(vocab: str, n: int, seed: str, max_len: int) -> list[str]:
+    """``n`` random strings over ``vocab`` of lengths 1..max_len (seeded by a string)."""
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(vocab) for _ in range(rng.randint(1, max_len))) for _ in range(n)]

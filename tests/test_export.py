@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import random
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from check import example_vocab, seeded_inputs
 
 from rasp_compiler import compile_program, save_model
 from rasp_compiler.cli import main
@@ -33,15 +33,8 @@ MAX_LEN = 8
 TL_INSTALLED = importlib.util.find_spec("transformer_lens") is not None
 
 
-def example_vocab(path: Path) -> str:
-    m = re.search(r"^# Vocabulary: (\S+)$", path.read_text(encoding="utf-8"), re.M)
-    assert m, f"{path.name} states no vocabulary"
-    return m.group(1)
-
-
 def random_inputs(vocab: str, n: int, seed: str) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice(vocab) for _ in range(rng.randint(1, MAX_LEN))) for _ in range(n)]
+    return seeded_inputs(vocab, n, seed, MAX_LEN)
 
 
 def unmasked_forward(shape, w, tokens):

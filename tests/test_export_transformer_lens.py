@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from check import example_vocab, seeded_inputs
 
 #: CI sets this in its TransformerLens environments: there a missing TransformerLens is a
 #: failure (an import error below), not a skip
@@ -37,15 +36,8 @@ MAX_LEN = 8
 N_INPUTS = 100
 
 
-def example_vocab(path: Path) -> str:
-    m = re.search(r"^# Vocabulary: (\S+)$", path.read_text(encoding="utf-8"), re.M)
-    assert m, f"{path.name} states no vocabulary"
-    return m.group(1)
-
-
 def random_inputs(vocab: str, n: int, seed: str) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice(vocab) for _ in range(rng.randint(1, MAX_LEN))) for _ in range(n)]
+    return seeded_inputs(vocab, n, seed, MAX_LEN)
 
 
 def assert_equal_to_runtime(tl, model, inputs):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from check import example_vocab
 
 from rasp_compiler import __version__, compile_program, load_model, save_model
 from rasp_compiler.errors import ModelFileError
@@ -31,12 +32,6 @@ from rasp_compiler.serialize import header_sha256
 
 EXAMPLES = sorted(Path(__file__).resolve().parent.parent.glob("examples/*.rasp"))
 MAX_LEN = 6
-
-
-def example_vocab(path: Path) -> str:
-    m = re.search(r"^# Vocabulary: (\S+)$", path.read_text(encoding="utf-8"), re.M)
-    assert m, f"{path.name} states no vocabulary"
-    return m.group(1)
 
 
 def card_code(card: str) -> str:
