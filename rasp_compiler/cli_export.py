@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import random
-from pathlib import Path
 from typing import Any
 
-from .cli import PROG, UsageError, _compile, model_args, program_args
+from .cli import _compile, is_saved_model, model_args, program_args
 
 FORMATS = ("transformer-lens",)
 CHECKED_INPUTS = 64  # random inputs the exported model is run on before it is written
@@ -60,23 +59,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> Any:
-    if Path(args.program).is_dir():
+    if is_saved_model(args):
         from .serialize import load_model
 
-        given = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len),
-                                ("--sop", args.sop)) if v is not None]  # fmt: skip
-        if given:
-            raise UsageError(
-                f"{PROG} export: {', '.join(given)} only apply when compiling a .rasp program; "
-                f"the saved model {args.program} has its own"
-            )
         return load_model(args.program)
-    missing = [f for f, v in (("--vocab", args.vocab), ("--max-len", args.max_len)) if v is None]
-    if missing:
-        raise UsageError(
-            f"{PROG} export: compiling {args.program} needs {' and '.join(missing)} "
-            "(or give a saved model directory instead)"
-        )
     _, model = _compile(args)
     return model
 
