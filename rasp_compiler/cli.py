@@ -137,6 +137,10 @@ def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--dtype", default="float32", choices=DTYPE_NAMES,
         help="the dtype the model runs in; compilation refuses what it cannot certify",
     )  # fmt: skip
+    p.add_argument(
+        "--quiet", action="store_true",
+        help="no progress line while compiling (there is none off a terminal either)",
+    )  # fmt: skip
 
 
 def input_args(p: argparse.ArgumentParser) -> None:
@@ -245,10 +249,14 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
     vocab = parse_vocab(tokens)
     session = session if session is not None else _load(args.program)
     name, sop = choose_sop(session, args.sop, args.program)
-    model = compile_sop(
-        sop, vocab, args.max_len, names=names_of(session), program_name=args.program, sop_name=name,
-        dtype=getattr(args, "dtype", "float32") or "float32",
-    )  # fmt: skip
+    from .progress import Progress
+
+    with Progress(enabled=False if getattr(args, "quiet", False) else None) as progress:
+        model = compile_sop(
+            sop, vocab, args.max_len, names=names_of(session), program_name=args.program,
+            sop_name=name, dtype=getattr(args, "dtype", "float32") or "float32",
+            progress=progress,
+        )  # fmt: skip
     for warning in model.warnings:
         _note(f"{PROG}: warning: {warning}")
     return sop, model

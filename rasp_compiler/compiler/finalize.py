@@ -14,6 +14,7 @@ import math
 from dataclasses import replace
 
 from ..errors import RaspError
+from ..progress import ProgressFn
 from .emit.mlp import table_units
 from .plan.types import (
     CatRep,
@@ -28,12 +29,15 @@ from .plan.types import (
 )
 
 
-def finalize(draft: Draft) -> Plan | PlanFailure:
-    """The frozen plan for ``draft``, or why an MLP table cannot be built."""
+def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFailure:
+    """The frozen plan for ``draft``, or why an MLP table cannot be built (telling
+    ``progress`` how many tables are built)."""
     tables: list[Table] = []
     mlps: list[MLPJob] = []
     problems: list[RaspError] = []
-    for job in draft.mlps:
+    for i, job in enumerate(draft.mlps):
+        if progress is not None:
+            progress("MLP tables", i, len(draft.mlps))
         job, table = _smaller_table(job)
         mlps.append(job)
         if isinstance(table, Table):

@@ -29,6 +29,7 @@ from ..language import ir
 from ..language.ir import Atom
 from ..language.lower import Session, choose_sop, deep_recursion, load_program, load_source
 from ..limits import MAX_LEN
+from ..progress import ProgressFn
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify
@@ -64,23 +65,29 @@ def make_plan(
     vocab: tuple[Atom, ...],
     max_len: int,
     names: dict[int, str] | None = None,
+    progress: ProgressFn | None = None,
 ) -> Plan:
-    """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``.
+    """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``
+    (telling ``progress`` its stages).
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
+    say = progress or _silent
+    say("checking the program", 0, 0)
     sop = share_common(sop)
     graph = build_graph(sop)
     _stop_on(structure_problems(graph))
     _stop_on(depth_problems(graph))
+    say("value sets", 0, 0)
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
     _stop_on(undefined_everywhere(sop, vocab, max_len))
+    say("planning heads and MLPs", 0, 0)
     with deep_recursion():  # planning recurses along the program's chains of operations
         draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
     if isinstance(draft, PlanFailure):
         raise CompileError(list(draft.problems))
     _stop_on(size_before_tables(draft, len(vocab)))
-    plan = finalize(draft)
+    plan = finalize(draft, progress)
     if isinstance(plan, PlanFailure):
         raise CompileError(list(plan.problems))
     return plan
@@ -95,6 +102,7 @@ def compile_sop(
     program_name: str = "<program>",
     sop_name: str = "out",
     dtype: str = "float32",
+    progress: ProgressFn | None = None,
 ) -> CompiledModel:
     """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
 
@@ -107,13 +115,20 @@ def compile_sop(
     check_dtype(dtype)
     vocab = tuple(vocab)
     started = time.perf_counter()
-    plan = make_plan(sop, vocab, max_len, names)
+    say = progress or _silent
+    plan = make_plan(sop, vocab, max_len, names, progress)
+    say("certifying", 0, 0)
     _stop_on(certify(plan, dtype))
+    say("weights", 0, 0)
     asm = assemble(plan, vocab, dtype)
     spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
     model = CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
     model.warnings = rejected_inputs(sop, vocab, max_len)
     return model
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
 
 
 def _stop_on(problems: Sequence[RaspError]) -> None:
@@ -154,8 +169,10 @@ def compile_program(
     vocab: str | Sequence[Atom] = "abcd",
     max_len: int = 16,
     dtype: str = "float32",
+    progress: ProgressFn | None = None,
 ) -> CompiledModel:
-    """Compile the s-op ``sop_name`` of a program.
+    """Compile the s-op ``sop_name`` of a program (``progress(stage, done, total)`` hears
+    of its stages; :class:`rasp_compiler.progress.Progress` shows them on a terminal).
 
     ``program`` is a path to a ``.rasp`` file, RASP source text, or a lowered
     :class:`~rasp_compiler.lower.Session`.  ``sop_name`` defaults to the last s-op the
@@ -179,6 +196,7 @@ def compile_program(
         program_name=pname,
         sop_name=sop_name,
         dtype=dtype,
+        progress=progress,
     )
 
 
