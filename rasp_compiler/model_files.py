@@ -37,7 +37,7 @@ from .runtime import CompiledModel, ModelSpec
 
 BOS_TOKEN, PAD_TOKEN, UNK_TOKEN = "<bos>", "<pad>", "<unk>"
 #: the files config.json lists (``files``) with their sha256, besides the weights
-DESCRIBED_FILES = ("README.md", "tokenizer.json")
+DESCRIBED_FILES = ("README.md", "tokenizer.json", "circuit.json")
 _ID_SUFFIX = re.compile(r"#\d+")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -245,8 +245,8 @@ def check_described(
     config_path: Path, header: Mapping[str, Any], read: Callable[[Path], bytes]
 ) -> None:
     """The optional fields' types, and that every file ``files`` lists is there,
-    unmodified (README.md and tokenizer.json describe the model; a changed one is refused
-    like a changed config)."""
+    unmodified (README.md, tokenizer.json and circuit.json describe the model; a changed one
+    is refused like a changed config)."""
     labels, source, version = (header.get(k) for k in ("labels", "source", "compiler_version"))
     if not (isinstance(labels, list | None) and all(isinstance(x, str) for x in labels or [])):
         raise ModelFileError(f"{config_path}: labels must be a list of strings")

@@ -1,5 +1,7 @@
 """Save and load compiled models: a directory with ``model.safetensors``, ``config.json``,
-the model card ``README.md`` and ``tokenizer.json`` (:mod:`.model_card`, :mod:`.model_files`).
+the model card ``README.md``, ``tokenizer.json`` (:mod:`.model_card`, :mod:`.model_files`)
+and, when the program can be planned again, the ground-truth ``circuit.json``
+(:mod:`.circuits`).
 
 ``config.json`` (format version 2) is::
 
@@ -7,7 +9,8 @@ the model card ``README.md`` and ``tokenizer.json`` (:mod:`.model_card`, :mod:`.
      "config": ModelConfig.to_dict(), "spec": ModelSpec.to_dict(),
      "labels": [one per residual dimension], "source": "<program text>" or null,
      "weights_sha256": "<sha256 of model.safetensors>",
-     "files": {"README.md": "<sha256>", "tokenizer.json": "<sha256>"},
+     "files": {"README.md": "<sha256>", "tokenizer.json": "<sha256>",
+               "circuit.json": "<sha256>"},
      "sha256": "<sha256 of the canonical JSON of every other field>"}
 
 (``compiler_version``, ``labels``, ``source``, ``files`` are optional when loading; a file
@@ -71,8 +74,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 TOKENIZER_FILE = "tokenizer.json"
+CIRCUIT_FILE = "circuit.json"
 #: every file a model directory may hold (and the only ones saving replaces or deletes)
-OUR_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, TOKENIZER_FILE)
+OUR_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, TOKENIZER_FILE, CIRCUIT_FILE)
 _HEADER_KEYS = {"format", "version", "config", "spec", "weights_sha256", "sha256"}
 #: written since the model card; a directory saved before them still loads
 _OPTIONAL_KEYS = {"compiler_version", "source", "labels", "files"}
@@ -90,7 +94,10 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 
 
 def save_model(
-    model: CompiledModel, path: str | os.PathLike[str], source: str | None = None
+    model: CompiledModel,
+    path: str | os.PathLike[str],
+    source: str | None = None,
+    circuit: dict[str, Any] | None = None,
 ) -> None:
     """Write ``model`` to the directory ``path`` atomically (replacing a model already there).
 
@@ -98,6 +105,8 @@ def save_model(
     ``tokenizer.json``.  ``source`` is the program's text for the card and config.json;
     by default ``model.spec.extra["source"]`` if set, else the file
     ``model.spec.program_name`` names, read now (none is recorded if it cannot be read).
+    ``circuit`` (:func:`.circuits.build_circuit`) is written as circuit.json; by default
+    :func:`.circuits.circuit_for` plans the program again for it (none if it cannot).
 
     Raises ModelFileError if ``path`` exists and is not an empty or model directory, or the
     model is over the loading limits; ValueError if the weights cannot be stored exactly in
@@ -113,7 +122,12 @@ def save_model(
         given = model.spec.extra.get("source")
         source = given if isinstance(given, str) else program_source(model.spec.program_name)
     described = described_files(model, weights, source)
-    text, card = _header_text(model, hashlib.sha256(data).hexdigest(), described)
+    if circuit is None:
+        from .circuits import circuit_for
+
+        circuit = circuit_for(model, source)
+    extra = {} if circuit is None else {CIRCUIT_FILE: (json.dumps(circuit) + "\n").encode()}
+    text, card = _header_text(model, hashlib.sha256(data).hexdigest(), described, extra)
     if len(text) > MAX_CONFIG_BYTES:
         raise ModelFileError(
             f"{path}: cannot save this model: its {CONFIG_FILE} would be {len(text):,} bytes, "
@@ -123,6 +137,7 @@ def save_model(
         WEIGHTS_FILE: data,
         TOKENIZER_FILE: described.tokenizer,
         CARD_FILE: card,
+        **extra,
         CONFIG_FILE: text,
     }
     write_directory(path, files, (FORMAT,))
@@ -151,7 +166,7 @@ def write_directory(path: Path, files: dict[str, bytes], formats: tuple[str, ...
 
 
 def _header_text(
-    model: CompiledModel, weights_sha256: str, described: Described
+    model: CompiledModel, weights_sha256: str, described: Described, extra: dict[str, bytes]
 ) -> tuple[bytes, bytes]:
     """config.json's bytes, with ``sha256`` computed over the fields as a reader parses
     them, and the model card's (README.md) bytes."""
@@ -175,6 +190,7 @@ def _header_text(
     header["files"] = {
         CARD_FILE: hashlib.sha256(card).hexdigest(),
         TOKENIZER_FILE: hashlib.sha256(described.tokenizer).hexdigest(),
+        **{name: hashlib.sha256(data).hexdigest() for name, data in extra.items()},
     }
     header["sha256"] = header_sha256(header)
     return (json.dumps(header, indent=2) + "\n").encode("utf-8"), card

@@ -204,7 +204,7 @@ def test_a_directory_saved_before_the_card_still_loads(tmp_path):
     assert load_model(tmp_path / "m").run("abc") == ["c", "b", "a"]
     save_model(model, tmp_path / "m")  # an old directory is replaced by a new one
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "tokenizer.json"
+        "README.md", "circuit.json", "config.json", "model.safetensors", "tokenizer.json"
     ]  # fmt: skip
 
 

@@ -212,11 +212,7 @@ def collect(
     index = layout.index()
     text = list(source)
 
-    sops = [
-        _sop_trace(node, planner, values, residuals, index, names)
-        for node in ir.walk(shared)
-        if isinstance(node, ir.SOp)
-    ]
+    sops = read_sops(shared, planner, values, residuals, index, names)
     by_label = _nodes_by_label(shared, planner)
     heads, mlps = [], []
     for layer, desc in enumerate(spec.layers):
@@ -285,6 +281,24 @@ def _planner(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int, names: dict[int
     return planner
 
 
+def read_sops(
+    shared: ir.SOp,
+    planner: Planner,
+    values: Mapping[int, object],
+    residuals: list[np.ndarray],
+    index: dict[str, int],
+    names: dict[int, str],
+) -> list[SOpTrace]:
+    """Every s-op of ``shared`` (the program after ``share_common``) read back from one
+    input's residual snapshots ``residuals`` ([T, d_model] each, BOS at row 0), next to
+    the interpreter's ``values`` (node id -> value on that input)."""
+    return [
+        _sop_trace(node, planner, values, residuals, index, names)
+        for node in ir.walk(shared)
+        if isinstance(node, ir.SOp)
+    ]
+
+
 def _sop_trace(
     node: ir.SOp,
     planner: Planner,
@@ -342,7 +356,13 @@ def _read_classes(
         trace.directions = sorted(
             {d for lin in rep.lins() for d in lin.names()}, key=index.__getitem__
         )
-        trace.classes = [list(groups[i]) for i in best]
+        # values in no group (those the selectors never select) read ~0 on every row
+        rest = [
+            v for v in planner.values(node) if not any(same_atom(v, m) for g in groups for m in g)
+        ]
+        trace.classes = [
+            list(groups[i]) if scores[p, i] > 0.5 or not rest else rest for p, i in enumerate(best)
+        ]
         trace.raw = [float(scores[p, i]) for p, i in enumerate(best)]
         return
 

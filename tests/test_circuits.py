@@ -1,0 +1,206 @@
+"""The ground-truth circuit (circuit.json), checked causally: zeroing a component (a
+head's output, an MLP job's hidden units) changes, over many inputs, exactly the s-ops
+the circuit puts downstream of it and nothing else.  S-ops are read back from the
+residual stream with the trace's read-outs (rasp_compiler.trace.collect.read_sops)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from check import example_vocab, seeded_inputs
+from corpus import EXAMPLES_DIR, EXPRESSIONS
+
+from rasp_compiler import compile_program, load_model, save_model
+from rasp_compiler.circuits import build_circuit, circuit_for, downstream
+from rasp_compiler.compiler.assemble import build_layout
+from rasp_compiler.compiler.pipeline import compile_sop, make_plan, names_of, parse_vocab
+from rasp_compiler.compiler.share import share_common
+from rasp_compiler.errors import ModelFileError, RaspError
+from rasp_compiler.language.interpret import evaluate_many
+from rasp_compiler.language.lower import choose_sop, load_program, load_source
+from rasp_compiler.trace.collect import _planner, read_sops
+
+MAX_LEN = 6
+N_INPUTS = 48
+#: corpus programs with split selectors, chains of MLPs, several heads per s-op
+CORPUS = (
+    "or_selector_width",
+    "width_difference_select",
+    "half_reverse",
+    "same_rank_other",
+    "chain_mlp",
+    "mean_or_overlap_joint",
+    "run_of_repeats",
+    "index_negative",
+)
+#: (program, what a head averages or copies, s-op): downstream in the circuit, yet
+#: never changed by zeroing the component, because the program's own logic masks it
+MASKED = {
+    # the head counting a's before each position: running_max is "a" where one was seen
+    # and no b, c or d was -- but then the token itself is an a, which running_max keeps
+    # when no a was seen, so zeroing the head never changes running_max
+    ("max_prefix", "tokens:a", "running_max"),
+}
+CASES = [(p.stem, p) for p in sorted(EXAMPLES_DIR.glob("*.rasp"))] + [
+    (name, src) for name, src, _ in EXPRESSIONS if name in CORPUS
+]
+
+
+def _program(case: str | Path) -> tuple[object, str, dict[int, str], object]:
+    if isinstance(case, Path):
+        session, vocab = load_program(case), example_vocab(case)
+    else:
+        session = load_source(case)
+        vocab = next(v for _, src, v in EXPRESSIONS if src == case)
+    name, sop = choose_sop(session, None, "<test>")
+    return sop, vocab, names_of(session), name
+
+
+class Reader:
+    """Every s-op of a model read back from its residual on a batch of inputs."""
+
+    def __init__(self, sop, model, names, inputs):
+        self.shared = share_common(sop)
+        self.model, self.names = model, names
+        spec = model.spec
+        self.planner = _planner(self.shared, spec.vocab, spec.max_len, names)
+        self.index = build_layout(make_plan(sop, spec.vocab, spec.max_len, names)).index()
+        self.inputs, self.values = [], []
+        for inp in inputs:
+            try:
+                self.values.append(evaluate_many([self.shared], inp))
+            except RaspError:
+                continue
+            self.inputs.append(inp)
+
+    def read(self) -> list[dict[int, object]]:
+        """Per input: the trace of each s-op, by its number in the circuit."""
+        tokens, mask = self.model.encode(self.inputs)
+        with torch.no_grad():
+            out = self.model.transformer(tokens, mask, return_residuals=True)
+        residuals = [r.double().numpy() for r in out.residuals]
+        rows = []
+        for b, values in enumerate(self.values):
+            traces = read_sops(
+                self.shared, self.planner, values, [r[b] for r in residuals], self.index,
+                self.names,
+            )  # fmt: skip
+            rows.append(dict(enumerate(traces)))  # numbered as the circuit lists s-ops
+        return rows
+
+
+@contextlib.contextmanager
+def ablated(model, component: dict) -> Iterator[None]:
+    """``component`` zeroed: a head's W_O, or the W_out rows of an MLP job's units."""
+    block = model.transformer.blocks[component["layer"]]
+    if component["kind"] == "head":
+        weight, where = block.attn.W_O, component["head"]
+    else:
+        weight, where = block.mlp.W_out, slice(*component["units"])
+    saved = weight.data[where].clone()
+    weight.data[where] = 0
+    try:
+        yield
+    finally:
+        weight.data[where] = saved
+
+
+def _shown(trace) -> str:
+    return repr((trace.decoded, trace.classes))
+
+
+@pytest.mark.parametrize(("name", "case"), CASES, ids=[n for n, _ in CASES])
+def test_ablating_a_component_changes_exactly_its_downstream_sops(name, case):
+    sop, vocab, names, sop_name = _program(case)
+    model = compile_sop(sop, parse_vocab(vocab), MAX_LEN, names=names, sop_name=sop_name)
+    circuit = build_circuit(sop, model, names)
+    reader = Reader(sop, model, names, seeded_inputs(vocab, N_INPUTS, name, MAX_LEN))
+    assert len(reader.inputs) >= N_INPUTS // 2
+    base = reader.read()
+    held = {s["id"] for s in circuit["sops"] if s["encoding"] is not None}
+    for row in base:  # the unablated model holds every s-op the circuit says it holds
+        assert {i for i, t in row.items() if t.agrees is not None} == held
+        assert all(t.agrees is not False for t in row.values()), name
+    checked = 0
+    for comp in circuit["components"]:
+        if comp["kind"] not in ("head", "mlp", "bos_cleanup"):
+            continue
+        with ablated(model, comp):
+            rows = reader.read()
+        changed = {
+            i for before, after in zip(base, rows) for i in held
+            if _shown(before[i]) != _shown(after[i])
+        }  # fmt: skip
+        expected = downstream(circuit, comp["id"])
+        if comp["kind"] == "bos_cleanup":  # writes at BOS only: it may change nothing
+            assert changed <= expected, (name, comp["id"])
+        else:
+            reads = {circuit["directions"][d] for d in comp.get("value", [])}
+            masked = {
+                s["id"] for s in circuit["sops"]
+                if any((name, r, s["name"]) in MASKED for r in reads)
+            }  # fmt: skip
+            assert changed == expected - masked, (name, comp["id"], changed, expected)
+            assert expected, (name, comp["id"])  # every head and job computes something
+            checked += 1
+    assert checked == sum(c["kind"] in ("head", "mlp") for c in circuit["components"])
+
+
+def test_the_circuit_of_sort_names_its_heads_units_and_split_selector():
+    path = EXAMPLES_DIR / "sort.rasp"
+    sop, vocab, names, sop_name = _program(path)
+    model = compile_sop(sop, parse_vocab("abcd"), 8, names=names, sop_name=sop_name)
+    c = build_circuit(sop, model, names)
+    assert json.loads(json.dumps(c)) == c
+    by_id = {x["id"]: x for x in c["components"]}
+    heads = [x for x in c["components"] if x["kind"] == "head"]
+    assert [h["id"] for h in heads] == ["L0.H0", "L0.H1", "L1.H0"]
+    assert [h.get("part") for h in heads] == [[1, 2], [2, 2], None]
+    job = by_id["L0.M0"]
+    assert job["units"][0] == 0 and job["units"][1] == model.config.layer(0).d_mlp - 1
+    assert by_id["L0.bos"]["units"] == [job["units"][1], job["units"][1] + 1]
+    assert by_id["L0.bos"]["positions"] == "bos"
+    sops = {s["name"]: s for s in c["sops"]}
+    assert sops["sorted_tokens"]["computed_by"] == ["L1.H0"]
+    assert sops["target"]["computed_by"] == ["L0.M0"]
+    assert sops["target"]["inputs"] == [sops["tokens"]["id"], sops["indices"]["id"]]
+    assert c["output"]["sop"] == sops["sorted_tokens"]["id"]
+    edges = {(e["from"], e["to"]) for e in c["edges"]}
+    assert {("L0.H0", "L0.M0"), ("L0.H1", "L0.M0"), ("L0.M0", "L1.H0")} <= edges
+    labels = c["directions"]
+    assert len(labels) == model.config.d_model
+    assert [labels[d] for d in by_id["L0.H0"]["writes"]] == ["target:x0"]
+    assert downstream(c, "L0.H1") == {sops["target"]["id"], sops["sorted_tokens"]["id"]}
+
+
+def test_circuit_json_is_saved_and_covered_by_the_integrity_hash(tmp_path):
+    path = EXAMPLES_DIR / "reverse.rasp"
+    model = compile_program(path, vocab="abc", max_len=5)
+    out = tmp_path / "reverse"
+    save_model(model, out)
+    header = json.loads((out / "config.json").read_text())
+    assert set(header["files"]) == {"README.md", "tokenizer.json", "circuit.json"}
+    sop, _, names, _ = _program(path)
+    saved = json.loads((out / "circuit.json").read_text())
+    assert saved == build_circuit(sop, model, names)
+    assert saved["format"] == "rasp-compiler-circuit" and saved["version"] == 1
+    load_model(out)
+    (out / "circuit.json").write_text(json.dumps({**saved, "edges": []}))
+    with pytest.raises(ModelFileError, match="circuit.json"):
+        load_model(out)
+
+
+def test_a_program_that_cannot_be_planned_again_saves_without_a_circuit(tmp_path):
+    sop = choose_sop(load_source("r = aggregate(select(indices, indices, ==), tokens);"),
+                     None, "<s>")[1]  # fmt: skip
+    model = compile_sop(sop, ("a", "b"), 3)  # program name "<program>", no source text
+    assert circuit_for(model) is None
+    save_model(model, tmp_path / "m")
+    assert "circuit.json" not in json.loads((tmp_path / "m" / "config.json").read_text())["files"]
+    assert not (tmp_path / "m" / "circuit.json").exists()
+    load_model(tmp_path / "m")
