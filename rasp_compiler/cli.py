@@ -56,6 +56,7 @@ EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 COMMAND_MODULES: tuple[str, ...] = (
     ".cli_trace",  # rasp-compiler trace
     ".cli_export",  # rasp-compiler export
+    ".cli_bench",  # rasp-compiler bench-suite
 )
 
 
