@@ -8,7 +8,8 @@ Subcommands::
     run      PROGRAM.rasp [--sop NAME] --vocab V --max-len N --input TEXT ...
     run      MODEL_DIR --input TEXT ...                         run a saved model
     verify   PROGRAM.rasp [--sop NAME] --vocab V --max-len N   model == interpreter?
-    inspect  PROGRAM.rasp [--sop NAME] --vocab V --max-len N   layers, heads, layout
+    inspect  PROGRAM.rasp [--sop NAME] --vocab V --max-len N   layers, heads, units, layout
+    inspect  MODEL_DIR                                          the same for a saved model
 
 Inputs: ``--input TEXT`` is one token per character; ``--input-json '["hi","you"]'`` is
 a list of tokens.  Each input gives one output line, ``[o, l, l, e, h] (strings)`` or,
@@ -204,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(handler=cmd_verify)
 
-    p = sub.add_parser("inspect", help="describe the compiled model's layers and residual stream")
-    program_args(p)
-    model_args(p)
+    p = sub.add_parser("inspect", help="describe a model's layers, units and residual stream")
+    program_args(p, "PROGRAM.rasp|MODEL_DIR")
+    model_args(p, required=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_inspect)
 
@@ -384,39 +385,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    sop, model = _compile(args)
-    if not args.json:
-        print(model.summary())
+    from .inspect_model import describe, saved_circuit
+
+    if is_saved_model(args):
+        from .serialize import load_model
+
+        model = load_model(args.program)  # checks circuit.json against config.json
+        print(describe(model, saved_circuit(args.program), args.json))
         return 0
-    cfg, spec = model.config, model.spec
-    info = {
-        "program": spec.program_name,
-        "sop": spec.sop_name,
-        "vocab": list(spec.vocab),
-        "max_len": spec.max_len,
-        "output": spec.output.to_dict(),
-        "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads,
-        "d_model": cfg.d_model,
-        "d_mlp": cfg.d_mlp,
-        "d_head": cfg.d_head,
-        "layer_shapes": [
-            {"n_heads": sh.n_heads, "d_head": sh.d_head, "d_mlp": sh.d_mlp}
-            for sh in (cfg.layer(i) for i in range(cfg.n_layers))
-        ],
-        "d_vocab": cfg.d_vocab,
-        "d_vocab_out": cfg.d_vocab_out,
-        "n_ctx": cfg.n_ctx,
-        "n_params": model.transformer.count_params(),
-        "heads_used": _count_heads(model),
-        "mlps_used": _count_mlps(model),
-        "compile_seconds": spec.extra.get("compile_seconds"),
-        "layers": list(spec.layers),
-        "layout": list(spec.layout),
-        "dtype": spec.dtype,
-        "certified_max_len": _certified(sop, spec),
-    }
-    print(json.dumps(info, ensure_ascii=False, default=str))
+    from .circuits import circuit_for
+
+    sop, model = _compile(args)
+    certified = _certified(sop, model.spec) if args.json else None
+    print(describe(model, circuit_for(model), args.json, certified))
     return 0
 
 

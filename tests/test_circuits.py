@@ -204,3 +204,84 @@ def test_a_program_that_cannot_be_planned_again_saves_without_a_circuit(tmp_path
     assert "circuit.json" not in json.loads((tmp_path / "m" / "config.json").read_text())["files"]
     assert not (tmp_path / "m" / "circuit.json").exists()
     load_model(tmp_path / "m")
+
+
+# ------------------------------------------------------------------ inspect
+
+
+def _inspect(capsys, *argv: str) -> tuple[int, str, str]:
+    from rasp_compiler import cli
+
+    code = cli.main(["inspect", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _covers(units: list[dict], model) -> bool:
+    """The ranges of each layer tile its hidden units exactly, in order."""
+    for layer in range(model.config.n_layers):
+        ranges = [u["units"] for u in units if u["layer"] == layer]
+        stops = [0] + [stop for _, stop in ranges]
+        if [start for start, _ in ranges] != stops[:-1] or stops[-1] != model.config.layer(
+            layer
+        ).d_mlp:
+            return False
+    return True
+
+
+def test_inspect_a_saved_model_lists_every_unit_and_the_parts_of_a_split_selector(capsys, tmp_path):
+    program = str(EXAMPLES_DIR / "sort.rasp")
+    code, out, err = _inspect(capsys, program, "--vocab", "abcd", "--max-len", "5", "--json")
+    assert code == 0, err
+    from_program = json.loads(out)
+    model = compile_program(program, vocab="abcd", max_len=5)
+    save_model(model, tmp_path / "sort")
+    code, out, err = _inspect(capsys, str(tmp_path / "sort"))
+    assert code == 0, err
+    assert "hidden units:" in out and "L0.bos  BOS clean-up" in out
+    assert "part 1 of 2 of target = selector_width(goes_before)" in out
+    assert "part 2 of 2 of target" in out and "values read tokens:a" in out
+    code, out, err = _inspect(capsys, str(tmp_path / "sort"), "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["circuit"]["format"] == "rasp-compiler-circuit"
+    assert _covers(info["units"], model)
+    assert [u["kind"] for u in info["units"]] == ["mlp", "bos_cleanup", "bos_cleanup"]
+    assert info["n_layers"] == 2 and info["certified_max_len"] is None
+    assert info["units"] == from_program["units"]
+    assert info["circuit"]["components"] == from_program["circuit"]["components"]
+
+
+def test_inspect_program_and_saved_model_agree_and_work_without_a_circuit(capsys, tmp_path):
+    program = str(EXAMPLES_DIR / "max_prefix.rasp")
+    code, out, err = _inspect(capsys, program, "--vocab", "abcd", "--max-len", "4", "--json")
+    assert code == 0, err
+    compiled = json.loads(out)
+    assert compiled["certified_max_len"]["float32"] == 4
+    model = compile_program(program, vocab="abcd", max_len=4)
+    assert _covers(compiled["units"], model)
+    # a directory saved without circuit.json: the unit ranges come from the layer table
+    sop = choose_sop(load_program(program), None, program)[1]
+    bare = compile_sop(sop, parse_vocab("abcd"), 4)  # no file to plan it again from
+    save_model(bare, tmp_path / "m2")
+    assert not (tmp_path / "m2" / "circuit.json").exists()
+    code, out, err = _inspect(capsys, str(tmp_path / "m2"), "--json")
+    assert code == 0, err
+    bare_units = json.loads(out)["units"]
+    assert json.loads(out)["circuit"] is None
+    strip = [{k: u[k] for k in ("layer", "units", "component", "kind")} for u in bare_units]
+    assert strip == [{k: u[k] for k in ("layer", "units", "component", "kind")}
+                     for u in compiled["units"]]  # fmt: skip
+    code, out, _ = _inspect(capsys, str(tmp_path / "m2"))
+    assert code == 0 and "no circuit.json" in out and "hidden units:" in out
+
+
+def test_inspect_flags(capsys, tmp_path):
+    model = compile_program(str(EXAMPLES_DIR / "reverse.rasp"), vocab="ab", max_len=3)
+    save_model(model, tmp_path / "r")
+    code, _, err = _inspect(capsys, str(tmp_path / "r"), "--max-len", "4")
+    assert code == 2 and "--max-len only apply" in err
+    code, _, err = _inspect(capsys, str(EXAMPLES_DIR / "reverse.rasp"), "--vocab", "ab")
+    assert code == 2 and "needs --max-len" in err
+    code, _, err = _inspect(capsys, str(tmp_path / "nowhere"))
+    assert code == 2 and "needs --vocab and --max-len" in err
