@@ -79,7 +79,10 @@ def build_circuit(sop: ir.SOp, model: CompiledModel, names: Mapping[int, str]) -
     sops, snapshots = [], snapshot_names(plan.n_layers)
     for node in ir.walk(shared):
         if isinstance(node, ir.SOp):
-            sops.append(_sop_entry(node, planner, index, names, components, snapshots))
+            entry = _sop_entry(node, planner, index, names, components, snapshots)
+            if entry["encoding"] is None:
+                entry["held_inside"] = _held_inside(node, layout, components)
+            sops.append(entry)
     # s-ops are numbered in the order listed (node ids differ from session to session)
     number = {s["id"]: i for i, s in enumerate(sops)}
     for s in sops:
@@ -238,6 +241,18 @@ def _sop_entry(
         "directions": dims,
         "computed_by": computed_by,
     }
+
+
+def _held_inside(
+    node: ir.SOp, layout: Layout, components: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    """For an s-op the model never holds on its own: the directions of its roles (a
+    width's ``1/(width+1)``, ``NAME#ID:x0``) and the components that write them."""
+    idx, role = layout.index(), re.compile(rf"#{node.id}:")
+    dims = sorted(idx[d] for b in layout.blocks if role.search(b.name) for d in b.directions)
+    writers = [c["id"] for c in components if set(c["writes"]) & set(dims)
+               and c.get("positions") != "bos"]  # fmt: skip
+    return {"directions": dims, "components": writers}
 
 
 def _operands(node: ir.Node) -> list[ir.SOp]:

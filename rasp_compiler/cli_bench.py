@@ -16,7 +16,7 @@ lists every program::
      "max_len": 8, "models": [
         {"program": "reverse", "group": "examples", "sop": "reverse", "vocab": [...],
          "max_len": 8, "dir": "examples/reverse", "circuit": "examples/reverse/circuit.json",
-         "n_params": 24237, "d_model": 43, "layers": 2, "heads": 1, "mlp_jobs": 1,
+         "n_params": 24237, "d_model": 72, "layers": 2, "heads": 2, "mlp_jobs": 1,
          "error": null}, ...]}
 
 A program that fails to compile is listed with ``error`` (one line) and no ``dir``;

@@ -78,9 +78,9 @@ def run(model_dir, tokens):
 '''
 
 
-def model_card(header: Mapping[str, Any]) -> str:
+def model_card(header: Mapping[str, Any], circuit: bool = False) -> str:
     """The README.md text for a config.json header (its ``config``, ``spec``, ``labels``,
-    ``source`` and ``compiler_version`` fields)."""
+    ``source`` and ``compiler_version`` fields); ``circuit``: circuit.json is saved too."""
     cfg, spec = header["config"], header["spec"]
     name, sop = spec["program_name"], spec["sop_name"]
     out = spec["output"]
@@ -113,6 +113,16 @@ def model_card(header: Mapping[str, Any]) -> str:
         "(`rasp-compiler` refuses a modified directory).",
         "* `tokenizer.json`: a word-level tokenizer for the HuggingFace `tokenizers` library "
         "(`Tokenizer.from_file`): it adds BOS and pads with the pad id.",
+        *(
+            [
+                "* `circuit.json`: the ground-truth circuit: for every s-op, the heads, MLP units "
+                "and residual dimensions that compute it, and the edges between them "
+                "(`rasp-compiler inspect` on this directory lists them; see the project's "
+                "docs/circuits.md)."
+            ]
+            if circuit
+            else []
+        ),
         "* `README.md`: this card.",
         "",
         "## Conventions",

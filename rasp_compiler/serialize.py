@@ -186,7 +186,7 @@ def _header_text(
         header = json.loads(json.dumps(header))
     except (TypeError, ValueError) as e:
         raise ValueError(f"model spec is not JSON-serialisable: {e}") from None
-    card = model_card(header).encode("utf-8")
+    card = model_card(header, circuit=CIRCUIT_FILE in extra).encode("utf-8")
     header["files"] = {
         CARD_FILE: hashlib.sha256(card).hexdigest(),
         TOKENIZER_FILE: hashlib.sha256(described.tokenizer).hexdigest(),

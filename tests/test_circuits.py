@@ -189,6 +189,11 @@ def test_circuit_json_is_saved_and_covered_by_the_integrity_hash(tmp_path):
     saved = json.loads((out / "circuit.json").read_text())
     assert saved == build_circuit(sop, model, names)
     assert saved["format"] == "rasp-compiler-circuit" and saved["version"] == 1
+    assert "`circuit.json`: the ground-truth circuit" in (out / "README.md").read_text()
+    length = next(s for s in saved["sops"] if s["name"] == "length")
+    assert length["encoding"] is None and length["computed_by"] == []  # held only inside:
+    assert length["held_inside"]["components"] == ["L0.H0"]  # 1/(length+1), a width head
+    assert [saved["directions"][d] for d in length["held_inside"]["directions"]] == ["length:x0"]
     load_model(out)
     (out / "circuit.json").write_text(json.dumps({**saved, "edges": []}))
     with pytest.raises(ModelFileError, match="circuit.json"):
@@ -203,6 +208,7 @@ def test_a_program_that_cannot_be_planned_again_saves_without_a_circuit(tmp_path
     save_model(model, tmp_path / "m")
     assert "circuit.json" not in json.loads((tmp_path / "m" / "config.json").read_text())["files"]
     assert not (tmp_path / "m" / "circuit.json").exists()
+    assert "circuit.json" not in (tmp_path / "m" / "README.md").read_text()
     load_model(tmp_path / "m")
 
 
