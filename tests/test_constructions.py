@@ -244,3 +244,36 @@ def test_a_numerical_output_summing_two_means_is_decoded_exactly():
     assert model.spec.output.encoding == "numerical"
     checked, bad = mismatches(sop, model, all_inputs("abc", 6))
     assert checked == 1092 and not bad, bad[:3]
+
+
+# ------------------------------------------------------------ the BOS width
+
+
+BOS_WIDTH = """
+def counted(sel) {
+    with_first = sel or select(indices, 0, ==);
+    return 1 / aggregate(with_first, indicator(indices == 0)) - 1;
+}
+same = counted(select(tokens, tokens, ==));
+"""
+
+
+def test_a_width_counted_through_index_0_is_one_attention_layer():
+    # the reference's idiom for a width without BOS: a mean of indicator(indices == 0)
+    # over the selection plus index 0 is 1/k; rewritten to a count of the selection
+    # without index 0, it is one head (it took an MLP-only layer for a joint of tokens and
+    # indices first)
+    sop, model = compile_source(BOS_WIDTH, "abc", 16)
+    assert model.config.n_layers == 1
+    checked, bad = mismatches(sop, model, random_inputs("abc", 16, 300, seed=9))
+    assert checked == 300 and not bad, bad[:3]
+    sop, model = compile_source(BOS_WIDTH, "ab", 6)
+    checked, bad = mismatches(sop, model, all_inputs("ab", 6))
+    assert checked == 126 and not bad, bad[:3]
+    # the kind is kept: the interpreter's 1 when only index 0 is selected stays an int
+    inner = (
+        'y = aggregate(select(tokens, "z", ==) or select(indices, 0, ==), indicator(indices == 0));'
+    )
+    sop, model = compile_source(inner, "ab", 5)
+    checked, bad = mismatches(sop, model, all_inputs("ab", 5))
+    assert checked == 62 and not bad

@@ -43,3 +43,19 @@ def test_certified_models_are_exact_in_their_dtype(src, dtype):
 def test_float32_is_certified_at_the_requested_length():
     sop, model = compile_source(FRAC, "abcd", 64)
     assert largest_certified_length(sop, tuple("abcd"), "float32", upto=64)[0] == 64
+
+
+def test_a_counting_head_reading_a_joint_number_table_is_reported_not_certified():
+    # dyck2's depth index counts keys whose scores read a table over two counts at once:
+    # the bound on that table's rounding (every rounding at its worst) exceeds the
+    # head's budget, so the compile says its precision is not certified (the model is
+    # checked exact elsewhere; the warning says to verify), naming the line
+    from pathlib import Path
+
+    from rasp_compiler.compiler.pipeline import compile_program
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    model = compile_program(str(examples / "dyck2.rasp"), vocab="(){}", max_len=16)
+    assert any("precision not certified" in w and "dyck2.rasp:" in w for w in model.warnings)
+    plain = compile_program(str(examples / "reverse.rasp"), vocab="abc", max_len=16)
+    assert plain.warnings == []

@@ -32,12 +32,13 @@ from ..limits import MAX_LEN
 from ..progress import ProgressFn
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
-from .certify import certify
+from .certify import certify, tilted_heads
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import rejected_inputs, undefined_everywhere
+from .rewrite import bos_widths
 from .share import share_common
 from .value_sets import infer_value_sets, sort_values
 
@@ -73,7 +74,7 @@ def make_plan(
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
     say = progress or _silent
     say("checking the program", 0, 0)
-    sop = share_common(sop)
+    sop = share_common(bos_widths(sop, max_len))
     graph = build_graph(sop)
     _stop_on(structure_problems(graph))
     _stop_on(depth_problems(graph))
@@ -123,7 +124,12 @@ def compile_sop(
     asm = assemble(plan, vocab, dtype)
     spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
     model = CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
-    model.warnings = rejected_inputs(sop, vocab, max_len)
+    tilted = [
+        f"{e.span.location}: {e.message}" if e.span else e.message
+        for e in tilted_heads(plan, dtype)
+    ]
+    model.warnings = list(dict.fromkeys(tilted))
+    model.warnings += rejected_inputs(sop, vocab, max_len)
     return model
 
 

@@ -181,6 +181,7 @@ class _HeadSpec:
     leak: float
     value_span: float = 1.0
     averages: tuple[Rep, ...] = ()
+    uniform: bool = False
 
 
 def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpec) -> Head:
@@ -205,6 +206,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             value_span=spec.value_span,
             magnitude=2.0 * weights_max + abs(spec.bos_level) + 2.0,
             averages=spec.averages,
+            uniform=spec.uniform,
         )
     )
 
@@ -282,6 +284,7 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
             leak,
             value_span,
             averages,
+            uniform=not categorical and len(p.values(node.values)) > 1,
         )
         head = _scored_head(p, pairs, scores, spec)
     stage = 2 * head.layer + 1
@@ -468,6 +471,7 @@ def width_xs(p: PlanState, node: ir.SOp) -> list[NumRep]:
             ((d, Lin.unit(BOS)),),
             0,
             1.0 / (16.0 * n1 * n1),
+            uniform=True,
         )
         head = _scored_head(p, pairs, scores, spec)
         xvals = tuple(1.0 / (w + 1) for w in range(p.max_len + 1))

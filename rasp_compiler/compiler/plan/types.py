@@ -61,6 +61,9 @@ class Head:
     #: a categorical aggregate's one-hot read from other heads): its output is off by
     #: their error too, so a consumer's tolerance is passed on to them (see settle_leaks)
     averages: tuple[Rep, ...] = ()
+    #: the head must weigh its selected keys equally (a count, a mean of several
+    #: numbers): rounding of the rows its scores read must not tilt them (see certify)
+    uniform: bool = False
 
 
 @dataclass(frozen=True)
