@@ -157,9 +157,9 @@ def update_readme(head: str, parts: list[str]) -> None:
     start = next(i for i, ln in enumerate(lines) if ln.rstrip() == "## Benchmarks")
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
     intro = wrap_prose(
-        "Produced by `python benchmarks/run.py --full-throughput` (about 30 minutes on the "
-        "machine below, 22 without `--full-throughput`, which times all 256 inputs at "
-        "length 1024; `--quick` for a smoke run, `--no-tracr` without the comparison; tracr is the "
+        "Produced by `python benchmarks/run.py` (about 33 minutes on the machine below; "
+        "`--full-throughput` times all 256 inputs at length 1024, `--quick` is a smoke run, "
+        "`--no-tracr` skips the comparison; tracr is the "
         "optional `bench` extra, `pip install -e '.[bench]'`). The same tables are in "
         "[benchmarks/results.md](benchmarks/results.md)."
     )
