@@ -45,6 +45,7 @@ from .compiler.assemble import build_layout, layer_units
 from .compiler.pipeline import make_plan
 from .compiler.plan.types import HeadKind, Plan, Rep
 from .compiler.residual import BOS, ONE, Layout, Lin
+from .compiler.rewrite import bos_widths
 from .compiler.share import share_common
 from .errors import InputError
 from .language import ir
@@ -62,7 +63,8 @@ def build_circuit(sop: ir.SOp, model: CompiledModel, names: Mapping[int, str]) -
 
     Raises InputError when the model was not compiled from ``sop`` (layouts differ)."""
     spec = model.spec
-    plan = make_plan(sop, spec.vocab, spec.max_len, dict(names))
+    root = planned_program(sop, spec.max_len)
+    plan = make_plan(root, spec.vocab, spec.max_len, dict(names))
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):
         raise InputError(
@@ -74,21 +76,29 @@ def build_circuit(sop: ir.SOp, model: CompiledModel, names: Mapping[int, str]) -
                .items() if k in ("embed.W_E", "pos_embed.W_pos", "unembed.W_U")}  # fmt: skip
     components = _components(plan, layout)
     edges = _edges(components)
-    shared = share_common(sop)
-    planner = _planner(shared, spec.vocab, spec.max_len, dict(names))
+    planner = _planner(root, spec.vocab, spec.max_len, dict(names))
     sops, snapshots = [], snapshot_names(plan.n_layers)
-    for node in ir.walk(shared):
+    written = {n.id for n in ir.walk(sop)}
+    for node in ir.walk(root):
         if isinstance(node, ir.SOp):
             entry = _sop_entry(node, planner, index, names, components, snapshots)
             if entry["encoding"] is None:
                 entry["held_inside"] = _held_inside(node, layout, components)
+            if node.id not in written:  # made by the compiler's rewrite of the program
+                kind = type(node).__name__.lower() + (
+                    f" {node.op}" if isinstance(node, ir.Map) else ""
+                )
+                entry["name"], entry["rewritten"] = (
+                    f"{kind} (rewrite of line {entry['line']})",
+                    True,
+                )
             sops.append(entry)
     # s-ops are numbered in the order listed (node ids differ from session to session)
     number = {s["id"]: i for i, s in enumerate(sops)}
     for s in sops:
         s["id"], s["inputs"] = number[s["id"]], [number[i] for i in s["inputs"]]
     out_dirs = _dims(plan.output.lins(), index)
-    out_id = number[shared.id]
+    out_id = number[root.id]
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -101,6 +111,13 @@ def build_circuit(sop: ir.SOp, model: CompiledModel, names: Mapping[int, str]) -
         "sops": sops,
         "output": {"sop": out_id, "directions": out_dirs, "read_by": "unembed.W_U"},
     }
+
+
+def planned_program(sop: ir.SOp, max_len: int) -> ir.SOp:
+    """The program as the compiler plans it: rewritten (``compiler.rewrite``) and with
+    equal sub-expressions merged.  Made once, so that planning it again (``make_plan``
+    leaves it as it is) and reading its s-ops back use the same nodes and names."""
+    return share_common(bos_widths(sop, max_len))
 
 
 def _shape(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, int]]:

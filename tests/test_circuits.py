@@ -16,10 +16,9 @@ from check import example_vocab, seeded_inputs
 from corpus import EXAMPLES_DIR, EXPRESSIONS
 
 from rasp_compiler import compile_program, load_model, save_model
-from rasp_compiler.circuits import build_circuit, circuit_for, downstream
+from rasp_compiler.circuits import build_circuit, circuit_for, downstream, planned_program
 from rasp_compiler.compiler.assemble import build_layout
 from rasp_compiler.compiler.pipeline import compile_sop, make_plan, names_of, parse_vocab
-from rasp_compiler.compiler.share import share_common
 from rasp_compiler.errors import ModelFileError, RaspError
 from rasp_compiler.language.interpret import evaluate_many
 from rasp_compiler.language.lower import choose_sop, load_program, load_source
@@ -46,9 +45,16 @@ MASKED = {
     # when no a was seen, so zeroing the head never changes running_max
     ("max_prefix", "tokens:a", "running_max"),
 }
-CASES = [(p.stem, p) for p in sorted(EXAMPLES_DIR.glob("*.rasp"))] + [
-    (name, src) for name, src, _ in EXPRESSIONS if name in CORPUS
-]
+#: the reference's BOS width, which the compiler rewrites to a selector_width
+BOS_WIDTH = (
+    "bos = aggregate(select(tokens, tokens, ==) or select(indices, 0, ==),"
+    " indicator(indices == 0)); hist = round(1 / bos) - 1;"
+)
+CASES = (
+    [(p.stem, p) for p in sorted(EXAMPLES_DIR.glob("*.rasp"))]
+    + [(name, src) for name, src, _ in EXPRESSIONS if name in CORPUS]
+    + [("bos_width", BOS_WIDTH)]
+)
 
 
 def _program(case: str | Path) -> tuple[object, str, dict[int, str], object]:
@@ -56,7 +62,7 @@ def _program(case: str | Path) -> tuple[object, str, dict[int, str], object]:
         session, vocab = load_program(case), example_vocab(case)
     else:
         session = load_source(case)
-        vocab = next(v for _, src, v in EXPRESSIONS if src == case)
+        vocab = next((v for _, src, v in EXPRESSIONS if src == case), "abc")
     name, sop = choose_sop(session, None, "<test>")
     return sop, vocab, names_of(session), name
 
@@ -65,11 +71,11 @@ class Reader:
     """Every s-op of a model read back from its residual on a batch of inputs."""
 
     def __init__(self, sop, model, names, inputs):
-        self.shared = share_common(sop)
-        self.model, self.names = model, names
         spec = model.spec
+        self.shared = planned_program(sop, spec.max_len)
+        self.model, self.names = model, names
         self.planner = _planner(self.shared, spec.vocab, spec.max_len, names)
-        self.index = build_layout(make_plan(sop, spec.vocab, spec.max_len, names)).index()
+        self.index = build_layout(make_plan(self.shared, spec.vocab, spec.max_len, names)).index()
         self.inputs, self.values = [], []
         for inp in inputs:
             try:
@@ -291,3 +297,15 @@ def test_inspect_flags(capsys, tmp_path):
     assert code == 2 and "needs --max-len" in err
     code, _, err = _inspect(capsys, str(tmp_path / "nowhere"))
     assert code == 2 and "needs --vocab and --max-len" in err
+
+
+def test_sops_the_compiler_rewrites_are_listed_as_it_plans_them():
+    sop, vocab, names, sop_name = _program(BOS_WIDTH)
+    model = compile_sop(sop, parse_vocab(vocab), 4, names=names, sop_name=sop_name)
+    c = build_circuit(sop, model, names)
+    sops = {s["name"]: s for s in c["sops"]}
+    assert sops["hist"]["encoding"] is not None and sops["hist"]["computed_by"] == ["L0.M0"]
+    assert c["output"]["sop"] == sops["hist"]["id"]
+    width = sops["selectorwidth (rewrite of line 1)"]
+    assert width["rewritten"] is True and width["computed_by"] == ["L0.M0"]
+    assert "rewritten" not in sops["bos"]  # the node the rewrite replaced keeps its name
