@@ -133,3 +133,20 @@ def test_public_names_are_not_shadowed_by_submodules():
     from rasp_compiler import verify
 
     assert callable(verify)
+
+
+def test_every_package_is_in_the_wheel():
+    # pyproject lists packages by hand (the grammar folder is mapped into the package):
+    # a new sub-package must be listed, or an installed copy cannot import it
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for p in (root / "rasp_compiler").rglob("__init__.py")
+    }
+    assert found <= listed, f"not in pyproject's packages: {sorted(found - listed)}"
+    assert "rasp_compiler.grammar" in listed
