@@ -324,3 +324,21 @@ def test_classes_of_one_value_are_shown_as_values():
         page = render(dataclasses.replace(t, sops=[sop]))
         row = page[page.index("data-sop='opp_index'") :].split("</tr>")[0]
         assert f"<td class='mono'>{shown}</td>" in row
+
+
+def test_a_rewritten_bos_width_is_traced_through_its_count(tmp_path):
+    # the reference's BOS width is compiled as a count (compiler/rewrite.py): the trace
+    # reads the program as planned, so every s-op of it is found in the residual
+    program = tmp_path / "bos.rasp"
+    program.write_text(
+        "def counted(sel) {\n"
+        "    with_first = sel or select(indices, 0, ==);\n"
+        "    return 1 / aggregate(with_first, indicator(indices == 0)) - 1;\n"
+        "}\n"
+        "same = counted(select(tokens, tokens, ==));\n"
+    )
+    t = trace_program(program, "§abca", "§abc", 8)
+    assert t.ok and t.output == t.expected == [0.0, 2.0, 1.0, 1.0, 2.0]
+    named = [s for s in t.sops if s.name == "same"]
+    assert len(named) == 1 and named[0].decoded == t.expected
+    assert all(s.decoded is not None and s.agrees for s in t.sops if s.name in ("same",))

@@ -40,6 +40,7 @@ from ..compiler.plan.builder import Planner
 from ..compiler.plan.state import NodeFailed
 from ..compiler.plan.types import CatRep, Rep
 from ..compiler.residual import Lin
+from ..compiler.rewrite import bos_widths
 from ..compiler.share import share_common
 from ..compiler.value_sets import infer_value_sets
 from ..errors import InputError
@@ -192,7 +193,10 @@ def collect(
     (its residual layout differs from the one the compiler plans for it now)."""
     spec = model.spec
     tokens, mask = model.encode([inp])  # checks the input against the vocabulary
-    plan = make_plan(sop, spec.vocab, spec.max_len, names)
+    # the program as the compiler plans it (rewritten, shared), made once so that the plan
+    # and the read-back use the same nodes; the interpreter runs them too (same values)
+    shared = share_common(bos_widths(sop, spec.max_len))
+    plan = make_plan(shared, spec.vocab, spec.max_len, names)
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):
         raise InputError(
@@ -206,7 +210,6 @@ def collect(
     n = int(mask.sum()) - 1
     output = model.decode(out.logits, [n])[0]
 
-    shared = share_common(sop)
     values = evaluate_many([shared], inp)
     planner = _planner(shared, spec.vocab, spec.max_len, names)
     index = layout.index()
