@@ -58,13 +58,20 @@ VERSION = 1
 CIRCUIT_FILE = "circuit.json"
 
 
-def build_circuit(sop: ir.SOp, model: CompiledModel, names: Mapping[int, str]) -> dict[str, Any]:
-    """The circuit of ``model``, compiled from ``sop`` (``names``: node id -> name).
+def build_circuit(
+    sop: ir.SOp, model: CompiledModel, names: Mapping[int, str], plan: Plan | None = None
+) -> dict[str, Any]:
+    """The circuit of ``model``, compiled from ``sop`` (``names``: node id -> name).  With
+    ``plan`` (the compiler's own, ``model.compiled_from``), ``sop`` is the program as
+    planned and nothing is planned again but the read-outs.
 
     Raises InputError when the model was not compiled from ``sop`` (layouts differ)."""
     spec = model.spec
-    root = planned_program(sop, spec.max_len)
-    plan = make_plan(root, spec.vocab, spec.max_len, dict(names))
+    if plan is None:
+        root = planned_program(sop, spec.max_len)
+        plan = make_plan(root, spec.vocab, spec.max_len, dict(names))
+    else:
+        root = sop
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):
         raise InputError(
@@ -324,6 +331,9 @@ def circuit_for(model: CompiledModel, source: str | None = None) -> dict[str, An
     from .language.lower import choose_sop, load_program, load_source
 
     spec = model.spec
+    if model.compiled_from is not None:  # compiled in this process: its plan is at hand
+        root, plan, names = model.compiled_from
+        return build_circuit(root, model, names, plan=plan)
     try:
         if os.path.isfile(spec.program_name):
             session = load_program(spec.program_name)

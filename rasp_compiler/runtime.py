@@ -324,6 +324,8 @@ class CompiledModel(nn.Module):
         self.spec = spec
         #: what the compiler found worth saying (not saved with the model)
         self.warnings: list[str] = []
+        #: (the s-op as planned, its Plan, node names) when compiled in this process
+        self.compiled_from: tuple[Any, Any, dict[int, str]] | None = None
         self._ids = {atom_key(t): i for t, i in spec.token_ids.items()}
         # fast path for the common case, string tokens (type checked exactly: True != 1)
         self._str_ids = {t: i for t, i in spec.token_ids.items() if type(t) is str}

@@ -210,6 +210,8 @@ def test_a_program_that_cannot_be_planned_again_saves_without_a_circuit(tmp_path
     sop = choose_sop(load_source("r = aggregate(select(indices, indices, ==), tokens);"),
                      None, "<s>")[1]  # fmt: skip
     model = compile_sop(sop, ("a", "b"), 3)  # program name "<program>", no source text
+    assert circuit_for(model) is not None  # compiled in this process: its plan is kept
+    model.compiled_from = None  # as a model loaded from a directory without its program
     assert circuit_for(model) is None
     save_model(model, tmp_path / "m")
     assert "circuit.json" not in json.loads((tmp_path / "m" / "config.json").read_text())["files"]
@@ -275,6 +277,7 @@ def test_inspect_program_and_saved_model_agree_and_work_without_a_circuit(capsys
     # a directory saved without circuit.json: the unit ranges come from the layer table
     sop = choose_sop(load_program(program), None, program)[1]
     bare = compile_sop(sop, parse_vocab("abcd"), 4)  # no file to plan it again from
+    bare.compiled_from = None  # nor the compiler's own plan (as after load_model)
     save_model(bare, tmp_path / "m2")
     assert not (tmp_path / "m2" / "circuit.json").exists()
     code, out, err = _inspect(capsys, str(tmp_path / "m2"), "--json")

@@ -117,7 +117,10 @@ def compile_sop(
     vocab = tuple(vocab)
     started = time.perf_counter()
     say = progress or _silent
-    plan = make_plan(sop, vocab, max_len, names, progress)
+    # the program as planned (rewritten, shared), kept on the model with its plan so that
+    # what reads the plan again (circuit.json when saving) need not rebuild the tables
+    root = share_common(bos_widths(sop, max_len))
+    plan = make_plan(root, vocab, max_len, names, progress)
     say("certifying", 0, 0)
     _stop_on(certify(plan, dtype))
     say("weights", 0, 0)
@@ -129,6 +132,7 @@ def compile_sop(
         for e in tilted_heads(plan, dtype)
     ]
     model.warnings = list(dict.fromkeys(tilted))
+    model.compiled_from = (root, plan, dict(names or {}))
     model.warnings += rejected_inputs(sop, vocab, max_len)
     return model
 
