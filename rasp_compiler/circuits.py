@@ -42,11 +42,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .compiler.assemble import build_layout, layer_units
-from .compiler.pipeline import make_plan
+from .compiler.pipeline import make_plan, planned_program
 from .compiler.plan.types import HeadKind, Plan, Rep
 from .compiler.residual import BOS, ONE, Layout, Lin
-from .compiler.rewrite import bos_widths
-from .compiler.share import share_common
 from .errors import InputError
 from .language import ir
 from .model_files import residual_labels
@@ -118,13 +116,6 @@ def build_circuit(
         "sops": sops,
         "output": {"sop": out_id, "directions": out_dirs, "read_by": "unembed.W_U"},
     }
-
-
-def planned_program(sop: ir.SOp, max_len: int) -> ir.SOp:
-    """The program as the compiler plans it: rewritten (``compiler.rewrite``) and with
-    equal sub-expressions merged.  Made once, so that planning it again (``make_plan``
-    leaves it as it is) and reading its s-ops back use the same nodes and names."""
-    return share_common(bos_widths(sop, max_len))
 
 
 def _shape(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, int]]:

@@ -61,6 +61,14 @@ def names_of(session: Session) -> dict[int, str]:
     return out
 
 
+def planned_program(sop: ir.SOp, max_len: int) -> ir.SOp:
+    """The s-op as the compiler plans it: rewritten (:mod:`.rewrite`) and with equal
+    sub-expressions merged (:mod:`.share`).  Doing it again leaves it as it is, so what
+    plans a program and reads its plan back (trace, circuits, draw) makes it once and
+    passes the same nodes to :func:`make_plan`."""
+    return share_common(bos_widths(sop, max_len))
+
+
 def make_plan(
     sop: ir.SOp,
     vocab: tuple[Atom, ...],
@@ -74,7 +82,7 @@ def make_plan(
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
     say = progress or _silent
     say("checking the program", 0, 0)
-    sop = share_common(bos_widths(sop, max_len))
+    sop = planned_program(sop, max_len)
     graph = build_graph(sop)
     _stop_on(structure_problems(graph))
     _stop_on(depth_problems(graph))
@@ -119,7 +127,7 @@ def compile_sop(
     say = progress or _silent
     # the program as planned (rewritten, shared), kept on the model with its plan so that
     # what reads the plan again (circuit.json when saving) need not rebuild the tables
-    root = share_common(bos_widths(sop, max_len))
+    root = planned_program(sop, max_len)
     plan = make_plan(root, vocab, max_len, names, progress)
     say("certifying", 0, 0)
     _stop_on(certify(plan, dtype))

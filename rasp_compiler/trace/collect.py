@@ -35,13 +35,11 @@ import torch
 
 from ..compiler.assemble import build_layout
 from ..compiler.graph import build_graph, spans_of_use
-from ..compiler.pipeline import make_plan
+from ..compiler.pipeline import make_plan, planned_program
 from ..compiler.plan.builder import Planner
 from ..compiler.plan.state import NodeFailed
 from ..compiler.plan.types import CatRep, Rep
 from ..compiler.residual import Lin
-from ..compiler.rewrite import bos_widths
-from ..compiler.share import share_common
 from ..compiler.value_sets import infer_value_sets
 from ..errors import InputError
 from ..language import ir
@@ -195,7 +193,7 @@ def collect(
     tokens, mask = model.encode([inp])  # checks the input against the vocabulary
     # the program as the compiler plans it (rewritten, shared), made once so that the plan
     # and the read-back use the same nodes; the interpreter runs them too (same values)
-    shared = share_common(bos_widths(sop, spec.max_len))
+    shared = planned_program(sop, spec.max_len)
     plan = make_plan(shared, spec.vocab, spec.max_len, names)
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):

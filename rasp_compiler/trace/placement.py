@@ -16,8 +16,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from ..compiler.assemble import build_layout
-from ..compiler.pipeline import make_plan
-from ..compiler.share import share_common
+from ..compiler.pipeline import make_plan, planned_program
 from ..language import ir
 from ..runtime import CompiledModel
 from .collect import _planner, held_stage, snapshot_names
@@ -36,9 +35,9 @@ class Placement:
 def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Placement:
     """Where every node of ``sop`` sits in ``model`` (compiled from it with ``names``)."""
     spec = model.spec
-    layout = build_layout(make_plan(sop, spec.vocab, spec.max_len, names))
+    root = planned_program(sop, spec.max_len)  # planned once: the layout's names are its
+    layout = build_layout(make_plan(root, spec.vocab, spec.max_len, names))
     index = layout.index()
-    root = share_common(sop)
     planner = _planner(root, spec.vocab, spec.max_len, names)
     heads: dict[str, list[tuple[int, int]]] = {}
     for layer, desc in enumerate(spec.layers):
