@@ -183,15 +183,11 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
         ints = [int(v) for v in vals]  # type: ignore[arg-type]
         a, b, c = form
         widths = sorted({a * n + b * i + c for n in range(1, max_len + 1) for i in range(n)} - {0})
-        lo, hi = min(ints), max(ints)
-        if sum(w_ * (hi - lo) + 1 for w_ in widths) > MAX_COUNT_SUMS:
+        by_width = sums_by_width(ints, set(widths))
+        if by_width is None:
             return None
         out: set[Atom] = set()
-        sums = {0}
-        for k in range(1, max(widths) + 1):
-            sums = {s + v for s in sums for v in ints}
-            if k not in widths:
-                continue
+        for k, sums in by_width.items():
             for s in sums:
                 mean = s if k == 1 else s / k
                 pair: tuple[Atom, Atom] = (mean, k) if pos == 0 else (k, mean)
@@ -202,6 +198,22 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
             out.add(ir.apply_map(node, empty))
         return tuple(out)
     return None
+
+
+def sums_by_width(vals: list[int], widths: set[int]) -> dict[int, set[int]] | None:
+    """{w: every sum of w values drawn from ``vals`` (with repetition)} for w in
+    ``widths`` (0 included: {0}), or None when there would be more than MAX_COUNT_SUMS."""
+    lo, hi = min(vals), max(vals)
+    if sum(w * (hi - lo) + 1 for w in widths) > MAX_COUNT_SUMS:
+        return None
+    out: dict[int, set[int]] = {}
+    sums = {0}
+    for w in range(max(widths, default=0) + 1):
+        if w:
+            sums = {s + v for s in sums for v in vals}
+        if w in widths:
+            out[w] = sums
+    return out
 
 
 # ---------------------------------------------------------------- means of positional values

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import binding_pair, min_gap, num, projection, projection_ratio
-from ..positions import MAX_COUNT_SUMS, width_form
+from ..positions import sums_by_width, width_form
 from ..residual import Lin, onehot_dirs, role_dir
 from .attention import width_xs
 from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
@@ -294,20 +294,13 @@ def _means_by_width(
 ) -> dict[int, set[object]] | None:
     """{w: the loose keys of every mean of w values} (w = 0: the default), or None when
     there are too many sums to list."""
-    lo, hi = min(vals), max(vals)
-    if sum(w * (hi - lo) + 1 for w in widths) > MAX_COUNT_SUMS:
+    by_width = sums_by_width(vals, widths)
+    if by_width is None:
         return None
-    out: dict[int, set[object]] = {}
-    sums = {0}
-    for w in range(0, max(widths) + 1):
-        if w:
-            sums = {s + v for s in sums for v in vals}
-        if w in widths:
-            if w == 0:
-                out[w] = {_loose(default)}
-            else:
-                out[w] = {_loose(s if w == 1 else s / w) for s in sums}
-    return out
+    return {
+        w: {_loose(default)} if w == 0 else {_loose(s if w == 1 else s / w) for s in sums}
+        for w, sums in by_width.items()
+    }
 
 
 def _job(
