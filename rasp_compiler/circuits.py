@@ -67,7 +67,7 @@ def build_circuit(
     spec = model.spec
     if plan is None:
         root = planned_program(sop, spec.max_len)
-        plan = make_plan(root, spec.vocab, spec.max_len, dict(names))
+        plan = make_plan(root, spec.vocab, spec.max_len, dict(names), dtype=spec.dtype)
     else:
         root = sop
     layout = build_layout(plan)
@@ -81,7 +81,7 @@ def build_circuit(
                .items() if k in ("embed.W_E", "pos_embed.W_pos", "unembed.W_U")}  # fmt: skip
     components = _components(plan, layout)
     edges = _edges(components)
-    planner = _planner(root, spec.vocab, spec.max_len, dict(names))
+    planner = _planner(root, spec.vocab, spec.max_len, dict(names), plan.no_joint)
     sops, snapshots = [], snapshot_names(plan.n_layers)
     written = {n.id for n in ir.walk(sop)}
     for node in ir.walk(root):

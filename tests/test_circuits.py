@@ -74,8 +74,9 @@ class Reader:
         spec = model.spec
         self.shared = planned_program(sop, spec.max_len)
         self.model, self.names = model, names
-        self.planner = _planner(self.shared, spec.vocab, spec.max_len, names)
-        self.index = build_layout(make_plan(self.shared, spec.vocab, spec.max_len, names)).index()
+        plan = make_plan(self.shared, spec.vocab, spec.max_len, names, dtype=spec.dtype)
+        self.planner = _planner(self.shared, spec.vocab, spec.max_len, names, plan.no_joint)
+        self.index = build_layout(plan).index()
         self.inputs, self.values = [], []
         for inp in inputs:
             try:

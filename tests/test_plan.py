@@ -19,9 +19,12 @@ PAPER_LAYERS = [
     ("histogram", "abcd", 1),
     ("sort", "abcd", 2),
     ("double_histogram", "§abcd", 2),
-    ("sort_by_frequency", "§abcd", 3),
+    # one more than the paper for these two: their counting heads would read a table over
+    # two counts at once, whose float32 rounding is not certified to leave them uniform
+    # (see test_precision.py), so the counts' categories come from their own MLPs
+    ("sort_by_frequency", "§abcd", 4),
     ("dyck1", "()ab", 2),
-    ("dyck2", "(){}", 4),
+    ("dyck2", "(){}", 5),
 ]
 
 
@@ -56,25 +59,32 @@ def test_an_mlp_reads_through_a_cheap_map_of_another_mlp():
 
 
 def test_width_arithmetic_is_read_from_the_heads_in_the_same_layer():
+    # d's categories come from a table over both counting heads' outputs, in the MLP of
+    # their own layer: d never gets its own number, and the copy head runs in layer 1
+    _, model = compile_source(
+        'a = selector_width(select(tokens, "a", ==)); b = selector_width(select(tokens, "b", ==));'
+        " d = a - b; o = aggregate(select(d, indices, ==), tokens);",
+        "abcd",
+        8,
+    )
+    assert model.config.n_layers == 2
+    names = [str(b["name"]) for b in model.spec.layout]
+    assert not any(re.fullmatch(r"[ab]#\d+(:num)?", n) for n in names), names
+    written = {mlp["implements"] for layer in model.spec.layers for mlp in layer["mlp"]}
+    assert len(written) == 1 and next(iter(written)).startswith("categories of")
+
+
+def test_a_counting_head_waits_a_layer_rather_than_read_a_joint_table_of_counts():
+    # the same table read by a counting head: its rounding could tilt the head (see
+    # test_precision.py), so a - b is computed from each count's own number first
     _, model = compile_source(
         'a = selector_width(select(tokens, "a", ==)); b = selector_width(select(tokens, "b", ==));'
         " w = selector_width(select(a - b, a - b, ==));",
         "abcd",
         8,
     )
-    assert model.config.n_layers == 2
-
-
-def test_unread_residual_blocks_and_mlps_are_pruned():
-    # frequency's own categories are never read: key's table reads the width head directly
-    model = compile_program(EXAMPLES / "sort_by_frequency.rasp", "sort_by_frequency", "§abcd", 16)
-    names = [b["name"] for b in model.spec.layout]
-    assert not any(re.fullmatch(r"frequency#\d+", str(n)) for n in names), names
-    written = set()
-    for layer in model.spec.layers:
-        for mlp in layer["mlp"]:
-            written.add(mlp["implements"])
-    assert "frequency = selector_width(same_token)" not in written
+    assert model.config.n_layers == 3
+    assert model.spec.layers[1]["attn"] == []
 
 
 def test_categories_with_equal_tables_share_one_gate():

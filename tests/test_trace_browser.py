@@ -160,7 +160,7 @@ def test_dyck2_page_renders_every_heatmap_and_the_graph(tmp_path):
     dom, log = dump_dom(tmp_path, page)
     maps = [e for e in dom.tags["svg"] if e.get("class") == "heatmap"]
     heads = [e for e in maps if e["id"].startswith("head-")]
-    assert len(heads) == 5 and len(maps) == 5 + 9  # 4 layers: 9 residual snapshots
+    assert len(heads) == 5 and len(maps) == 5 + 11  # 5 layers: 11 residual snapshots
     status = next(e for e in dom.tags["p"] if e.get("id") == "render-status")
     assert status["data-drawn"] == status["data-total"] == str(len(maps))
     graph = [e for e in dom.tags["svg"] if e.get("class") != "heatmap"]

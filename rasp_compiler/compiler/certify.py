@@ -12,9 +12,10 @@ from __future__ import annotations
 from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF
 from ..errors import RaspError, Span
 from ..language.ir import Atom
-from .emit.attention import ROUNDINGS, score_noise, sharpness
+from .emit.attention import score_noise, sharpness
 from .numbers import binding_pair, num
 from .plan.types import NumRep, Plan, PlanError
+from .rounding import table_row_errors
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
 #: (room for the sums a layer adds up)
@@ -56,30 +57,38 @@ def out_of_range(plan: Plan, dtype: str) -> list[RaspError]:
     ]
 
 
-def tilted_heads(plan: Plan, dtype: str) -> list[RaspError]:
+def tilted_heads(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
     """Heads that must weigh their selected keys equally (counts, means) whose scores read
-    one-hot rows from a table over several numbers at once (a mixed-radix projection,
-    whose steps are steep: large pre-activations).  That table's float rounding (its
-    largest active pre-activation times the unit round-off, a few times over) moves each
+    rows an MLP table over several numbers at once writes (a mixed-radix projection,
+    whose steps are steep: large pre-activations).  That table's float rounding moves each
     key's score, and ``beta`` times the spread tilts the weights; the tilt must stay
     within the head's leak (its error budget), else the count or mean may be off.
 
-    This bound is loose (every rounding at its worst at once), so it does not refuse: the
-    compiler reports it as a warning that the head's precision is not certified (and the
-    programs verified exact despite it say how loose it is)."""
+    The rows' errors are measured by running each such table in ``dtype`` on its points
+    (:mod:`.rounding`).  Returns, per tilted head, the error and the s-ops (by id) whose
+    joint tables tilt it; an empty list means every such head is certified."""
     eps = UNIT_ROUNDOFF[dtype]
+    read: set[str] = set()
+    for h in plan.heads:
+        if h.uniform:
+            for q, k, _ in h.qk:
+                read.update(q.names())
+                read.update(k.names())
     row_error: dict[str, float] = {}
+    writer: dict[str, set[int]] = {}
     for job, table in zip(plan.mlps, plan.tables):
         if sum(isinstance(r, NumRep) for r in job.inputs) < 2:
-            continue
-        err = ROUNDINGS * table.magnitude * eps
-        for d in job.targets():
+            continue  # one number: small pre-activations (see the module docstring)
+        for d, err in table_row_errors(job, table, dtype, read).items():
             row_error[d] = max(row_error.get(d, 0.0), err)
-    problems: list[RaspError] = []
+            if err > 0.0:
+                writer.setdefault(d, set()).add(job.node_id)
+    problems: list[tuple[PlanError, frozenset[int]]] = []
     for h in plan.heads:
         if not h.uniform:
             continue
         spread = 0.0
+        sources: set[int] = set()
         for q, k, coef in h.qk:
             qd, kd = q.as_dict(), k.as_dict()
             q_err = max((abs(c) * row_error.get(n, 0.0) for n, c in qd.items()), default=0.0)
@@ -87,18 +96,18 @@ def tilted_heads(plan: Plan, dtype: str) -> list[RaspError]:
             q_size = max((abs(c) for c in qd.values()), default=0.0)
             k_size = max((abs(c) for c in kd.values()), default=0.0)
             spread += abs(coef) * (q_size * k_err + k_size * q_err + q_err * k_err)
+            for n in list(qd) + list(kd):
+                sources |= writer.get(n, set())
         tilt = 2.0 * sharpness(h, plan.max_len, eps) * spread
-        if tilt > h.leak:
-            problems.append(
-                PlanError(
-                    f"precision not certified: this attention head must weigh the keys it "
-                    f"selects equally, but its scores read a table over several numbers whose "
-                    f"float rounding (up to about {spread:.2g}) could tilt its weights by "
-                    f"{tilt:.2g}, more than the {h.leak:.2g} it may be off, in {dtype} at max "
-                    f"length {plan.max_len}; check the model with rasp-compiler verify",
-                    h.span,
-                )
+        if not tilt <= h.leak:
+            error = PlanError(
+                f"this attention head must weigh the keys it selects equally, but its "
+                f"scores read a table over several numbers whose {dtype} rounding (about "
+                f"{spread:.2g}) tilts its weights by up to {tilt:.2g}, more than the "
+                f"{h.leak:.2g} it may be off at max length {plan.max_len}",
+                h.span,
             )
+            problems.append((error, frozenset(sources)))
     return problems
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..arguments import vocab_arg, vocab_atoms
@@ -69,15 +70,25 @@ def planned_program(sop: ir.SOp, max_len: int) -> ir.SOp:
     return share_common(bos_widths(sop, max_len))
 
 
+#: most times planning starts again with more s-ops kept from joint number tables
+MAX_REPLANS = 8
+
+
 def make_plan(
     sop: ir.SOp,
     vocab: tuple[Atom, ...],
     max_len: int,
     names: dict[int, str] | None = None,
     progress: ProgressFn | None = None,
+    dtype: str = "float32",
 ) -> Plan:
     """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``
     (telling ``progress`` its stages).
+
+    Heads that must weigh their keys equally may not read joint tables over several
+    numbers whose ``dtype`` rounding would tilt them (:func:`.certify.tilted_heads`): the
+    plan is made again with the s-ops those tables compute computed from one number at a
+    time (costing a layer), until no head is tilted or nothing is left to change.
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
     say = progress or _silent
@@ -90,16 +101,28 @@ def make_plan(
     sets, problems = infer_value_sets(sop, vocab, max_len)
     _stop_on(problems)
     _stop_on(undefined_everywhere(sop, vocab, max_len))
-    say("planning heads and MLPs", 0, 0)
-    with deep_recursion():  # planning recurses along the program's chains of operations
-        draft = plan_sop(sop, sets, max_len, names or {}, spans_of_use(graph))
-    if isinstance(draft, PlanFailure):
-        raise CompileError(list(draft.problems))
-    _stop_on(size_before_tables(draft, len(vocab)))
-    plan = finalize(draft, progress)
-    if isinstance(plan, PlanFailure):
-        raise CompileError(list(plan.problems))
-    return plan
+    no_joint: frozenset[int] = frozenset()
+    plan: Plan | PlanFailure | None = None
+    for _ in range(MAX_REPLANS + 1):
+        say("planning heads and MLPs", 0, 0)
+        with deep_recursion():  # planning recurses along the program's chains of operations
+            draft = plan_sop(
+                sop, sets, max_len, names or {}, spans_of_use(graph), no_joint=no_joint
+            )
+        if isinstance(draft, PlanFailure):
+            raise CompileError(list(draft.problems))
+        _stop_on(size_before_tables(draft, len(vocab)))
+        plan = finalize(draft, progress)
+        if isinstance(plan, PlanFailure):
+            raise CompileError(list(plan.problems))
+        tilted = tilted_heads(plan, dtype)
+        more = no_joint.union(*(sources for _, sources in tilted))
+        if not tilted or more == no_joint:
+            break
+        no_joint = more
+    _stop_on([error for error, _ in tilted])
+    assert isinstance(plan, Plan)
+    return replace(plan, no_joint=no_joint)
 
 
 def compile_sop(
@@ -128,20 +151,15 @@ def compile_sop(
     # the program as planned (rewritten, shared), kept on the model with its plan so that
     # what reads the plan again (circuit.json when saving) need not rebuild the tables
     root = planned_program(sop, max_len)
-    plan = make_plan(root, vocab, max_len, names, progress)
+    plan = make_plan(root, vocab, max_len, names, progress, dtype)
     say("certifying", 0, 0)
     _stop_on(certify(plan, dtype))
     say("weights", 0, 0)
     asm = assemble(plan, vocab, dtype)
     spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
     model = CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
-    tilted = [
-        f"{e.span.location}: {e.message}" if e.span else e.message
-        for e in tilted_heads(plan, dtype)
-    ]
-    model.warnings = list(dict.fromkeys(tilted))
     model.compiled_from = (root, plan, dict(names or {}))
-    model.warnings += rejected_inputs(sop, vocab, max_len)
+    model.warnings = rejected_inputs(sop, vocab, max_len)
     return model
 
 

@@ -194,7 +194,7 @@ def collect(
     # the program as the compiler plans it (rewritten, shared), made once so that the plan
     # and the read-back use the same nodes; the interpreter runs them too (same values)
     shared = planned_program(sop, spec.max_len)
-    plan = make_plan(shared, spec.vocab, spec.max_len, names)
+    plan = make_plan(shared, spec.vocab, spec.max_len, names, dtype=spec.dtype)
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):
         raise InputError(
@@ -209,7 +209,7 @@ def collect(
     output = model.decode(out.logits, [n])[0]
 
     values = evaluate_many([shared], inp)
-    planner = _planner(shared, spec.vocab, spec.max_len, names)
+    planner = _planner(shared, spec.vocab, spec.max_len, names, plan.no_joint)
     index = layout.index()
     text = list(source)
 
@@ -269,14 +269,21 @@ def _shape(blocks: Sequence[dict]) -> list[tuple[str, int, int]]:
     return [(re.sub(r"#\d+", "", b["name"]), b["start"], b["size"]) for b in blocks]
 
 
-def _planner(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int, names: dict[int, str]) -> Planner:
-    """A planner that has planned ``sop`` as the compiler did: its read-outs of every
-    s-op use the same residual direction names as the model's layout."""
+def _planner(
+    sop: ir.SOp,
+    vocab: tuple[Atom, ...],
+    max_len: int,
+    names: dict[int, str],
+    no_joint: frozenset[int],
+) -> Planner:
+    """A planner that has planned ``sop`` as the compiler did (``no_joint`` from its
+    plan): its read-outs of every s-op use the same residual direction names as the
+    model's layout."""
     graph = build_graph(sop)
     sets, problems = infer_value_sets(sop, vocab, max_len)
     if problems:  # make_plan succeeded on the same s-op, so this does not happen
         raise InputError(f"cannot plan the program again: {problems[0].message}")
-    planner = Planner(sets, max_len, names, spans_of_use(graph))
+    planner = Planner(sets, max_len, names, spans_of_use(graph), no_joint=no_joint)
     with deep_recursion():
         planner.best(sop)
     return planner

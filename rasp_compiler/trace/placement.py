@@ -36,9 +36,9 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
     """Where every node of ``sop`` sits in ``model`` (compiled from it with ``names``)."""
     spec = model.spec
     root = planned_program(sop, spec.max_len)  # planned once: the layout's names are its
-    layout = build_layout(make_plan(root, spec.vocab, spec.max_len, names))
-    index = layout.index()
-    planner = _planner(root, spec.vocab, spec.max_len, names)
+    plan = make_plan(root, spec.vocab, spec.max_len, names, dtype=spec.dtype)
+    index = build_layout(plan).index()
+    planner = _planner(root, spec.vocab, spec.max_len, names, plan.no_joint)
     heads: dict[str, list[tuple[int, int]]] = {}
     for layer, desc in enumerate(spec.layers):
         for h in desc.get("attn", []):

@@ -37,7 +37,7 @@ from ..value_sets import lookup_value
 MAX_UNITS = 1 << 16
 
 
-def _encoder(job: MLPJob):
+def encoder(job: MLPJob):
     """y -> its encoding over the job's target directions (one-hots and numbers)."""
     tables = [(lookup_value(t.values), t.dirs) for t in job.cat_targets]
 
@@ -80,7 +80,7 @@ def table_units(job: MLPJob) -> Table | PlanError:
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
     lams, num_vals = projection([r.values for _, r in nums])
     u_lin = lin_sum(r.lin.scale(lam) for (_, r), lam in zip(nums, lams))
-    encode = _encoder(job)
+    encode = encoder(job)
     atoms = [{float(x): x for x in r.values} for _, r in nums]
 
     def points_of(combo: tuple[int, ...]) -> tuple[tuple[float, dict[str, float]], ...]:

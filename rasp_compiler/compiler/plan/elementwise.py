@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ...language import ir
 from ...language.ir import Atom
-from ..numbers import binding_pair, min_gap, num, projection, projection_ratio
+from ..numbers import binding_pair, min_gap, num, projection
 from ..positions import sums_by_width, width_form
 from ..residual import Lin, onehot_dirs, role_dir
 from .attention import width_xs
@@ -22,9 +22,6 @@ from .types import CatRep, CatTarget, NumRep, Rep, TableFn
 
 #: Most input combinations one fused elementwise MLP may have before the compiler refuses.
 MAX_MLP_DOMAIN = 1 << 21
-#: Joint tables over several numbers are used only while range/gap stays below this
-#: (beyond it float32 cannot tell neighbouring combinations apart reliably).
-MAX_PROJECTION_RATIO = 1e5
 #: Largest table for reading a width's attention output directly (saves a layer).
 MAX_FUSED_CONVERSION = 1 << 12
 
@@ -102,9 +99,8 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                     for x in xs
                 ]
             return memo[key]
-        if (
-            math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN
-            and projection_ratio([x.values for x in xs]) < MAX_PROJECTION_RATIO
+        if math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN and p.joint_ok(
+            node, [x.values for x in xs]
         ):
             key = (node.id, JobKind.CAT)
             if key not in memo:
@@ -182,8 +178,7 @@ def _fused_inputs(p: PlanState, node: ir.Map) -> tuple[list[ir.SOp], list[Rep]]:
         expand(node, rule)
         if p.domain_of(leaves) > MAX_MLP_DOMAIN:
             continue
-        nums = [p.best(x).values for x in leaves if not p.cheap_cat(x)]
-        if len(nums) > 1 and projection_ratio(nums) >= MAX_PROJECTION_RATIO:
+        if not p.joint_ok(node, [p.best(x).values for x in leaves if not p.cheap_cat(x)]):
             continue
         break
     return leaves, [p.best(x) for x in leaves]
@@ -215,7 +210,7 @@ def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableF
     nums = [r.values for r in reps if isinstance(r, NumRep)]
     if math.prod(len(r.values) for r in reps) > MAX_FUSED_CONVERSION:
         return None
-    if len(nums) > 1 and projection_ratio(nums) >= MAX_PROJECTION_RATIO:
+    if not p.joint_ok(node, nums):
         return None
     base = fused_fn(node, leaves)
 
@@ -341,6 +336,7 @@ def _job(
         fn=fn,
         tolerances=tuple(tolerances),
         narrow_fn=narrow_fn,
+        node_id=node.id,
     )
     p.jobs.append(job)
     return job

@@ -27,13 +27,17 @@ def plan_sop(
     max_len: int,
     names: dict[int, str],
     used_at: dict[int, Span],
+    max_projection_ratio: float = 1e5,
+    no_joint: frozenset[int] = frozenset(),
 ) -> Draft | PlanFailure:
     """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
-    it cannot be compiled exactly.
+    it cannot be compiled exactly.  Joint tables over several numbers are used only
+    while their range over smallest gap stays below ``max_projection_ratio``, and never
+    for the s-ops in ``no_joint``.
 
     After a failure, every other s-op is still planned (each failure is remembered, so
     nothing downstream of it is tried), to report all problems at once."""
-    planner = Planner(sets, max_len, names, used_at)
+    planner = Planner(sets, max_len, names, used_at, max_projection_ratio, no_joint)
     try:
         output: Rep | None = _output(planner, sop)
     except NodeFailed:
@@ -123,6 +127,7 @@ def _pruned(planner: Planner, output: Rep) -> Draft:
             num_targets=tuple(d for d in m.num_targets if d in live),
             tolerances=m.tolerances,
             narrow_fn=m.narrow_fn,
+            node_id=m.node_id,
         )
         for m in planner.jobs
         if m.id in jobs

@@ -17,6 +17,7 @@ from enum import Enum
 from ...errors import RaspError, Span
 from ...language import ir
 from ...language.ir import Atom
+from ..numbers import projection_ratio
 from ..positions import is_functional
 from ..residual import Block, Lin
 from ..value_sets import ValueSet
@@ -64,6 +65,8 @@ class JobDraft:
     tolerances: tuple[tuple[float, float], ...]
     #: ``fn`` with combinations known never to occur left out (None), if any are known
     narrow_fn: TableFn | None = None
+    #: the s-op whose representation the job writes
+    node_id: int = -1
     cat_targets: list[CatTarget] = field(default_factory=list)
     num_targets: list[str] = field(default_factory=list)
 
@@ -77,6 +80,8 @@ class PlanState:
         max_len: int,
         names: dict[int, str],
         used_at: dict[int, Span],
+        max_projection_ratio: float = 1e5,
+        no_joint: frozenset[int] = frozenset(),
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -84,6 +89,13 @@ class PlanState:
         #: node id -> the span of an operation that reads it, for nodes without their own
         #: (``length`` from the library): errors about them point at where they are used
         self.used_at = used_at
+        #: joint tables over several numbers are used only while their range/gap stays
+        #: below this (see ``plan.elementwise``; beyond it float32 cannot tell
+        #: neighbouring combinations apart reliably)
+        self.max_projection_ratio = max_projection_ratio
+        #: s-ops (by id) whose tables may not read several numbers at once at all: the
+        #: pipeline adds those whose joint table's rounding would tilt a counting head
+        self.no_joint = no_joint
         self.blocks: list[Block] = []
         self.heads: list[Head] = []
         self.jobs: list[JobDraft] = []
@@ -105,6 +117,14 @@ class PlanState:
         self._num: dict[int, NumRep] = {}
         self._failed: set[tuple[int, bool]] = set()
         self._leaf: dict[int, ir.SOp | None] = {}
+
+    def joint_ok(self, node: ir.SOp, value_sets: list[tuple[Atom, ...]]) -> bool:
+        """May a table computing ``node`` read these numbers at once (one projection)?"""
+        if len(value_sets) < 2:
+            return True
+        if node.id in self.no_joint:
+            return False
+        return projection_ratio(value_sets) < self.max_projection_ratio
 
     # ------------------------------------------------------------ recording
 

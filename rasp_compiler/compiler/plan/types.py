@@ -144,6 +144,8 @@ class MLPJob:
     #: ``fn`` with combinations known never to occur left out: the finished plan keeps
     #: whichever of the two tables is smaller (and this one then as ``fn``)
     narrow_fn: TableFn | None = None
+    #: the s-op whose representation the job writes
+    node_id: int = -1
 
     def targets(self) -> tuple[str, ...]:
         return tuple(d for t in self.cat_targets for d in t.dirs) + self.num_targets
@@ -200,6 +202,9 @@ class Plan:
     mlps: tuple[MLPJob, ...]
     tables: tuple[Table, ...]  # tables[i] computes mlps[i]
     output: Rep
+    #: s-ops (ids of the program planned) kept from joint tables over several numbers
+    #: (``PlanState.no_joint``): planning the same program again needs them to match
+    no_joint: frozenset[int] = frozenset()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
