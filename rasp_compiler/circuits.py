@@ -81,6 +81,7 @@ def build_circuit(
                .items() if k in ("embed.W_E", "pos_embed.W_pos", "unembed.W_U")}  # fmt: skip
     components = _components(plan, layout)
     edges = _edges(components)
+    _mark_output_kind(components, edges)
     planner = _planner(root, spec.vocab, spec.max_len, dict(names), plan.no_joint)
     sops, snapshots = [], snapshot_names(plan.n_layers)
     written = {n.id for n in ir.walk(sop)}
@@ -153,6 +154,10 @@ def _components(plan: Plan, layout: Layout) -> list[dict[str, Any]]:
             }  # fmt: skip
             if h.id in parts:
                 head["part"] = parts[h.id]
+            kinds = plan.output_kinds
+            if kinds is not None and any(d in kinds.width.lin.names() for d, _ in h.values):
+                # counts the output aggregate's keys for the unembedding's second logit
+                head["output_kind"] = True
             out.append(head)
         units = layer_units(plan, layer)
         start = 0
@@ -209,6 +214,26 @@ def _split_parts(plan: Plan) -> dict[int, list[int]]:
 def _lin(lin: Lin, idx: Mapping[str, int]) -> list[list[float]]:
     """A read-out as ``[[dimension, coefficient], ...]``."""
     return [[idx[d], c] for d, c in lin.terms]
+
+
+def _mark_output_kind(
+    components: Sequence[dict[str, Any]], edges: Sequence[Mapping[str, Any]]
+) -> None:
+    """Also mark ``output_kind`` the MLPs whose every reader is marked so: they write only
+    what the head counting the output aggregate's keys reads (its selector's classes)."""
+    readers: dict[str, set[str]] = {}
+    for e in edges:
+        readers.setdefault(e["from"], set()).add(e["to"])
+    marked = {c["id"] for c in components if c.get("output_kind")}
+    changed = bool(marked)
+    while changed:
+        changed = False
+        for c in components:
+            to = readers.get(c["id"], set())
+            if c["kind"] == "mlp" and c["id"] not in marked and to and to <= marked:
+                c["output_kind"] = True
+                marked.add(c["id"])
+                changed = True
 
 
 def _edges(components: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

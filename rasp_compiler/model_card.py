@@ -53,14 +53,24 @@ def decode(spec, logits):
     out = spec["output"]
     if out["encoding"] == "categorical":
         return [out["values"][i] for i in logits[1:].argmax(axis=-1)]
+    def nearest(values, x):  # sorted: the nearest value, a tie to the smaller
+        i = bisect.bisect_left(values, x)
+        return min(values[max(i - 1, 0) : i + 1], key=lambda v: abs(v - x))
+
     result = []
-    for x in logits[1:, 0].tolist():
+    for x, m in zip(logits[1:, 0].tolist(), logits[1:, -1].tolist()):
         if not math.isfinite(x):
             result.append(x)
-        elif out["values"] is not None:  # sorted: the nearest value, a tie to the smaller
-            i = bisect.bisect_left(out["values"], x)
-            near = out["values"][max(i - 1, 0) : i + 1]
-            result.append(min(near, key=lambda v: abs(v - x)))
+        elif out.get("kinds") and math.isfinite(m) and m > 0:  # an aggregate's kind:
+            keys = round(1 / m) - 1  # the second logit is 1/(keys + 1)
+            if keys <= 0:
+                result.append(out["kinds"]["default"])
+            elif keys == 1:  # one key: its value, as it is
+                result.append(nearest(out["kinds"]["single"], x))
+            else:  # several: their mean, a float
+                result.append(float(nearest(out["values"], x)))
+        elif out["values"] is not None:
+            result.append(nearest(out["values"], x))
         elif out["integer"]:
             result.append(int(round(x)))
         elif out["max_denominator"] is not None:
@@ -243,6 +253,8 @@ def _layer_rows(i: int, layer: Mapping[str, Any], source_lines: list[str]) -> li
 def _output_text(out: Mapping[str, Any]) -> str:
     if out["encoding"] == "categorical":
         return f"categorical over {len(out['values'])} values"
+    if out.get("kinds"):
+        return "numerical (two logits: the number and its aggregate's 1/(keys + 1))"
     return "numerical (one logit)"
 
 
@@ -262,6 +274,14 @@ def _decoding_text(out: Mapping[str, Any]) -> str:
         how = f"the nearest fraction with denominator at most {out['max_denominator']}"
     else:
         how = "the float itself"
+    if out.get("kinds"):
+        default = json.dumps(out["kinds"]["default"])
+        return (
+            f"numerical: logit 0 is the number x, logit 1 is 1/(keys + 1) for the keys the "
+            f"output aggregate selects, which decides the kind as the interpreter does: no "
+            f"key gives the default {_code(default)}, one key the value it holds (the nearest "
+            f"of the aggregated s-op's values), several keys their mean, {how}, as a float."
+        )
     return f"numerical: the single logit x at a position decodes to {how}."
 
 

@@ -16,11 +16,8 @@ with every atom's type (str, int, float, bool) intact.
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
@@ -31,116 +28,14 @@ from .dtypes import DTYPE_NAMES
 from .errors import InputError
 from .language.ir import Atom, atom_key, plain_atom
 from .model import ModelConfig, Transformer
+from .output_spec import OutputSpec, check_keys
 
 Input = str | Sequence[Atom]  # a str is one token per character
 
-ENCODINGS = ("categorical", "numerical")
 _MAX_LISTED = 100  # vocabulary entries shown in an error message
-_NUMERIC_FIELDS = {"max_denominator", "integer"}
 
 
 # ---------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """How the logits at one position decode to an output atom.
-
-    categorical: ``values[argmax(logits)]`` (``d_vocab_out == len(values)``).
-    numerical: the single logit x (``d_vocab_out == 1``) decodes to the nearest of
-    ``values`` (kept sorted; ties go to the smaller) if given, else to ``round(x)``
-    if ``integer``, else to ``float(Fraction(x).limit_denominator(max_denominator))``
-    if ``max_denominator``, else to ``float(x)``.  A non-finite x decodes to ``float(x)``.
-    """
-
-    encoding: str
-    values: tuple[Atom, ...] | None = None
-    max_denominator: int | None = None
-    integer: bool = False
-
-    def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"output encoding must be one of {ENCODINGS}, got {self.encoding!r}")
-        if self.encoding == "categorical" and not self.values:
-            raise ValueError("a categorical output needs a non-empty list of values")
-        if self.values is not None:
-            if isinstance(self.values, str) or not isinstance(self.values, Sequence):
-                raise ValueError(f"output values must be a list, got {self.values!r}")
-            values = tuple(plain_atom(v) for v in self.values)
-            if self.encoding == "numerical":
-                if not values or any(isinstance(v, str) for v in values):
-                    raise ValueError(f"numerical output values must be numbers, got {values!r}")
-                values = tuple(sorted(values))
-            object.__setattr__(self, "values", values)
-        if self.encoding == "categorical" and (self.max_denominator is not None or self.integer):
-            raise ValueError("max_denominator and integer apply to numerical outputs only")
-        md = self.max_denominator
-        if md is not None and (isinstance(md, bool) or not isinstance(md, int) or md < 1):
-            raise ValueError(f"max_denominator must be a positive int or None, got {md!r}")
-        if not isinstance(self.integer, bool):
-            raise ValueError(f"integer must be a bool, got {self.integer!r}")
-
-    @property
-    def d_vocab_out(self) -> int:
-        """The number of logits this output needs."""
-        return len(self.values) if self.encoding == "categorical" else 1  # type: ignore[arg-type]
-
-    def decode_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
-        """logits [B, T, d_vocab_out] (BOS at 0) -> row b's atoms at positions 1..lengths[b].
-
-        One argmax (or one copy of the numbers) for the whole batch."""
-        if self.encoding == "categorical":
-            assert self.values is not None
-            ids = logits.argmax(dim=-1).tolist()  # [B, T]
-            return [[self.values[i] for i in ids[b][1 : 1 + n]] for b, n in enumerate(lengths)]
-        xs = logits[:, :, 0].float().tolist()  # [B, T]
-        return [[self.decode_number(x) for x in xs[b][1 : 1 + n]] for b, n in enumerate(lengths)]
-
-    def decode_number(self, x: float) -> Atom:
-        """One numerical logit -> an atom (see the class docstring)."""
-        if not math.isfinite(x):
-            return float(x)
-        if self.values is not None:
-            i = bisect.bisect_left(self.values, x)  # values[i - 1] < x <= values[i]
-            near = self.values[max(i - 1, 0) : i + 1]
-            return min(near, key=lambda v: abs(float(v) - x))  # first (smaller) on a tie
-        if self.integer:
-            return int(round(x))
-        if self.max_denominator is not None:
-            return float(Fraction(x).limit_denominator(self.max_denominator))
-        return float(x)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: categorical ``{"encoding", "values"}``; numerical adds
-        ``"max_denominator"`` and ``"integer"`` (``values`` may be null)."""
-        values = None if self.values is None else list(self.values)
-        if self.encoding == "categorical":
-            return {"encoding": "categorical", "values": values}
-        return {
-            "encoding": "numerical",
-            "values": values,
-            "max_denominator": self.max_denominator,
-            "integer": self.integer,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> OutputSpec:
-        """Inverse of :meth:`to_dict`; ValueError on a bad dict."""
-        _check_keys("output", d, required={"encoding", "values"}, optional=_NUMERIC_FIELDS)
-        return cls(**d)
-
-    def describe(self) -> str:
-        """One line, e.g. ``categorical over 3 values`` or ``numerical (integer)``."""
-        if self.encoding == "categorical":
-            return f"categorical over {len(self.values or ())} values"
-        how = []
-        if self.values is not None:
-            how.append(f"nearest of {len(self.values)} values")
-        if self.integer:
-            how.append("integer")
-        if self.max_denominator is not None:
-            how.append(f"max_denominator {self.max_denominator}")
-        return "numerical" + (f" ({', '.join(how)})" if how else "")
 
 
 @dataclass(frozen=True)
@@ -265,7 +160,7 @@ class ModelSpec:
             "program_name", "sop_name", "vocab", "token_ids", "bos_id", "pad_id", "max_len",
             "output", "dtype", "layout", "layers", "extra",
         }  # fmt: skip
-        _check_keys("spec", d, required=keys, optional=set())
+        check_keys("spec", d, required=keys, optional=set())
         pairs = d["token_ids"]
         if not isinstance(pairs, list) or not all(
             isinstance(p, list) and len(p) == 2 for p in pairs
@@ -296,15 +191,6 @@ class ModelSpec:
                 f"{spec.bos_id}/{spec.pad_id}"
             )
         return spec
-
-
-def _check_keys(what: str, d: object, required: set[str], optional: set[str]) -> None:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
-    missing = sorted(required - d.keys())
-    unexpected = sorted(d.keys() - required - optional)
-    if missing or unexpected:
-        raise ValueError(f"{what}: missing fields {missing}, unexpected fields {unexpected}")
 
 
 # ---------------------------------------------------------------- the model

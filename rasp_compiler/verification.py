@@ -67,6 +67,10 @@ class VerifyReport:
     max_len: int = 0
     #: the first input the interpreter rejected, and its reason
     first_skip: tuple[tuple[Atom, ...], str] | None = None
+    #: inputs whose outputs agree in value but print an int where the other has a float
+    #: (or the reverse): 1 against 1.0 (and the first such input, expected, got)
+    kind_differences: int = 0
+    first_kind_difference: Counterexample | None = None
 
     @property
     def compared_too_little(self) -> bool:
@@ -93,6 +97,13 @@ class VerifyReport:
             line += (
                 f"; first counterexample: input {_show(ce.input)} "
                 f"expected {_show(ce.expected)} got {_show(ce.got)}"
+            )
+        kd = self.first_kind_difference
+        if kd is not None:
+            line += (
+                f"; {self.kind_differences} equal output{'s' if self.kind_differences != 1 else ''}"
+                f" printed with another int/float kind, first: input {_show(kd.input)} "
+                f"expected {_show(kd.expected)} got {_show(kd.got)}"
             )
         if self.compared_too_little:
             tried = self.checked + self.skipped
@@ -130,7 +141,11 @@ def verify(
 
     Outputs agree when they have the same length and, position by position, the same
     kind of value (string, bool, number) and the same value; floats may differ by a
-    relative 1e-9 (rounding of a mean), nothing else may.
+    relative 1e-9 (rounding of a mean), nothing else may.  Equal outputs where one has an
+    int and the other a float (1 against 1.0) are counted apart, in
+    ``kind_differences``: the compiled model carries a number, and where an output can be
+    either (an s-op computed from a mean, which is an int from one key and a float from
+    several) it tells the kind only for an aggregate's own output.
     """
     vocab = tuple(vocab)
     if exhaustive_len is None:
@@ -143,8 +158,9 @@ def verify(
     inputs = itertools.chain(
         all_inputs(vocab, exhaustive_len), random_inputs(vocab, max_len, samples, seed)
     )
-    done = skipped = bad = 0
+    done = skipped = bad = kinds = 0
     first: Counterexample | None = None
+    first_kind: Counterexample | None = None
     first_skip: tuple[tuple[Atom, ...], str] | None = None
     while batch := list(itertools.islice(inputs, BATCH)):
         expected: list[list[Atom] | None] = []
@@ -165,6 +181,10 @@ def verify(
                 bad += 1
                 if first is None:
                     first = Counterexample(tuple(inp), tuple(exp), tuple(got))
+            elif not same_kinds(exp, got):
+                kinds += 1
+                if first_kind is None:
+                    first_kind = Counterexample(tuple(inp), tuple(exp), tuple(got))
         done += len(batch)
         if progress is not None:
             progress(done, total)
@@ -178,6 +198,8 @@ def verify(
         exhaustive_len=exhaustive_len,
         max_len=max_len,
         first_skip=first_skip,
+        kind_differences=kinds,
+        first_kind_difference=first_kind,
     )
 
 
@@ -188,6 +210,12 @@ def same_output(expected: Sequence[Atom], got: Sequence[Atom]) -> bool:
 
 def _kind(x: Atom) -> str:
     return "bool" if isinstance(x, bool) else "str" if isinstance(x, str) else "number"
+
+
+def same_kinds(expected: Sequence[Atom], got: Sequence[Atom]) -> bool:
+    """Do equal outputs also hold ints and floats at the same positions (``1`` is printed
+    ``1``, ``1.0`` is printed ``1.0``)?"""
+    return all(type(a) is type(b) for a, b in zip(expected, got))
 
 
 def _same_atom(a: Atom, b: Atom) -> bool:

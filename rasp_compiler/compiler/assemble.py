@@ -106,7 +106,11 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
         d_mlp=max((s.d_mlp for s in shapes), default=0),
         layer_shapes=shapes,
         d_vocab=len(vocab) + 2,
-        d_vocab_out=len(plan.output.values) if isinstance(plan.output, CatRep) else 1,
+        d_vocab_out=(
+            len(plan.output.values)
+            if isinstance(plan.output, CatRep)
+            else 1 + (plan.output_kinds is not None)
+        ),
         n_ctx=plan.max_len + 1,
         attn_scale=math.sqrt(d_head) if d_head else 1.0,
     )
@@ -297,7 +301,10 @@ def layer_weights(
 
 def unembedding(plan: Plan, layout: Layout) -> dict[str, np.ndarray]:
     """W_U: the output's one-hot rows (categorical) or its number (one logit)."""
-    W_U = np.stack([layout.vector(r) for r in plan.output.lins()], axis=1).astype(np.float32)
+    lins = list(plan.output.lins())
+    if plan.output_kinds is not None:  # a second logit: 1/(w+1) of the aggregate's keys
+        lins.append(plan.output_kinds.width.lin)
+    W_U = np.stack([layout.vector(r) for r in lins], axis=1).astype(np.float32)
     return {"unembed.W_U": W_U, "unembed.b_U": np.zeros(W_U.shape[1], dtype=np.float32)}
 
 

@@ -71,6 +71,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         mlps=draft.mlps,
         tables=tuple(tables),
         output=draft.output,
+        output_kinds=draft.output_kinds,
     )
 
 

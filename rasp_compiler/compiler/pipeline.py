@@ -36,7 +36,7 @@ from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify, tilted_heads
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
-from .plan.make import plan_sop
+from .plan.make import kind_ambiguous, plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import rejected_inputs, undefined_everywhere
 from .rewrite import bos_widths
@@ -159,8 +159,22 @@ def compile_sop(
     spec = _model_spec(plan, asm, vocab, program_name, sop_name, dtype, started)
     model = CompiledModel.build(asm.config, spec, asm.weights).to(torch_dtype(dtype))
     model.compiled_from = (root, plan, dict(names or {}))
-    model.warnings = rejected_inputs(sop, vocab, max_len)
+    model.warnings = rejected_inputs(sop, vocab, max_len) + _kind_warning(plan, root)
     return model
+
+
+def _kind_warning(plan: Plan, root: ir.SOp) -> list[str]:
+    """A warning when the output can be an int or an equal float (1 or 1.0) and the
+    model cannot say which (it can for an aggregate's own output: ``output_kinds``)."""
+    if plan.output_kinds is not None or not kind_ambiguous(plan.output.values):
+        return []
+    where = f"{root.span.location}: " if root.span is not None else ""
+    return [
+        f"{where}this output can be an int or an equal float (such as 1 and 1.0, from a "
+        "mean that is an int over one key and a float over several); the model carries "
+        "the number, not its kind, so it may print one where the interpreter prints the "
+        "other (verify counts these apart from mismatches)"
+    ]
 
 
 def _silent(stage: str, done: int, total: int) -> None:
@@ -185,7 +199,12 @@ def _model_spec(
     if isinstance(out, CatRep):
         out_spec = OutputSpec("categorical", values=out.values)
     else:
-        out_spec = OutputSpec("numerical", values=sort_values(out.values))
+        kinds = plan.output_kinds
+        out_spec = OutputSpec(
+            "numerical",
+            values=sort_values(out.values),
+            kinds=None if kinds is None else (kinds.default, kinds.single),
+        )
     return ModelSpec(
         program_name=program_name,
         sop_name=sop_name,

@@ -445,8 +445,9 @@ def _numeric_eq_head(
 # ---------------------------------------------------------------- widths
 
 
-def width_xs(p: PlanState, node: ir.SOp) -> list[NumRep]:
-    """Heads giving 1/(w+1), one per disjoint term of the selector (memoised)."""
+def width_xs(p: PlanState, node: ir.SOp, one_head_as: ir.SOp | None = None) -> list[NumRep]:
+    """Heads giving 1/(w+1), one per disjoint term of the selector (memoised); a single
+    head scored as ``one_head_as`` scores the same selector, when given."""
     if node.id in p.width_heads:
         return p.width_heads[node.id]
     label = p.label(node)
@@ -457,7 +458,8 @@ def width_xs(p: PlanState, node: ir.SOp) -> list[NumRep]:
         heads = [([], Scores((), 0, True))]
     else:
         assert isinstance(node, ir.SelectorWidth)
-        pairs, all_scores = selector_heads(p, node.selector, uniform=True, owner=node)
+        owner = node if one_head_as is None else one_head_as
+        pairs, all_scores = selector_heads(p, node.selector, uniform=True, owner=owner)
         heads = [(pairs, sc) for sc in all_scores]
     xs: list[NumRep] = []
     for t, (pairs, scores) in enumerate(heads):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ...errors import RaspError, Span
 from ...language import ir
+from ...language.ir import Atom
 from ..numbers import min_gap
 from ..residual import BOS, ONE
 from ..value_sets import ValueSet
+from .attention import width_xs
 from .builder import Planner
 from .state import JobDraft, NodeFailed
 from .types import (
@@ -14,6 +16,7 @@ from .types import (
     Head,
     MLPJob,
     NumRep,
+    OutputKinds,
     PlanFailure,
     PositionalEntry,
     Rep,
@@ -38,8 +41,11 @@ def plan_sop(
     After a failure, every other s-op is still planned (each failure is remembered, so
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(sets, max_len, names, used_at, max_projection_ratio, no_joint)
+    kinds: OutputKinds | None = None
     try:
-        output: Rep | None = _output(planner, sop)
+        made = _output(planner, sop)
+        kinds = _output_kinds(planner, sop, made)
+        output: Rep | None = made
     except NodeFailed:
         output = None
     if planner.problems or output is None:
@@ -50,7 +56,7 @@ def plan_sop(
                 except NodeFailed:
                     pass
         return PlanFailure(_unique(planner.problems))
-    return _pruned(planner, output)
+    return _pruned(planner, output, kinds)
 
 
 #: a numerical output is used from this many values on (below, a one-hot is as small)
@@ -77,6 +83,40 @@ def _output(planner: Planner, sop: ir.SOp) -> Rep:
     return rep
 
 
+def kind_ambiguous(values: tuple[Atom, ...]) -> bool:
+    """Do ``values`` hold an int and a float that are equal (``1`` and ``1.0``)?"""
+    kinds: dict[float, set[type]] = {}
+    for v in values:
+        if ir.is_number(v) and not isinstance(v, bool):
+            kinds.setdefault(float(v), set()).add(type(v))  # type: ignore[arg-type]
+    return any(len(k) > 1 for k in kinds.values())
+
+
+#: aggregate id -> the selector_width of its selector that reads the output's kind
+#: (made once per aggregate, so planning the program again names it the same)
+_KEY_COUNTS: dict[int, ir.SelectorWidth] = {}
+
+
+def _output_kinds(planner: Planner, sop: ir.SOp, output: Rep) -> OutputKinds | None:
+    """For a numerical aggregate output whose values mix kinds: a head counting the keys
+    its selector selects (the interpreter's mean is a float from two keys on, and one
+    key's value keeps its own kind), read as a second output logit."""
+    if not (
+        isinstance(output, NumRep)
+        and isinstance(sop, ir.Aggregate)
+        and kind_ambiguous(planner.values(sop))
+    ):
+        return None
+    width = _KEY_COUNTS.get(sop.id)
+    if width is None:
+        width = ir.SelectorWidth(selector=sop.selector, span=sop.span)
+        _KEY_COUNTS[sop.id] = width
+    planner.sets[width.id] = ValueSet(tuple(range(planner.max_len + 1)))
+    planner.names.setdefault(width.id, f"{planner.short(sop)}:keys")
+    (x,) = width_xs(planner, width, one_head_as=sop)  # scored as the aggregate's own head
+    return OutputKinds(x, sop.default, planner.values(sop.values))
+
+
 def _unique(problems: list[RaspError]) -> tuple[RaspError, ...]:
     seen: dict[tuple[str, object], RaspError] = {}
     for p in problems:
@@ -84,13 +124,13 @@ def _unique(problems: list[RaspError]) -> tuple[RaspError, ...]:
     return tuple(seen.values())
 
 
-def _pruned(planner: Planner, output: Rep) -> Draft:
+def _pruned(planner: Planner, output: Rep, kinds: OutputKinds | None = None) -> Draft:
     """The draft with only what ``output`` reads, transitively.
 
     Planning asks for representations while it compares alternatives (a fused table
     against reading a finished s-op), so some heads and jobs end up unread."""
     live: set[str] = {ONE, BOS}
-    for lin in output.lins():
+    for lin in output.lins() + (() if kinds is None else (kinds.width.lin,)):
         live.update(lin.names())
     heads: dict[int, Head] = {}
     jobs: dict[int, JobDraft] = {}
@@ -152,4 +192,5 @@ def _pruned(planner: Planner, output: Rep) -> Draft:
         mlps=mlps,
         requirements=tuple(planner.requirements),
         output=output,
+        output_kinds=kinds,
     )

@@ -190,6 +190,19 @@ class PositionalEntry:
 
 
 @dataclass(frozen=True)
+class OutputKinds:
+    """A numerical output that is an aggregate whose values include an int and a float
+    that are equal (``1`` and ``1.0``): the number alone cannot say which the interpreter
+    gives, so a second logit reads ``width``, 1/(w+1) for the w keys its selector
+    selects (no key: ``default``; one: that key's value, one of ``single``; several: the
+    mean, a float)."""
+
+    width: NumRep
+    default: Atom
+    single: tuple[Atom, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything the weights are made from (see the module docstring)."""
 
@@ -205,6 +218,8 @@ class Plan:
     #: s-ops (ids of the program planned) kept from joint tables over several numbers
     #: (``PlanState.no_joint``): planning the same program again needs them to match
     no_joint: frozenset[int] = frozenset()
+    #: how the output's int/float kind is read, when its number alone cannot say
+    output_kinds: OutputKinds | None = None
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
@@ -229,6 +244,7 @@ class Draft:
     mlps: tuple[MLPJob, ...]
     requirements: tuple[Requirement, ...]
     output: Rep
+    output_kinds: OutputKinds | None = None
 
 
 @dataclass(frozen=True)
