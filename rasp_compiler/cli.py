@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from . import __version__
 from .arguments import check_verify_size, json_atoms, vocab_arg
@@ -219,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------ shared steps
 
 
-def _load(path: str, draw: bool = True, draw_input: Any = None) -> Any:
+def _load(path: str, draw: bool = True, draw_input: Any = None, errors: Any = None) -> Any:
     """Parse and lower a program file; ``draw(...)`` writes SVGs into the current directory
-    (with values on ``draw_input`` when the statement gives no input)."""
+    (with values on ``draw_input`` when the statement gives no input).  With an ``errors``
+    list, a failing statement is printed and kept there and the rest runs (as the
+    reference runs a file); without, the first one is raised."""
     from .draw import make_draw_hook
     from .language.files import read_source
     from .language.lower import Session
@@ -237,7 +239,11 @@ def _load(path: str, draw: bool = True, draw_input: Any = None) -> Any:
     )
     session = Session(base_dir=file.resolve().parent, draw_hook=hook)
     holder.append(session)
-    session.execute(parse(text, str(path)))
+    for result in session.execute(parse(text, str(path)), keep_going=errors is not None):
+        if result.kind == "error":
+            err = cast("RaspError", result.value)
+            print(err.render(), file=sys.stderr)
+            errors.append(err)
     return session
 
 
@@ -314,7 +320,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .language.lower import choose_sop
 
     inputs = _inputs(args)
-    session = _load(args.program, draw_input=inputs[0])
+    errors: list[Any] = []  # failing statements, printed; the rest of the file still runs
+    session = _load(args.program, draw_input=inputs[0], errors=errors)
     _, sop = choose_sop(session, args.sop, args.program)
     outputs = []
     for inp in inputs:
@@ -322,7 +329,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         assert isinstance(value, list)
         outputs.append(value)
     _print_outputs(outputs, args.json)
-    return 0
+    return EXIT_ERROR if errors else 0
 
 
 def cmd_repl(args: argparse.Namespace) -> int:

@@ -200,8 +200,14 @@ class Repl:
                 return "exit"
             case _:
                 one = S.Program(program.span, (st,), program.source)  # type: ignore[arg-type]
-                for result in self.session.execute(one):
-                    self._print_result(st, result)
+                for result in self.session.execute(one, keep_going=True):
+                    if result.kind == "error":  # in a loaded file: reported, the file went on
+                        self._report(result.value)  # type: ignore[arg-type]
+                    elif result.kind == "command":  # in a loaded file: applies here too
+                        if self._run_statement(program, result.value) == "exit":
+                            return "exit"
+                    else:
+                        self._print_result(st, result)
         return "done"
 
     def _print_result(self, st: object, result: StatementResult) -> None:
@@ -375,7 +381,8 @@ def _clean_bools(values: Sequence[Atom]) -> list[str]:
         t = "T" if n_true <= len(values) - n_true else ""
         f = "F" if len(values) - n_true <= n_true else ""
         return [t if v else f for v in values]
-    return [format_atom(v) for v in values]
+    # the full display shows floats at full precision (the short one rounds to 3 places)
+    return [repr(v) if isinstance(v, float) else format_atom(v) for v in values]
 
 
 def _scan_line(line: str) -> tuple[int, str]:

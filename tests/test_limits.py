@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -407,6 +408,18 @@ def run_repl(text: str) -> str:
 def _reader(text: str):
     lines = iter(text.splitlines())
     return lambda prompt: next(lines, None)
+
+
+def test_repl_applies_a_loaded_files_commands_and_reports_its_errors(tmp_path, monkeypatch):
+    (tmp_path / "lib.rasp").write_text(
+        'set example "xyz"\nfull seq display on\nbad = no_such_name;\n'
+        "m = aggregate(select(indices, indices, <=), indices);\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    out = run_repl('load "lib";\nm;')
+    assert "undefined name 'no_such_name'" in out and "lib.rasp:3:" in out
+    # the example set in the file is used, at full float precision (1.5, 0.5, 1.0)
+    assert re.search(r"x\s+y\s+z", out) and re.search(r"0\s+0\.5\s+1\.0", out)
 
 
 def test_repl_survives_every_limit():

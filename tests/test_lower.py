@@ -406,6 +406,36 @@ def test_load_errors(tmp_path: Path) -> None:
     assert err.span is not None and err.span.source.name.endswith("bad.rasp")
 
 
+def test_a_failing_statement_in_a_loaded_file_is_reported_and_the_file_goes_on(
+    tmp_path: Path,
+) -> None:
+    # as in the reference: the error is reported, the statements after it still run
+    write(tmp_path / "lib.rasp", "a = indices + 1;\nb = no_such_name;\nc = a * 2;\n")
+    results = Session(base_dir=tmp_path).execute(parse('load "lib";'), keep_going=True)
+    errors = [r for r in results if r.kind == "error"]
+    assert len(errors) == 1 and "no_such_name" in errors[0].value.message  # type: ignore[attr-defined]
+    assert errors[0].span.source.name.endswith("lib.rasp") and errors[0].span.line == 2
+    (load,) = [r for r in results if r.kind == "load"]
+    assert set(load.value) == {"a", "c"}  # type: ignore[arg-type]
+    # a program that needs every statement (compile, run) still stops at the first one
+    err = error('load "lib";', RaspNameError, base_dir=tmp_path)
+    assert "no_such_name" in err.message
+
+
+def test_repl_commands_in_a_loaded_file_take_effect(tmp_path: Path) -> None:
+    from rasp_compiler.language.syntax import SetExample, ToggleFullSeqDisplay
+
+    write(tmp_path / "lib.rasp", 'set example "xyz"\nfull seq display on\nx = indices;\n')
+    results = Session(base_dir=tmp_path).execute(parse('load "lib";'))
+    commands = [r.value for r in results if r.kind == "command"]
+    assert [type(c) for c in commands] == [SetExample, ToggleFullSeqDisplay]
+
+
+def test_get_is_reserved_as_in_the_reference() -> None:
+    err = error("get = 3;", RaspNameError)
+    assert "reserved" in err.message and at(err) == (1, 1)
+
+
 # ------------------------------------------------------------ reserved names
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError, RaspNameError, RaspTypeError, RaspValueError
+from ..errors import InputError, RaspError, RaspNameError, RaspTypeError, RaspValueError
 from ..limits import MAX_RECURSION_FRAMES
 from . import ir
 from . import lower_ops as ops
@@ -68,21 +68,35 @@ class Session:
         """Every name a program cannot assign: builtins and library names."""
         return self._lw.reserved
 
-    def execute(self, program: S.Program) -> list[StatementResult]:
+    def execute(self, program: S.Program, keep_going: bool = False) -> list[StatementResult]:
         """Run ``program``'s statements in order; stops after an ``exit``/``quit``.
 
-        Raises the first RaspError a statement causes (earlier statements stay done).
+        Raises the first RaspError a statement causes (earlier statements stay done), also
+        one inside a loaded file.  With ``keep_going``, as the reference runs a file, a
+        failing statement is reported as an "error" result and the rest still runs.
         """
         results: list[StatementResult] = []
         self._lw.steps = 0
         with deep_recursion():
             for st in program.statements:
                 try:
-                    results.extend(self._lw.exec_stmt(st, self._lw.top))
-                except RecursionError:
-                    raise RaspValueError(_TOO_DEEP, st.span) from None
-                except MemoryError:
-                    raise RaspValueError("out of memory running this statement", st.span) from None
+                    try:
+                        done = self._lw.exec_stmt(st, self._lw.top)
+                    except RecursionError:
+                        raise RaspValueError(_TOO_DEEP, st.span) from None
+                    except MemoryError:
+                        raise RaspValueError(
+                            "out of memory running this statement", st.span
+                        ) from None
+                except RaspError as err:
+                    if not keep_going:
+                        raise
+                    results.append(StatementResult("error", None, err, st.span))
+                    continue
+                failed = [r for r in done if r.kind == "error"]
+                if failed and not keep_going:
+                    raise failed[0].value  # type: ignore[misc]
+                results.extend(done)
                 if isinstance(st, S.Exit):
                     break
         return results

@@ -60,6 +60,10 @@ def deep_recursion() -> Iterator[None]:
         sys.setrecursionlimit(old)
 
 
+#: names the reference's grammar keeps for itself beyond the keywords the parser knows
+RESERVED_WORDS = frozenset({"get"})
+
+
 class Lowerer:
     """The evaluation engine behind a Session: statements and expressions -> values.
 
@@ -122,7 +126,8 @@ class Lowerer:
                 self._for(st, scope)
                 return [StatementResult("for", None, None, st.span)]
             case S.Load(span=span, path=path):
-                return [StatementResult("load", path, self._load(st, scope), span)]
+                names, reported = self._load(st, scope)
+                return [*reported, StatementResult("load", path, names, span)]
             case S.Draw():
                 return [self._draw(st, scope)]
             case S.SetExample() | S.ShowExample() | S.ToggleExamples() | S.ToggleFullSeqDisplay():
@@ -175,7 +180,10 @@ class Lowerer:
             for body_st in st.body:
                 self.exec_stmt(body_st, scope)  # type: ignore[arg-type]
 
-    def _load(self, st: S.Load, scope: Scope) -> dict[str, object]:
+    def _load(self, st: S.Load, scope: Scope) -> tuple[dict[str, object], list[StatementResult]]:
+        """Run a loaded file: (the names it brings in, its REPL commands and the errors
+        of its statements, in order).  As in the reference, a statement that fails is
+        reported and the file goes on; a REPL command in it takes effect in the REPL."""
         root = (self.base_dir if self.base_dir is not None else Path.cwd()).resolve()
         here = self.file_dirs.get(st.span.source, root)
         path = resolve_load(st.path, here, root, st.span)
@@ -191,14 +199,21 @@ class Lowerer:
         self.file_dirs[program.source] = path.parent
         file_scope = Scope(self.library, st.path, export_to=scope)
         self.loading.append(path)
+        reported: list[StatementResult] = []
         try:
             for file_st in program.statements:
                 if isinstance(file_st, S.Exit):
                     break
-                self.exec_stmt(file_st, file_scope)
+                try:
+                    done = self.exec_stmt(file_st, file_scope)
+                except RaspError as err:
+                    reported.append(StatementResult("error", None, err, file_st.span))
+                    continue
+                reported += [r for r in done if r.kind in ("command", "error")]
         finally:
             self.loading.pop()
-        return {k: v for k, v in file_scope.vars.items() if not k.startswith("_") and k != "out"}
+        names = {k: v for k, v in file_scope.vars.items() if not k.startswith("_") and k != "out"}
+        return names, reported
 
     def _draw(self, st: S.Draw, scope: Scope) -> StatementResult:
         node = self.eval(st.sop, scope)
@@ -214,6 +229,10 @@ class Lowerer:
     # ------------------------------------------------------------ binding
 
     def _check_reserved(self, name: S.Name) -> None:
+        if name.id in RESERVED_WORDS:
+            raise RaspNameError(
+                f"cannot assign to '{name.id}': it is a reserved word in RASP", name.span
+            )
         if name.id in self.reserved:
             what = "a library name" if name.id in self.library_names else "a built-in name"
             raise RaspNameError(f"cannot assign to '{name.id}': it is {what}", name.span)

@@ -49,7 +49,9 @@ class StatementResult:
 
     kind: "expr" (name "out"), "assign" (one result per name), "def", "load" (name: the
     path as written, value: the names it brought in), "draw" (value: (s-op, input)),
-    "for", or "command" (value: the command's syntax node).
+    "for", "command" (value: the command's syntax node: a REPL command in a loaded
+    file, for the REPL to apply), or "error" (value: the RaspError a statement of a
+    loaded file raised; the reference reports it and goes on with the file's rest).
     """
 
     kind: str
