@@ -498,3 +498,22 @@ def test_a_caret_under_a_very_long_line_shows_a_window():
     shown, marks = caret.splitlines()
     assert len(shown) < 200 and shown.strip().startswith("...")
     assert shown[marks.index("^")] == "+"
+
+
+def test_an_operation_shared_along_a_deep_chain_is_planned_once():
+    # each step reads x three times: walked as a tree, planning visits 3^40 paths (it
+    # hung); walked as the graph it is, each operation is visited once
+    from rasp_compiler.compiler.pipeline import compile_program
+
+    src = (
+        "x = indices;\n"
+        "for i in range(40) {\n    x = (x if x > 2 else x + 1) % 7;\n}\n"
+        "y = aggregate(select(indices, x, ==), tokens);\n"
+    )
+    model = compile_program(src, None, "ab", 4)
+    assert model.run("abab") == model.run(["a", "b", "a", "b"])
+    from rasp_compiler.language.interpret import evaluate
+    from rasp_compiler.language.lower import choose_sop, load_source
+
+    _, sop = choose_sop(load_source(src), None, "<test>")
+    assert model.run("abba") == evaluate(sop, "abba")

@@ -149,24 +149,32 @@ def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
 def _fused_inputs(p: PlanState, node: ir.Map) -> tuple[list[ir.SOp], list[Rep]]:
     """The inputs of the MLP computing ``node``: expand through args that are MLPs too."""
     leaves: list[ir.SOp] = []
+    seen: set[int] = set()  # nodes expanded or made leaves: a shared node is visited once
 
     def expand(n: ir.SOp, budget_ok: Callable[[ir.Map], bool]) -> None:
         for a in n.children() if isinstance(n, ir.Map) else ():
             assert isinstance(a, ir.SOp)
+            if a.id in seen:
+                continue
+            seen.add(a.id)
             if isinstance(a, ir.Map) and budget_ok(a):
                 expand(a, budget_ok)
-            elif all(a is not x for x in leaves):
+            else:
                 leaves.append(a)
 
     def small(a: ir.Map) -> bool:
         return p.domain_of([x for x in a.args if isinstance(x, ir.SOp)]) <= MAX_MLP_DOMAIN // 16
 
+    hidden: dict[int, bool] = {}
+
     def hides_mlp(a: ir.Map) -> bool:
         # a cheap map (``not pair_ok``) over an MLP's output: reading through it
         # lets this MLP start from the inner MLP's inputs, one layer earlier.
-        return p.map_kind(a) == MapKind.MLP or any(
-            isinstance(c, ir.Map) and hides_mlp(c) for c in a.children()
-        )
+        if a.id not in hidden:
+            hidden[a.id] = p.map_kind(a) == MapKind.MLP or any(
+                isinstance(c, ir.Map) and hides_mlp(c) for c in a.children()
+            )
+        return hidden[a.id]
 
     rules: tuple[Callable[[ir.Map], bool], ...] = (
         lambda a: small(a) and hides_mlp(a),
@@ -174,7 +182,7 @@ def _fused_inputs(p: PlanState, node: ir.Map) -> tuple[list[ir.SOp], list[Rep]]:
         lambda a: False,
     )
     for rule in rules:
-        leaves = []
+        leaves, seen = [], set()
         expand(node, rule)
         if p.domain_of(leaves) > MAX_MLP_DOMAIN:
             continue
@@ -188,13 +196,17 @@ def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableF
     """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
     single-head width or length leaf as its head's 1/(w+1); None if too large."""
     leaves: list[ir.SOp] = []
+    seen: set[int] = set()  # a shared node is visited once
 
     def expand(n: ir.SOp) -> None:
         for a in n.children():
             assert isinstance(a, ir.SOp)
+            if a.id in seen:
+                continue
+            seen.add(a.id)
             if isinstance(a, ir.Map):
                 expand(a)
-            elif all(a is not x for x in leaves):
+            else:
                 leaves.append(a)
 
     expand(node)

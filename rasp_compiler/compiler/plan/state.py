@@ -233,9 +233,13 @@ class PlanState:
         if node.id not in self._leaf:
             leaves: dict[int, ir.SOp] = {}
             stack: list[ir.SOp] = [node]
+            seen: set[int] = {node.id}  # a shared operation is walked once
             while stack and len(leaves) <= 1:
                 for a in stack.pop().children():
                     assert isinstance(a, ir.SOp)
+                    if a.id in seen:
+                        continue
+                    seen.add(a.id)
                     if isinstance(a, ir.Map):
                         stack.append(a)
                     else:
@@ -329,11 +333,15 @@ def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
         for n in order
     ]
 
+    everything = tuple(range(len(leaves)))
+
     def fn(args: tuple[Atom, ...]) -> Atom | None:
         vals: dict[int, object] = {leaf.id: a for leaf, a in zip(leaves, args)}
+        typed = [_typed(a) for a in args]
         for n, dep, operands, memo in steps:
-            key = tuple(_typed(args[i]) for i in dep)
-            y = memo.get(key, memo)
+            # an operation reading every leaf is evaluated once per call anyway: no memo
+            key = None if dep == everything else tuple([typed[i] for i in dep])
+            y = memo if key is None else memo.get(key, memo)
             if y is memo:
                 ins = tuple(c if i is None else vals[i] for c, i in operands)
                 if any(v is failed for v in ins):
@@ -343,7 +351,8 @@ def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
                         y = ir.apply_map(n, ins)  # type: ignore[arg-type]
                     except ir.MAP_ERRORS:
                         y = failed
-                memo[key] = y
+                if key is not None:
+                    memo[key] = y
             vals[n.id] = y
         out = vals[node.id]
         return None if out is failed else out  # type: ignore[return-value]
