@@ -379,3 +379,20 @@ def test_sharing_keeps_atoms_of_different_types_apart():
     inner, last = shared.args
     assert last is inner.args[0]  # tokens == 1 twice: one node
     assert inner.args[0] is not inner.args[1]  # == 1 and == True stay apart
+
+
+def test_an_sop_read_twice_by_one_operation_has_one_value_per_position():
+    # indices + indices is 0, 2, 4, 6 (not every sum of two indices): the value set,
+    # and the table that decodes it, take the diagonal only
+    from rasp_compiler.compiler.value_sets import infer_value_sets
+    from rasp_compiler.language.lower import get_sop, load_source
+
+    session = load_source("d = indices + indices; q = d * d - d;")
+    sets, problems = infer_value_sets(get_sop(session, "d"), tuple("ab"), 4)
+    assert not problems
+    assert sets[get_sop(session, "d").id].values == (0, 2, 4, 6)
+    sop, model = compile_source("d = indices + indices; q = d * d - d;", "ab", 4)
+    from check import all_inputs, mismatches
+
+    checked, bad = mismatches(sop, model, all_inputs("ab", 4))
+    assert checked == 30 and not bad

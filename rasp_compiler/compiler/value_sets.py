@@ -95,7 +95,13 @@ def _mean_values(vals: ValueSet, max_len: int, node: ir.Node) -> tuple[Atom, ...
 
 
 def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) -> tuple[Atom, ...]:
-    size = math.prod(len(s) for s in arg_sets)
+    # an s-op read twice (``x + x``) has one value at a position: combine distinct s-ops only
+    keys: list[object] = [
+        a.id if isinstance(a, ir.SOp) else ("const", i) for i, a in enumerate(node.args)
+    ]
+    distinct = list(dict.fromkeys(keys))
+    distinct_sets = [arg_sets[keys.index(k)] for k in distinct]
+    size = math.prod(len(s) for s in distinct_sets)
     if size > MAX_COMBINATIONS:
         raise RaspTypeError(
             f"the elementwise '{ir.MAP_OPS[node.op].symbol}' reads {size} combinations of its "
@@ -107,7 +113,9 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
     idx = [i for i, a in enumerate(node.args) if isinstance(a, ir.Indices)]
     lens = [i for i, a in enumerate(node.args) if isinstance(a, ir.Length)]
     out = []
-    for combo in itertools.product(*arg_sets):
+    for picked in itertools.product(*distinct_sets):
+        value_of = dict(zip(distinct, picked))
+        combo = tuple(value_of[k] for k in keys)
         if any(combo[i] >= combo[j] for i in idx for j in lens):  # type: ignore[operator]
             continue
         try:
