@@ -72,6 +72,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         tables=tuple(tables),
         output=draft.output,
         output_kinds=draft.output_kinds,
+        kinds_known=draft.kinds_known,
     )
 
 

@@ -36,7 +36,8 @@ from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify, tilted_heads
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
-from .plan.make import kind_ambiguous, plan_sop
+from .plan.elementwise import kind_ambiguous
+from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import rejected_inputs, undefined_everywhere
 from .rewrite import bos_widths
@@ -166,7 +167,7 @@ def compile_sop(
 def _kind_warning(plan: Plan, root: ir.SOp) -> list[str]:
     """A warning when the output can be an int or an equal float (1 or 1.0) and the
     model cannot say which (it can for an aggregate's own output: ``output_kinds``)."""
-    if plan.output_kinds is not None or not kind_ambiguous(plan.output.values):
+    if plan.kinds_known or not kind_ambiguous(plan.output.values):
         return []
     where = f"{root.span.location}: " if root.span is not None else ""
     return [

@@ -232,6 +232,88 @@ def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableF
     return reps, fn
 
 
+def kinds_of_means(
+    p: PlanState, node: ir.Map, key_count: Callable[[ir.Aggregate], NumRep]
+) -> CatRep | None:
+    """The categories of ``node`` (an output whose values include an int and an equal
+    float) from one table over the leaves it is computed from and, beside each mean
+    among them, that mean's key count (``key_count``: a head's 1/(w+1)): the mean is the
+    selected value as it is from one key and a float from several, and that kind
+    follows through ``node`` as in the interpreter.  None when some leaf's kind stays
+    unknown (a mean of means) or the table would be too large or too fine."""
+    leaves: list[ir.SOp] = []
+    seen: set[int] = set()
+
+    def expand(n: ir.SOp) -> None:
+        for a in n.children():
+            assert isinstance(a, ir.SOp)
+            if a.id not in seen:
+                seen.add(a.id)
+                if isinstance(a, ir.Map):
+                    expand(a)
+                else:
+                    leaves.append(a)
+
+    expand(node)
+    reps = [p.best(x) for x in leaves]
+    fixes: list[tuple[int, Atom, tuple[Atom, ...]]] = []
+    for i, (leaf, rep) in enumerate(zip(leaves, reps)):
+        if not kind_ambiguous(rep.values):
+            continue
+        if not (isinstance(leaf, ir.Aggregate) and isinstance(rep, NumRep)):
+            return None
+        single = p.values(leaf.values)
+        if kind_ambiguous(single):
+            return None
+        fixes.append((i, leaf.default, single))
+    if not fixes:
+        return None
+    counts = [key_count(leaves[i]) for i, _, _ in fixes]  # type: ignore[arg-type]
+    inputs: list[Rep] = [*reps, *counts]
+    if math.prod(len(r.values) for r in inputs) > MAX_MLP_DOMAIN:
+        return None
+    if not p.joint_ok(node, [r.values for r in inputs if isinstance(r, NumRep)]):
+        return None
+    base = fused_fn(node, leaves)
+    n = len(reps)
+
+    def fn(args: tuple[Atom, ...]) -> Atom | None:
+        fixed: list[Atom | None] = list(args[:n])
+        for (i, default, single), m in zip(fixes, args[n:]):
+            fixed[i] = with_kind(args[i], num(m), default, single)
+            if fixed[i] is None:
+                return None  # a mean and a key count that never occur together
+        return base(tuple(fixed))  # type: ignore[arg-type]
+
+    vals = p.values(node)
+    block = role_dir(p.name(node), "kinds")
+    dirs = p.add_block(block, onehot_dirs(block, vals), f"one-hot of {p.label(node)}, kinds kept")
+    job = _job(p, node, inputs, fn, f"{p.label(node)} (ints and floats as the interpreter's)")
+    job.cat_targets.append(CatTarget(vals, dirs))
+    return CatRep(vals, tuple(Lin.unit(d) for d in dirs), 2 * job.layer + 2)
+
+
+def with_kind(value: Atom, m: float, default: Atom, single: tuple[Atom, ...]) -> Atom | None:
+    """A mean's value with the interpreter's kind, given 1/(w+1) for its w keys: the
+    default from none, the value as it is (one of ``single``) from one, a float from
+    several; None if ``value`` cannot be that."""
+    keys = round(1.0 / m) - 1
+    if keys <= 0:
+        return default if num(default) == num(value) else None
+    if keys == 1:
+        return next((v for v in single if num(v) == num(value)), None)
+    return float(num(value))
+
+
+def kind_ambiguous(values: tuple[Atom, ...]) -> bool:
+    """Do ``values`` hold an int and a float that are equal (``1`` and ``1.0``)?"""
+    kinds: dict[float, set[type]] = {}
+    for v in values:
+        if ir.is_number(v) and not isinstance(v, bool):
+            kinds.setdefault(float(v), set()).add(type(v))  # type: ignore[arg-type]
+    return any(len(k) > 1 for k in kinds.values())
+
+
 def _only_possible_means(p: PlanState, leaves: list[ir.SOp], fn: TableFn) -> TableFn | None:
     """``fn``, but None (never occurs) on combinations where a mean over a width-exact
     selector (``aggregate(select(indices, indices, <=), x)``: i + 1 keys at index i)

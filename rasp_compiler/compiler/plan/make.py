@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...errors import RaspError, Span
 from ...language import ir
-from ...language.ir import Atom
 from ..numbers import min_gap
 from ..residual import BOS, ONE
 from ..value_sets import ValueSet
 from .attention import width_xs
 from .builder import Planner
+from .elementwise import kind_ambiguous, kinds_of_means
 from .state import JobDraft, NodeFailed
 from .types import (
     Draft,
@@ -42,9 +44,11 @@ def plan_sop(
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(sets, max_len, names, used_at, max_projection_ratio, no_joint)
     kinds: OutputKinds | None = None
+    known = False
     try:
-        made = _output(planner, sop)
+        made, known = _output(planner, sop)
         kinds = _output_kinds(planner, sop, made)
+        known = known or kinds is not None
         output: Rep | None = made
     except NodeFailed:
         output = None
@@ -56,40 +60,38 @@ def plan_sop(
                 except NodeFailed:
                     pass
         return PlanFailure(_unique(planner.problems))
-    return _pruned(planner, output, kinds)
+    return replace(_pruned(planner, output, kinds), kinds_known=known)
 
 
 #: a numerical output is used from this many values on (below, a one-hot is as small)
 NUMERIC_OUTPUT_MIN_VALUES = 4
 
 
-def _output(planner: Planner, sop: ir.SOp) -> Rep:
+def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
     """The output's representation: a number, decoded by rounding to the nearest of its
     values, when its values are numbers that stay distinct as floats (no ``1`` beside
     ``1.0``, whose kinds a number cannot carry) and there are enough of them for a
     one-hot to cost more; its categories otherwise.  A number must be accurate to a
-    quarter of the gap between its closest values (so rounding finds the right one)."""
+    quarter of the gap between its closest values (so rounding finds the right one).
+    Also: whether a categorical output tells apart ints and equal floats that it may be
+    (read from its means' key counts, :func:`.elementwise.kinds_of_means`)."""
     vals = planner.values(sop)
     numbers = [v for v in vals if ir.is_number(v) and not isinstance(v, bool)]
-    if (
+    kinds = None
+    if isinstance(sop, ir.Map) and kind_ambiguous(vals):
+        kinds = kinds_of_means(planner, sop, lambda agg: _key_count(planner, agg))
+    if kinds is not None:
+        rep: Rep = kinds
+    elif (
         len(numbers) == len(vals) >= NUMERIC_OUTPUT_MIN_VALUES
         and len({float(v) for v in numbers}) == len(vals)  # type: ignore[arg-type]
     ):
-        rep: Rep = planner.num(sop)
+        rep = planner.num(sop)
     else:
         rep = planner.best(sop)
     if isinstance(rep, NumRep):
         planner.require(rep, min_gap(float(v) for v in rep.values) / 4.0)  # type: ignore[arg-type]
-    return rep
-
-
-def kind_ambiguous(values: tuple[Atom, ...]) -> bool:
-    """Do ``values`` hold an int and a float that are equal (``1`` and ``1.0``)?"""
-    kinds: dict[float, set[type]] = {}
-    for v in values:
-        if ir.is_number(v) and not isinstance(v, bool):
-            kinds.setdefault(float(v), set()).add(type(v))  # type: ignore[arg-type]
-    return any(len(k) > 1 for k in kinds.values())
+    return rep, kinds is not None
 
 
 #: aggregate id -> the selector_width of its selector that reads the output's kind
@@ -97,24 +99,34 @@ def kind_ambiguous(values: tuple[Atom, ...]) -> bool:
 _KEY_COUNTS: dict[int, ir.SelectorWidth] = {}
 
 
+def _key_count(planner: Planner, agg: ir.Aggregate) -> NumRep:
+    """1/(w+1) for the w keys ``agg``'s selector selects, from one head scored as the
+    aggregate's own (the node is made once per aggregate, so planning again names it
+    the same)."""
+    width = _KEY_COUNTS.get(agg.id)
+    if width is None:
+        width = ir.SelectorWidth(selector=agg.selector, span=agg.span)
+        _KEY_COUNTS[agg.id] = width
+    planner.sets[width.id] = ValueSet(tuple(range(planner.max_len + 1)))
+    planner.names.setdefault(width.id, f"{planner.short(agg)}:keys")
+    (x,) = width_xs(planner, width, one_head_as=agg)
+    return x
+
+
 def _output_kinds(planner: Planner, sop: ir.SOp, output: Rep) -> OutputKinds | None:
     """For a numerical aggregate output whose values mix kinds: a head counting the keys
     its selector selects (the interpreter's mean is a float from two keys on, and one
-    key's value keeps its own kind), read as a second output logit."""
+    key's value keeps its own kind), read as a second output logit.  None where the
+    values of what it averages mix kinds too (a mean of means: the kind of one key's
+    value is not known)."""
     if not (
         isinstance(output, NumRep)
         and isinstance(sop, ir.Aggregate)
         and kind_ambiguous(planner.values(sop))
+        and not kind_ambiguous(planner.values(sop.values))
     ):
         return None
-    width = _KEY_COUNTS.get(sop.id)
-    if width is None:
-        width = ir.SelectorWidth(selector=sop.selector, span=sop.span)
-        _KEY_COUNTS[sop.id] = width
-    planner.sets[width.id] = ValueSet(tuple(range(planner.max_len + 1)))
-    planner.names.setdefault(width.id, f"{planner.short(sop)}:keys")
-    (x,) = width_xs(planner, width, one_head_as=sop)  # scored as the aggregate's own head
-    return OutputKinds(x, sop.default, planner.values(sop.values))
+    return OutputKinds(_key_count(planner, sop), sop.default, planner.values(sop.values))
 
 
 def _unique(problems: list[RaspError]) -> tuple[RaspError, ...]:

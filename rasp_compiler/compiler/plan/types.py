@@ -220,6 +220,9 @@ class Plan:
     no_joint: frozenset[int] = frozenset()
     #: how the output's int/float kind is read, when its number alone cannot say
     output_kinds: OutputKinds | None = None
+    #: the output's values mix ints and equal floats, and the model tells them apart
+    #: (``output_kinds``, or an output table that reads its means' key counts)
+    kinds_known: bool = False
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
@@ -245,6 +248,7 @@ class Draft:
     requirements: tuple[Requirement, ...]
     output: Rep
     output_kinds: OutputKinds | None = None
+    kinds_known: bool = False
 
 
 @dataclass(frozen=True)
