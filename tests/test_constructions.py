@@ -134,7 +134,9 @@ def test_a_width_times_a_prefix_mean_takes_only_the_counts():
     # the suffix sum of indices: every sum of k values from 0..15, k = 1..16
     sets, _ = infer_value_sets(names["r"], ("a",), 16)
     assert max(sets[names["r"].id].values) == 15 * 16
-    assert len(sets[names["r"].id].values) <= 250  # 15 and 14.999999999999998 both occur
+    # an int from one key and a float from several (15 and 15.0), and float neighbours
+    # one rounding apart (15.0 and 14.999999999999998): a few values per sum, not more
+    assert len(sets[names["r"].id].values) <= 3 * 241
 
 
 BALANCE = """

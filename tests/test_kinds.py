@@ -18,6 +18,8 @@ MEANS = [
     "m = aggregate(select(tokens, tokens, <) or select(indices, indices, ==), indices);",
     'm = aggregate(select(tokens, "a", ==) or select(indices, 0, ==), indices, -1);',
     "m = aggregate(select(tokens, tokens, ==), indices);",
+    # values held at positions (their means are listed from the positions' values)
+    "m = aggregate(select(tokens, tokens, <=), indices % 3);",
 ]
 # outputs computed from such means: one table reads each mean beside its key count
 FROM_MEANS = [

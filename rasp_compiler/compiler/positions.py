@@ -186,17 +186,19 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
         by_width = sums_by_width(ints, set(widths))
         if by_width is None:
             return None
-        out: set[Atom] = set()
+        out: dict[object, Atom] = {}  # keyed by type too: 2 and 2.0 are two values
         for k, sums in by_width.items():
             for s in sums:
                 mean = s if k == 1 else s / k
                 pair: tuple[Atom, Atom] = (mean, k) if pos == 0 else (k, mean)
-                out.add(ir.apply_map(node, pair))
+                y = ir.apply_map(node, pair)
+                out[ir.atom_key(y)] = y
         if any(a * n + b * i + c == 0 for n in range(1, max_len + 1) for i in range(n)):
             # no key selected: the aggregate gives its default, times a width of 0
             empty: tuple[Atom, Atom] = (agg.default, 0) if pos == 0 else (0, agg.default)
-            out.add(ir.apply_map(node, empty))
-        return tuple(out)
+            y = ir.apply_map(node, empty)
+            out[ir.atom_key(y)] = y
+        return tuple(out.values())
     return None
 
 
@@ -264,10 +266,10 @@ def positional_means(xs: list[Atom], default: Atom) -> tuple[Atom, ...] | None:
         states = {(k + t, s + t * v) for k, s in states for t in range(cap + 1)}
         if len(states) > MAX_COUNT_SUMS:
             return None
-    out: set[Atom] = {default}
+    out: dict[object, Atom] = {ir.atom_key(default): default}  # 1 and 1.0 are two values
     for k, s in states:
         if k == 1:
-            out.add(s)
+            out[ir.atom_key(s)] = s
         elif k >= 2:
-            out.add(s / k)
-    return tuple(out)
+            out[ir.atom_key(s / k)] = s / k
+    return tuple(out.values())
