@@ -153,7 +153,12 @@ _FLOAT_MAX = int(sys.float_info.max)
 
 
 def _node_values(
-    node: ir.SOp, sets: dict[int, ValueSet], vocab: tuple[Atom, ...], max_len: int, functional
+    node: ir.SOp,
+    sets: dict[int, ValueSet],
+    vocab: tuple[Atom, ...],
+    max_len: int,
+    functional,
+    alts: dict[int, dict[float, list[float]]],
 ) -> tuple[Atom, ...]:
     def operand(a: ir.Operand) -> tuple[Atom, ...]:
         return (a.value,) if isinstance(a, ir.Const) else sets[a.id].values
@@ -177,10 +182,18 @@ def _node_values(
         case ir.Full(value=v):
             return (v,)
         case ir.Map():
+            merged: dict[float, list[float]] = {}
             counted = count_of_mean(node, lambda n: sets[n.id].values, max_len)
             if counted is not None:
-                return _merge_close(sort_values(counted))
-            return _merge_close(_map_values(node, [operand(a) for a in node.args], max_len))
+                vals = _merge_close(sort_values(counted), merged)
+            else:
+                vals = _merge_close(
+                    _map_values(node, [operand(a) for a in node.args], max_len), merged
+                )
+                _check_alternatives(node, [operand(a) for a in node.args], alts, merged)
+            if merged:
+                alts[node.id] = merged
+            return vals
         case ir.SelectorWidth():
             return tuple(range(max_len + 1))
         case ir.Aggregate(values=values, default=default):
@@ -229,24 +242,100 @@ def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
     return find
 
 
-def _merge_close(values: tuple[Atom, ...]) -> tuple[Atom, ...]:
+def _merge_close(
+    values: tuple[Atom, ...], merged: dict[float, list[float]] | None = None
+) -> tuple[Atom, ...]:
     """``values`` with floats within FLOAT_MERGE_TOL of a neighbour merged into the one
-    with the shortest decimal form (so 1.8 stands for 1.7999999999999998)."""
+    with the shortest decimal form (so 1.8 stands for 1.7999999999999998).  ``merged``,
+    when given, gets each kept float's dropped neighbours (see :func:`_check_alternatives`)."""
     floats = sorted(v for v in values if isinstance(v, float) and math.isfinite(v))
     if len(floats) < 2:
         return values
     drop: set[float] = set()
+    groups: list[list[float]] = []
     group = [floats[0]]
     for v in floats[1:]:
         if _one_value(group[0], v):
             group.append(v)
             continue
-        drop.update(_all_but_shortest(group))
+        groups.append(group)
         group = [v]
-    drop.update(_all_but_shortest(group))
+    groups.append(group)
+    for g in groups:
+        dropped = _all_but_shortest(g)
+        if dropped and merged is not None:
+            keep = next(v for v in g if v not in dropped)
+            merged.setdefault(keep, []).extend(dropped)
+        drop.update(dropped)
     if not drop:
         return values
     return tuple(v for v in values if not (isinstance(v, float) and v in drop))
+
+
+def _check_alternatives(
+    node: ir.Map,
+    arg_sets: list[tuple[Atom, ...]],
+    alts: dict[int, dict[float, list[float]]],
+    merged: dict[float, list[float]],
+) -> None:
+    """Where an argument's value stands for floats one rounding apart (merged, see
+    :func:`_merge_close`), the operation must give the same value, up to a rounding, for
+    each of them: the interpreter computes one or the other depending on the input, and
+    the model holds one.  Results one rounding apart become alternatives of this node's
+    value (in ``merged``); a result that differs more (``x < 0`` on ``-1e-16`` and ``0``)
+    is an error naming the operation."""
+    for pos, arg in enumerate(node.args):
+        arg_alts = alts.get(arg.id) if isinstance(arg, ir.SOp) else None
+        if not arg_alts:
+            continue
+        others = [s if i != pos else (None,) for i, s in enumerate(arg_sets)]
+        checked = 0
+        for kept, dropped in arg_alts.items():
+            for combo in itertools.product(*others):
+                checked += 1
+                if checked > MAX_COMBINATIONS:
+                    return
+                base = list(combo)
+                base[pos] = kept
+                try:
+                    want = ir.apply_map(node, tuple(base))  # type: ignore[arg-type]
+                except ir.MAP_ERRORS:
+                    continue
+                for alt in dropped:
+                    base[pos] = alt
+                    try:
+                        got = ir.apply_map(node, tuple(base))  # type: ignore[arg-type]
+                    except ir.MAP_ERRORS:
+                        got = None
+                    if _rounding_apart(want, got):
+                        if got != want and isinstance(got, float) and not isinstance(want, bool):
+                            merged.setdefault(float(want), []).append(got)  # type: ignore[arg-type]
+                        continue
+                    raise RaspValueError(
+                        f"this operation gives {got!r} for {alt!r} and {want!r} for {kept!r}, "
+                        f"values one float rounding apart that the interpreter computes "
+                        f"either of for the same input; the model holds one of them, so it "
+                        f"cannot give the interpreter's answer here",
+                        node.span,
+                        (
+                            "float arithmetic on a mean, such as (indices + 1) * mean, is not "
+                            "always the whole number it stands for (49 * (1/49) is "
+                            "0.9999999999999999)",
+                        ),
+                    )
+
+
+def _rounding_apart(a: object, b: object) -> bool:
+    """Equal, or numbers (not bools) within a rounding (as verify compares floats)."""
+    if a == b and type(a) is type(b):
+        return True
+    if (
+        isinstance(a, bool)
+        or isinstance(b, bool)
+        or not (isinstance(a, int | float) and isinstance(b, int | float))
+    ):
+        return False
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _all_but_shortest(group: list[float]) -> list[float]:
@@ -263,6 +352,9 @@ def infer_value_sets(
     downstream of a problem are skipped.
     """
     sets: dict[int, ValueSet] = {}
+    #: node id -> {a float kept in its value set: the floats one rounding away merged into
+    #: it}: the interpreter may compute either, so what reads them must not tell them apart
+    alts: dict[int, dict[float, list[float]]] = {}
 
     def values_of(node: ir.SOp) -> tuple[Atom, ...] | None:
         vs = sets.get(node.id)
@@ -282,7 +374,9 @@ def infer_value_sets(
         if not isinstance(node, ir.SOp):
             continue
         try:
-            vals = _node_values(node, sets, vocab, max_len, lambda s: is_functional(s, values_of))
+            vals = _node_values(
+                node, sets, vocab, max_len, lambda s: is_functional(s, values_of), alts
+            )
         except RaspError as exc:
             if exc.span is None:
                 exc.span = used_at.get(node.id)  # type: ignore[assignment]
