@@ -192,24 +192,30 @@ def _fused_inputs(p: PlanState, node: ir.Map) -> tuple[list[ir.SOp], list[Rep]]:
     return leaves, [p.best(x) for x in leaves]
 
 
-def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableFn] | None:
-    """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
-    single-head width or length leaf as its head's 1/(w+1); None if too large."""
+def map_leaves(node: ir.SOp) -> list[ir.SOp]:
+    """The s-ops below ``node``'s elementwise operations (the first non-Map on each path),
+    in first-visit order; a shared operation is visited once."""
     leaves: list[ir.SOp] = []
-    seen: set[int] = set()  # a shared node is visited once
+    seen: set[int] = set()
 
     def expand(n: ir.SOp) -> None:
         for a in n.children():
             assert isinstance(a, ir.SOp)
-            if a.id in seen:
-                continue
-            seen.add(a.id)
-            if isinstance(a, ir.Map):
-                expand(a)
-            else:
-                leaves.append(a)
+            if a.id not in seen:
+                seen.add(a.id)
+                if isinstance(a, ir.Map):
+                    expand(a)
+                else:
+                    leaves.append(a)
 
     expand(node)
+    return leaves
+
+
+def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableFn] | None:
+    """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
+    single-head width or length leaf as its head's 1/(w+1); None if too large."""
+    leaves = map_leaves(node)
     reps: list[Rep] = []
     decode: list[bool] = []
     for leaf in leaves:
@@ -241,20 +247,7 @@ def kinds_of_means(
     selected value as it is from one key and a float from several, and that kind
     follows through ``node`` as in the interpreter.  None when some leaf's kind stays
     unknown (a mean of means) or the table would be too large or too fine."""
-    leaves: list[ir.SOp] = []
-    seen: set[int] = set()
-
-    def expand(n: ir.SOp) -> None:
-        for a in n.children():
-            assert isinstance(a, ir.SOp)
-            if a.id not in seen:
-                seen.add(a.id)
-                if isinstance(a, ir.Map):
-                    expand(a)
-                else:
-                    leaves.append(a)
-
-    expand(node)
+    leaves = map_leaves(node)
     reps = [p.best(x) for x in leaves]
     fixes: list[tuple[int, Atom, tuple[Atom, ...]]] = []
     for i, (leaf, rep) in enumerate(zip(leaves, reps)):
