@@ -201,9 +201,7 @@ def test_circuit_json_is_saved_and_covered_by_the_integrity_hash(tmp_path):
     assert saved["format"] == "rasp-compiler-circuit" and saved["version"] == 1
     assert "`circuit.json`: the ground-truth circuit" in (out / "README.md").read_text()
     length = next(s for s in saved["sops"] if s["name"] == "length")
-    assert length["encoding"] is None and length["computed_by"] == []  # held only inside:
-    assert length["held_inside"]["components"] == ["L0.H0"]  # 1/(length+1), a width head
-    assert [saved["directions"][d] for d in length["held_inside"]["directions"]] == ["length:x0"]
+    assert length["encoding"] == "numerical" and length["computed_by"] == ["L0.H0"]
     load_model(out)
     (out / "circuit.json").write_text(json.dumps({**saved, "edges": []}))
     with pytest.raises(ModelFileError, match="circuit.json"):
@@ -316,3 +314,21 @@ def test_sops_the_compiler_rewrites_are_listed_as_it_plans_them():
     width = sops["selectorwidth (rewrite of line 1)"]
     assert width["rewritten"] is True and width["computed_by"] == ["L0.M0"]
     assert "rewritten" not in sops["bos"]  # the node the rewrite replaced keeps its name
+
+
+def test_a_width_read_only_by_an_mlp_is_held_inside_its_head(tmp_path):
+    # y reads w's head output 1/(w+1) directly, so w itself is never written as w
+    path = tmp_path / "w.rasp"
+    path.write_text(
+        "# Vocabulary: abc\n"
+        "w = selector_width(select(tokens, tokens, ==));\n"
+        "y = w + indices;\n"
+        "res = aggregate(select(y, indices, ==), tokens);\n"
+    )
+    model = compile_program(path, vocab="abc", max_len=5)
+    sop, _, names, _ = _program(path)
+    circuit = build_circuit(sop, model, names)
+    w = next(s for s in circuit["sops"] if s["name"] == "w")
+    assert w["encoding"] is None and w["computed_by"] == []
+    assert w["held_inside"]["components"] == ["L0.H0"]  # 1/(w+1), a width head
+    assert [circuit["directions"][d] for d in w["held_inside"]["directions"]] == ["w:x0"]

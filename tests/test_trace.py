@@ -81,8 +81,8 @@ def test_every_head_appears_with_its_source_line(name):
 
 def test_reverse_head_attends_to_the_mirror_position():
     t = traced("reverse")
-    head = next(h for h in t.heads if h.kind == "aggregate")
-    assert head.line == 12 and head.source_line == "reverse = aggregate(flip, tokens);"
+    head = next(h for h in t.heads if h.line == 12)  # (line 10's head copies the length)
+    assert head.kind == "aggregate" and head.source_line == "reverse = aggregate(flip, tokens);"
     assert head.selector_text == "select(indices, opp_index, ==)"
     n = len(t.tokens) - 1
     for q in range(1, n + 1):  # query at position q (BOS is 0) reads key n + 1 - q
@@ -93,14 +93,14 @@ def test_reverse_head_attends_to_the_mirror_position():
 
 
 def test_sops_not_held_are_listed_with_the_interpreter_value():
-    t = traced("reverse")
-    length = next(s for s in t.sops if s.name == "length")
-    assert length.decoded is None and length.agrees is None
-    assert length.interpreter == [5] * 5
-    opp = next(s for s in t.sops if s.name == "opp_index")
-    assert opp.agrees is True and t.snapshots[opp.stage] == "layer 0 MLP"
-    # whole, or as the classes of values the reverse head tells apart (each one value)
-    assert opp.decoded == [4, 3, 2, 1, 0] or opp.classes == [[4], [3], [2], [1], [0]]
+    t = traced("dyck2")  # "depth < 0" lives only inside the MLP that computes "bad"
+    below = next(s for s in t.sops if s.name == "depth < 0")
+    assert below.decoded is None and below.agrees is None
+    assert below.interpreter == [False] * 4
+    reverse = traced("reverse")
+    length = next(s for s in reverse.sops if s.name == "length")
+    assert length.agrees is True and reverse.snapshots[length.stage] == "layer 0 attention"
+    assert length.decoded == [5] * 5  # one head copies the last token's position
 
 
 def test_classes_agree_when_they_hold_the_interpreter_value():
@@ -193,7 +193,7 @@ def test_trace_command_writes_the_page(capsys, tmp_path):
         "--input", "hello", "-o", str(out), "--svg-dir", str(tmp_path / "svg"),
     )  # fmt: skip
     assert code == 0, err
-    assert f"trace: wrote {out} (2 layers, 2 heads, 1 MLP job; 4 of 6 s-ops" in stdout
+    assert f"trace: wrote {out} (2 layers, 2 heads, 1 MLP job; 6 of 6 s-ops" in stdout
     assert "equal the interpreter's: [o, l, l, e, h] (strings)" in stdout
     assert "wrote 8 SVG figures" in stdout and (tmp_path / "svg" / "graph.svg").is_file()
     page = out.read_text()

@@ -28,7 +28,7 @@ from ...language.ir import Atom
 from ..numbers import num
 from ..residual import ONE, Lin, lin_sum, onehot_dirs
 from ..value_sets import ValueSet, lookup_value
-from . import attention, elementwise
+from . import attention, elementwise, length
 from .state import MapKind, NodeFailed, PlanState, fused_fn
 from .types import CatRep, NumRep
 
@@ -133,6 +133,8 @@ class Planner(PlanState):
                 return NumRep(Lin.unit(INDICES), vals, 0)
             case ir.Full(value=v):
                 return NumRep(Lin.const(num(v)), vals, 0)
+            case ir.Length():
+                return length.length_number(self, node)
             case ir.Tokens():
                 c = self.cat(node)
                 return NumRep(_weighted(c.values, c.rows), vals, 0)

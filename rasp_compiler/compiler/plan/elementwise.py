@@ -120,7 +120,7 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                     reps, fn = early
                     narrow = None
                 memo[key] = [_job(p, node, reps, fn, p.label(node), narrow)]
-            case ir.Length() | ir.SelectorWidth():
+            case ir.SelectorWidth():
                 xs = width_xs(p, node)
                 memo[key] = [_job(p, node, list(xs), _width_fn(p.max_len), p.label(node))]
             case _:
@@ -214,12 +214,12 @@ def map_leaves(node: ir.SOp) -> list[ir.SOp]:
 
 def _fused_through_widths(p: PlanState, node: ir.Map) -> tuple[list[Rep], TableFn] | None:
     """(inputs, fn) computing ``node`` from its Map ancestors' leaves, reading each
-    single-head width or length leaf as its head's 1/(w+1); None if too large."""
+    single-head width leaf as its head's 1/(w+1); None if too large."""
     leaves = map_leaves(node)
     reps: list[Rep] = []
     decode: list[bool] = []
     for leaf in leaves:
-        if isinstance(leaf, (ir.Length, ir.SelectorWidth)) and len(width_xs(p, leaf)) == 1:
+        if isinstance(leaf, ir.SelectorWidth) and len(width_xs(p, leaf)) == 1:
             reps.append(width_xs(p, leaf)[0])
             decode.append(True)
         else:

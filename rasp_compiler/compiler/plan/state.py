@@ -267,6 +267,8 @@ class PlanState:
                 return self.map_kind(node) != MapKind.LINEAR
             case ir.Aggregate():
                 return self.agg_is_categorical(node)
+            case ir.Length():
+                return False  # a head writes the number; its categories need an MLP
         return True
 
     # ------------------------------------------------------------ representations
