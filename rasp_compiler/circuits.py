@@ -24,10 +24,11 @@ which say exactly which query/key value pairs it selects.
 An **edge** ``{"from", "to", "directions"}`` joins a component to a later one that
 reads a dimension it writes.  An **s-op** entry gives the program node (``id``,
 ``name``, ``text``, ``line``, ``inputs``: the s-ops it is made from), how the residual
-holds it (``encoding``: categorical, numerical, classes, or null when the model never
-holds it on its own), the snapshot ``stage`` it is first readable at, its read-out
-``directions``, and ``computed_by``: the components that write those directions at
-the positions it is read (the embedding for s-ops that are free linear read-outs).
+holds it (``encoding``: categorical, numerical, reciprocal (a count held as its head's
+``1/(w+1)``), classes, or null when the model never holds it on its own), the snapshot
+``stage`` it is first readable at, its read-out ``directions``, and ``computed_by``: the
+components that write those directions at the positions it is read (the embedding
+for s-ops that are free linear read-outs).
 
 :func:`downstream` gives the s-ops an ablated component changes: those computed by it
 or by any component reachable from it along edges.  ``tests/test_circuits.py`` checks
@@ -49,7 +50,7 @@ from .errors import InputError
 from .language import ir
 from .model_files import residual_labels
 from .runtime import CompiledModel
-from .trace.collect import _held_rep, _planner, _text_of, snapshot_names
+from .trace.collect import _held_rep, _planner, _text_of, reciprocal_rep, snapshot_names
 
 FORMAT = "rasp-compiler-circuit"
 VERSION = 1
@@ -313,6 +314,8 @@ def _held(
     rep: Rep | None = _held_rep(node, planner, index)
     if rep is not None:
         encoding = "numerical" if hasattr(rep, "lin") else "categorical"
+        if rep is reciprocal_rep(node, planner):
+            encoding = "reciprocal"  # a count's 1/(w+1), as its head writes it
         return encoding, rep.stage, _dims(rep.lins(), index)
     for (nid, _), crep in getattr(planner, "_cat_groups", {}).items():
         if nid == node.id and all(d in index for lin in crep.lins() for d in lin.names()):

@@ -59,6 +59,8 @@ def decode(spec, logits):
 
     result = []
     for x, m in zip(logits[1:, 0].tolist(), logits[1:, -1].tolist()):
+        if out.get("reciprocal"):  # the logit is 1/(w+1) for the count w
+            x = 1 / x - 1 if x != 0 else math.inf
         if not math.isfinite(x):
             result.append(x)
         elif out.get("kinds") and math.isfinite(m) and m > 0:  # an aggregate's kind:
@@ -255,6 +257,8 @@ def _output_text(out: Mapping[str, Any]) -> str:
         return f"categorical over {len(out['values'])} values"
     if out.get("kinds"):
         return "numerical (two logits: the number and its aggregate's 1/(keys + 1))"
+    if out.get("reciprocal"):
+        return "numerical (one logit, 1/(count + 1))"
     return "numerical (one logit)"
 
 
@@ -281,6 +285,11 @@ def _decoding_text(out: Mapping[str, Any]) -> str:
             f"output aggregate selects, which decides the kind as the interpreter does: no "
             f"key gives the default {_code(default)}, one key the value it holds (the nearest "
             f"of the aggregated s-op's values), several keys their mean, {how}, as a float."
+        )
+    if out.get("reciprocal"):
+        return (
+            "numerical: the single logit x at a position is 1/(w + 1) for the count w (the "
+            f"output is a selector_width, read from its counting head); 1/x - 1 decodes to {how}."
         )
     return f"numerical: the single logit x at a position decodes to {how}."
 

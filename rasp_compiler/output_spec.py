@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 
 from .language.ir import Atom, plain_atom
 
 ENCODINGS = ("categorical", "numerical")
-_NUMERIC_FIELDS = {"max_denominator", "integer", "kinds"}
+_NUMERIC_FIELDS = {"max_denominator", "integer", "kinds", "reciprocal"}
 
 
 def _nearest(values: Sequence[Atom], x: float) -> Atom:
@@ -40,6 +41,10 @@ class OutputSpec:
     1/(w+1) for the w keys the aggregate selected, and decides the kind as the
     interpreter does: no key gives ``default``, one key the value it holds (the nearest
     of ``single``), several keys their mean, a float (the nearest of ``values``).
+
+    numerical with ``reciprocal`` (a ``selector_width`` output, read straight from its
+    counting head): the logit x is ``1/(v+1)`` for the value v; it decodes as the
+    number ``1/x - 1`` would (to the nearest of ``values``, then as above).
     """
 
     encoding: str
@@ -47,6 +52,7 @@ class OutputSpec:
     max_denominator: int | None = None
     integer: bool = False
     kinds: tuple[Atom, tuple[Atom, ...]] | None = None
+    reciprocal: bool = False
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -69,6 +75,10 @@ class OutputSpec:
             raise ValueError(f"max_denominator must be a positive int or None, got {md!r}")
         if not isinstance(self.integer, bool):
             raise ValueError(f"integer must be a bool, got {self.integer!r}")
+        if not isinstance(self.reciprocal, bool):
+            raise ValueError(f"reciprocal must be a bool, got {self.reciprocal!r}")
+        if self.reciprocal and (self.encoding != "numerical" or self.kinds is not None):
+            raise ValueError("reciprocal applies to numerical outputs without kinds only")
         if self.kinds is not None:
             self._check_kinds()
 
@@ -104,7 +114,11 @@ class OutputSpec:
             assert self.values is not None
             ids = logits.argmax(dim=-1).tolist()  # [B, T]
             return [[self.values[i] for i in ids[b][1 : 1 + n]] for b, n in enumerate(lengths)]
-        xs = logits[:, :, 0].float().tolist()  # [B, T]
+        if self.reciprocal:
+            logits = _from_reciprocal(logits[:, :, :1].double())
+        if self.values is not None and self.kinds is None:
+            return self._nearest_values(logits[:, :, 0], lengths)
+        xs = logits[:, :, 0].double().tolist()  # [B, T]
         if self.kinds is not None:
             ms = logits[:, :, 1].float().tolist()  # [B, T]: 1/(w+1)
             return [
@@ -112,6 +126,27 @@ class OutputSpec:
                 for b, n in enumerate(lengths)
             ]
         return [[self.decode_number(x) for x in xs[b][1 : 1 + n]] for b, n in enumerate(lengths)]
+
+    def _nearest_values(self, x: torch.Tensor, lengths: Sequence[int]) -> list[list[Atom]]:
+        """:meth:`decode_number` over a [B, T] tensor at once: the nearest of ``values``
+        (the smaller on a tie) by one ``searchsorted``; non-finite numbers stay floats."""
+        assert self.values is not None
+        xs = x.detach().to("cpu", torch.float64).numpy()  # [B, T]; float32 -> float64 exactly
+        grid = np.array([float(v) for v in self.values])  # sorted
+        i = np.searchsorted(grid, xs, side="left")  # grid[i-1] < x <= grid[i]
+        lo, hi = np.clip(i - 1, 0, len(grid) - 1), np.clip(i, 0, len(grid) - 1)
+        with np.errstate(invalid="ignore"):
+            pick = np.where(np.abs(grid[lo] - xs) <= np.abs(grid[hi] - xs), lo, hi).tolist()
+        finite = np.isfinite(xs)
+        values = self.values
+        out = []
+        for b, n in enumerate(lengths):
+            row = [values[j] for j in pick[b][1 : 1 + n]]
+            if not finite[b, 1 : 1 + n].all():
+                ok = finite[b, 1 : 1 + n]
+                row = [v if ok[k] else float(xs[b, 1 + k]) for k, v in enumerate(row)]
+            out.append(row)
+        return out
 
     def decode_kind(self, x: float, m: float) -> Atom:
         """A number and its aggregate's 1/(w+1) -> an atom of the interpreter's kind."""
@@ -128,6 +163,8 @@ class OutputSpec:
 
     def decode_number(self, x: float) -> Atom:
         """One numerical logit -> an atom (see the class docstring)."""
+        if self.reciprocal:
+            x = float(_from_reciprocal(torch.tensor(x, dtype=torch.float64)))
         if not math.isfinite(x):
             return float(x)
         if self.values is not None:
@@ -152,6 +189,8 @@ class OutputSpec:
         }
         if self.kinds is not None:
             out["kinds"] = {"default": self.kinds[0], "single": list(self.kinds[1])}
+        if self.reciprocal:
+            out["reciprocal"] = True
         return out
 
     @classmethod
@@ -167,11 +206,19 @@ class OutputSpec:
         how = []
         if self.values is not None:
             how.append(f"nearest of {len(self.values)} values")
+        if self.reciprocal:
+            how.append("read as 1/(value+1)")
         if self.integer:
             how.append("integer")
         if self.max_denominator is not None:
             how.append(f"max_denominator {self.max_denominator}")
         return "numerical" + (f" ({', '.join(how)})" if how else "")
+
+
+def _from_reciprocal(x: torch.Tensor) -> torch.Tensor:
+    """1/x - 1 (float64): a count w from its head's 1/(w+1); 0 and non-positive x
+    give a non-finite or negative number, which decodes as any such number does."""
+    return 1.0 / x - 1.0
 
 
 def check_keys(what: str, d: object, required: set[str], optional: set[str]) -> None:

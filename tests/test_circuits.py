@@ -22,6 +22,7 @@ from rasp_compiler.compiler.pipeline import compile_sop, make_plan, names_of, pa
 from rasp_compiler.errors import ModelFileError, RaspError
 from rasp_compiler.language.interpret import evaluate_many
 from rasp_compiler.language.lower import choose_sop, load_program, load_source
+from rasp_compiler.trace import trace_program
 from rasp_compiler.trace.collect import _planner, read_sops
 
 MAX_LEN = 6
@@ -316,19 +317,22 @@ def test_sops_the_compiler_rewrites_are_listed_as_it_plans_them():
     assert "rewritten" not in sops["bos"]  # the node the rewrite replaced keeps its name
 
 
-def test_a_width_read_only_by_an_mlp_is_held_inside_its_head(tmp_path):
-    # y reads w's head output 1/(w+1) directly, so w itself is never written as w
+def test_a_width_read_only_by_an_mlp_is_held_as_its_heads_reciprocal(tmp_path):
+    # y reads w's head output 1/(w+1) directly: w is never written as the number w
     path = tmp_path / "w.rasp"
     path.write_text(
         "# Vocabulary: abc\n"
         "w = selector_width(select(tokens, tokens, ==));\n"
         "y = w + indices;\n"
-        "res = aggregate(select(y, indices, ==), tokens);\n"
+        'res = aggregate(select(y, indices, ==), tokens, "-");\n'
     )
     model = compile_program(path, vocab="abc", max_len=5)
     sop, _, names, _ = _program(path)
     circuit = build_circuit(sop, model, names)
     w = next(s for s in circuit["sops"] if s["name"] == "w")
-    assert w["encoding"] is None and w["computed_by"] == []
-    assert w["held_inside"]["components"] == ["L0.H0"]  # 1/(w+1), a width head
-    assert [circuit["directions"][d] for d in w["held_inside"]["directions"]] == ["w:x0"]
+    assert w["encoding"] == "reciprocal" and w["computed_by"] == ["L0.H0"]
+    assert [circuit["directions"][d] for d in w["directions"]] == ["w:x0"]
+    t = trace_program(path, "abc", "abc", 5)
+    held = next(s for s in t.sops if s.name == "w")
+    assert held.encoding == "reciprocal" and held.decoded == held.interpreter == [1, 1, 1]
+    assert held.raw == pytest.approx([1 / 2] * 3, abs=1e-4)

@@ -464,6 +464,21 @@ def test_numerical_decoding_modes():
     assert ints.decode_number(float("inf")) == float("inf")
 
 
+def test_batched_nearest_decoding_equals_one_number_at_a_time():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        pool = list(rng.integers(-30, 30, 12)) + list(rng.integers(-30, 30, 6) / 7)
+        values = tuple({(int(v) if float(v).is_integer() else float(v)) for v in pool})
+        spec = OutputSpec("numerical", values=values + (False,))
+        x = torch.tensor(rng.uniform(-40, 40, (3, 12)), dtype=torch.float32)
+        x[0, 3], x[1, 2], x[2, 1] = float("nan"), float("inf"), 0.5  # non-finite, a tie
+        lengths = [11, 6, 1]
+        got = spec.decode_logits(x[:, :, None], lengths)
+        for b, n in enumerate(lengths):
+            want = [spec.decode_number(v) for v in x[b, 1 : 1 + n].tolist()]
+            assert [repr(v) for v in got[b]] == [repr(v) for v in want]
+
+
 def test_numerical_model_with_values_and_integer():
     m = fraction_of_a_model(output=OutputSpec("numerical", values=(0, 0.5, 1)))
     assert m.run("ab") == [0.5, 0.5]  # 1/3 -> nearest 0.5

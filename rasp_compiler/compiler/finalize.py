@@ -73,6 +73,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         output=draft.output,
         output_kinds=draft.output_kinds,
         kinds_known=draft.kinds_known,
+        output_reciprocal=draft.output_reciprocal,
     )
 
 

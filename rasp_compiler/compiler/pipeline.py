@@ -201,10 +201,14 @@ def _model_spec(
         out_spec = OutputSpec("categorical", values=out.values)
     else:
         kinds = plan.output_kinds
+        values = out.values
+        if plan.output_reciprocal:  # the logit is 1/(w+1); the output is w
+            values = tuple(round(1.0 / float(x)) - 1 for x in out.values)  # type: ignore[arg-type]
         out_spec = OutputSpec(
             "numerical",
-            values=sort_values(out.values),
+            values=sort_values(values),
             kinds=None if kinds is None else (kinds.default, kinds.single),
+            reciprocal=plan.output_reciprocal,
         )
     return ModelSpec(
         program_name=program_name,

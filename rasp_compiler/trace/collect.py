@@ -38,7 +38,7 @@ from ..compiler.graph import build_graph, spans_of_use
 from ..compiler.pipeline import make_plan, planned_program
 from ..compiler.plan.builder import Planner
 from ..compiler.plan.state import NodeFailed
-from ..compiler.plan.types import CatRep, Rep
+from ..compiler.plan.types import CatRep, NumRep, Rep
 from ..compiler.residual import Lin
 from ..compiler.value_sets import infer_value_sets
 from ..errors import InputError
@@ -88,7 +88,8 @@ class SOpTrace:
     text: str  # the source text that made it
     line: int | None
     interpreter: list[Atom]
-    encoding: str | None = None  # "categorical", "numerical", or None: not held
+    encoding: str | None = None  # "categorical", "numerical", "reciprocal" (1/(w+1) of a
+    # count), "classes", or None: not held
     stage: int | None = None  # the residual snapshot it is read from
     decoded: list[Atom] | None = None
     #: when the model holds only classes of values (those the heads reading it treat
@@ -339,6 +340,9 @@ def _sop_trace(
         xs = _read(rep.lin, resid, index)
         trace.encoding = "numerical"
         trace.decoded = [_nearest(rep.values, float(x)) for x in xs]
+        if rep is reciprocal_rep(node, planner):  # 1/(w+1): the count w
+            trace.encoding = "reciprocal"
+            trace.decoded = [round(1.0 / float(v)) - 1 for v in trace.decoded]
         trace.raw = [float(x) for x in xs]
     return trace
 
@@ -397,7 +401,17 @@ def _held_rep(node: ir.SOp, planner: Planner, index: dict[str, int]) -> Rep | No
             continue
         if all(d in index for lin in rep.lins() for d in lin.names()):
             return rep
+    x = reciprocal_rep(node, planner)
+    if x is not None and all(d in index for d in x.lin.names()):
+        return x
     return None
+
+
+def reciprocal_rep(node: ir.SOp, planner: Planner) -> NumRep | None:
+    """A count held only as its one counting head's ``1/(w+1)`` (read by MLPs, or the
+    output itself), else None."""
+    xs = planner.width_heads.get(node.id) if isinstance(node, ir.SelectorWidth) else None
+    return xs[0] if xs is not None and len(xs) == 1 else None
 
 
 def _read(lin: Lin, resid: np.ndarray, index: dict[str, int]) -> np.ndarray:

@@ -192,8 +192,7 @@ def _head(trace: Trace, h: HeadTrace) -> str:
         f"Outlined: the cells the selector <code>{_e(h.selector_text)}</code> selects, "
         "as the interpreter computes it."
         if h.selector is not None
-        else "It has no selector: every query attends the last token, whose position is "
-        "the length."
+        else "It has no selector: every query attends the last token, whose position is the length."
         if h.implements == "Length"
         else "Every key is selected."
     )

@@ -64,7 +64,7 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
             for sel in ir.walk(node.children()[0]) if not isinstance(node, ir.Length) else ():
                 if isinstance(sel, ir.Selector) and sel.id not in band:
                     band[sel.id], block[sel.id] = 2 * layer + 1, key
-            if isinstance(node, ir.Aggregate) or stage is None:
+            if isinstance(node, ir.Aggregate) or stage in (None, 2 * layer + 1):
                 band[node.id], block[node.id] = 2 * layer + 1, key
                 continue
         if stage is not None:

@@ -60,7 +60,9 @@ def plan_sop(
                 except NodeFailed:
                     pass
         return PlanFailure(_unique(planner.problems))
-    return replace(_pruned(planner, output, kinds), kinds_known=known)
+    # the output is its counting head's 1/(w+1) itself (see _output)
+    reciprocal = output is not None and output is planner.width_heads.get(sop.id, [None])[0]
+    return replace(_pruned(planner, output, kinds), kinds_known=known, output_reciprocal=reciprocal)
 
 
 #: a numerical output is used from this many values on (below, a one-hot is as small)
@@ -86,7 +88,12 @@ def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
         len(numbers) == len(vals) >= NUMERIC_OUTPUT_MIN_VALUES
         and len({float(v) for v in numbers}) == len(vals)  # type: ignore[arg-type]
     ):
-        rep = planner.num(sop)
+        if isinstance(sop, ir.SelectorWidth) and len(width_xs(planner, sop)) == 1:
+            # a count is read from its head's 1/(w+1) and decoded outside the model
+            # (OutputSpec.reciprocal): no MLP of two ReLUs per count
+            (rep,) = width_xs(planner, sop)
+        else:
+            rep = planner.num(sop)
     else:
         rep = planner.best(sop)
     if isinstance(rep, NumRep):

@@ -223,6 +223,8 @@ class Plan:
     #: the output's values mix ints and equal floats, and the model tells them apart
     #: (``output_kinds``, or an output table that reads its means' key counts)
     kinds_known: bool = False
+    #: the output is a count read straight from its head: the logit is 1/(w+1)
+    output_reciprocal: bool = False
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
@@ -249,6 +251,7 @@ class Draft:
     output: Rep
     output_kinds: OutputKinds | None = None
     kinds_known: bool = False
+    output_reciprocal: bool = False
 
 
 @dataclass(frozen=True)
