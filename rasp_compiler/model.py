@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
+from .kernels import attend
 
 ACT_FNS = ("relu",)
 #: Most layers a saved model may have: each costs Python objects (about 14 KB) and build
@@ -252,9 +253,7 @@ class Attention(nn.Module):
             pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
             z = pattern @ v  # [B, H, T, d_head]
         else:
-            z = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=key_mask[:, None, None, :], scale=1.0 / self.attn_scale
-            )  # [B, H, T, d_head]
+            z = attend(q, k, v, key_mask, self.attn_scale)  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
         out = z.permute(0, 2, 1, 3).reshape(B, T, H * D) @ self.W_O.reshape(H * D, M) + self.b_O
         return out, pattern

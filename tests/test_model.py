@@ -612,3 +612,28 @@ def test_layer_shapes_round_trip_and_are_checked():
         ModelConfig(**base, layer_shapes=(LayerShape(1, 1, 1),))
     with pytest.raises(ModelFileError):
         ModelConfig.from_dict({**base, "layer_shapes": [{"n_heads": 1}, {"n_heads": 1}]})
+
+
+def test_a_head_with_one_query_for_every_token_runs_once_per_sequence():
+    """kernels.attend: heads whose query rows agree at the tokens (length-style heads)
+    are computed for BOS and the first token only; real positions equal the full kernel."""
+    import torch.nn.functional as F
+
+    from rasp_compiler.kernels import attend
+
+    gen = torch.Generator().manual_seed(3)
+    B, H, T, D = 3, 3, 9, 4
+    q = torch.randn(B, H, T, D, generator=gen)
+    q[:, 0, 1:] = q[:, 0, 1:2]  # head 0: the same query at every token (BOS differs)
+    q[:, 2, 1:] = torch.tensor([0.5, -1.0, 2.0, 0.0])  # head 2 too
+    k, v = torch.randn(B, H, T, D, generator=gen), torch.randn(B, H, T, D, generator=gen)
+    lengths = torch.tensor([8, 5, 1])
+    mask = torch.arange(T)[None, :] <= lengths[:, None]  # BOS and the tokens
+    q[1, 0, 7:] = 9.0  # a pad query may differ: nothing reads it
+    full = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=0.5)
+    got = attend(q, k, v, mask, attn_scale=2.0)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(got[b, :, : n + 1], full[b, :, : n + 1], rtol=1e-6, atol=1e-6)
+    q[0, 0, 3, 0] += 1.0  # a token whose query differs: head 0 runs in full again
+    full = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=0.5)
+    torch.testing.assert_close(attend(q, k, v, mask, 2.0)[0], full[0], rtol=1e-6, atol=1e-6)
