@@ -155,6 +155,8 @@ def _components(plan: Plan, layout: Layout) -> list[dict[str, Any]]:
             }  # fmt: skip
             if h.id in parts:
                 head["part"] = parts[h.id]
+            if h.mask is not None:  # attends only keys whose index compares so (and BOS)
+                head["mask"] = h.mask
             kinds = plan.output_kinds
             if kinds is not None and any(d in kinds.width.lin.names() for d, _ in h.values):
                 # counts the output aggregate's keys for the unembedding's second logit

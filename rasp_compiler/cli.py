@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     program_args(p)
     model_args(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="where to save")
+    p.add_argument(
+        "--no-head-masks", action="store_true",
+        help="no head attends within a static mask (for `export --format transformer-lens`)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("run", help="compile and run a program, or run a saved model")
@@ -263,7 +267,7 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
         model = compile_sop(
             sop, vocab, args.max_len, names=names_of(session), program_name=args.program,
             sop_name=name, dtype=getattr(args, "dtype", "float32") or "float32",
-            progress=progress,
+            progress=progress, head_masks=not getattr(args, "no_head_masks", False),
         )  # fmt: skip
     for warning in model.warnings:
         _note(f"{PROG}: warning: {warning}")

@@ -63,6 +63,7 @@ def _model(args: argparse.Namespace) -> Any:
         from .serialize import load_model
 
         return load_model(args.program)
+    args.no_head_masks = True  # TransformerLens has one attention mask per model
     _, model = _compile(args)
     return model
 

@@ -92,6 +92,11 @@ def describe(
             f"      queries read {_bases(labels, c['query'])}; keys read "
             f"{_bases(labels, c['key'])}; values read {values}; "
             f"{len(c['score_terms'])} score terms; writes {_named(labels, c['writes'])}"
+            + (
+                f"; only keys with key index {c['mask']} query index (and BOS)"
+                if "mask" in c
+                else ""
+            )
         )
     return "\n".join(lines)
 

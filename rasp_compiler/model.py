@@ -35,10 +35,8 @@ per-key ``attention_mask`` that hides padding.  Scores are divided by the explic
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 import torch
@@ -46,146 +44,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
-from .kernels import attend
-
-ACT_FNS = ("relu",)
-#: Most layers a saved model may have: each costs Python objects (about 14 KB) and build
-#: time beyond its parameters.  ``serialize`` checks it, with the compiler's parameter
-#: limit, before allocating a loaded model; it lives here so the compiler can import it.
-MAX_LAYERS = 1 << 12
-#: Largest model (parameters) the compiler builds and a model file may hold: 2^28
-#: float32 weights are 1 GiB.
-MAX_PARAMS = 1 << 28
-
-# ---------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    """One layer's attention heads, head width and MLP hidden units."""
-
-    n_heads: int
-    d_head: int
-    d_mlp: int
-
-    def __post_init__(self) -> None:
-        for name in ("n_heads", "d_head", "d_mlp"):
-            _check_int(name, getattr(self, name), minimum=0)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The shape of a :class:`Transformer`.
-
-    ``d_vocab`` counts the input token ids (the vocabulary plus BOS and pad),
-    ``d_vocab_out`` the output logits, ``n_ctx`` the positions (BOS included).
-    ``n_layers``, ``n_heads``, ``d_head`` and ``d_mlp`` may be 0.  Attention scores
-    are ``q . k / attn_scale``.  ``layer_shapes`` gives each layer's own shape (none of
-    them larger than ``n_heads``, ``d_head``, ``d_mlp``); without it every layer has
-    that largest shape.  Constructing a bad config raises ``ValueError``.
-    """
-
-    d_model: int
-    n_layers: int
-    n_heads: int
-    d_head: int
-    d_mlp: int
-    d_vocab: int
-    d_vocab_out: int
-    n_ctx: int
-    attn_scale: float
-    act_fn: str = "relu"
-    layer_shapes: tuple[LayerShape, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("d_model", "d_vocab", "d_vocab_out", "n_ctx"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("n_layers", "n_heads", "d_head", "d_mlp"):
-            _check_int(name, getattr(self, name), minimum=0)
-        scale = self.attn_scale
-        if isinstance(scale, bool) or not isinstance(scale, int | float):
-            raise ValueError(f"attn_scale must be a number, got {scale!r}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"attn_scale must be finite and > 0, got {scale!r}")
-        object.__setattr__(self, "attn_scale", float(scale))
-        if self.act_fn not in ACT_FNS:
-            raise ValueError(f"act_fn must be one of {ACT_FNS}, got {self.act_fn!r}")
-        if self.layer_shapes is not None:
-            shapes = tuple(
-                s if isinstance(s, LayerShape) else LayerShape(**_shape_dict(s))
-                for s in self.layer_shapes
-            )
-            if len(shapes) != self.n_layers:
-                raise ValueError(
-                    f"layer_shapes has {len(shapes)} entries for {self.n_layers} layers"
-                )
-            for i, s in enumerate(shapes):
-                if s.n_heads > self.n_heads or s.d_head > self.d_head or s.d_mlp > self.d_mlp:
-                    raise ValueError(f"layer {i}'s shape {s} is larger than the model's")
-            object.__setattr__(self, "layer_shapes", shapes)
-
-    def layer(self, i: int) -> LayerShape:
-        """Layer ``i``'s shape."""
-        if self.layer_shapes is None:
-            return LayerShape(self.n_heads, self.d_head, self.d_mlp)
-        return self.layer_shapes[i]
-
-    def padded(self) -> ModelConfig:
-        """The same model with every layer at the largest shape (the uniform view)."""
-        return replace(self, layer_shapes=None)
-
-    @property
-    def n_params(self) -> int:
-        """The scalar parameters a :class:`Transformer` of this shape holds, computed
-        without allocating (equal to ``Transformer(cfg).count_params()``)."""
-        M = self.d_model
-        blocks = 0
-        for i in range(self.n_layers):
-            shape = self.layer(i)
-            H, D, F = shape.n_heads, shape.d_head, shape.d_mlp
-            blocks += 4 * H * M * D + 3 * H * D + M  # W_Q, W_K, W_V, W_O; b_Q, b_K, b_V; b_O
-            blocks += 2 * M * F + F + M  # W_in, W_out; b_in; b_out
-        embed = (self.d_vocab + self.n_ctx) * M  # W_E, W_pos
-        unembed = (M + 1) * self.d_vocab_out  # W_U, b_U
-        return embed + blocks + unembed
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Build a config from :meth:`to_dict` output; ``ModelFileError`` on a bad dict."""
-        if not isinstance(d, Mapping):
-            raise ModelFileError(f"model config must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        required = names - {"act_fn", "layer_shapes"}
-        missing = sorted(required - d.keys())
-        unexpected = sorted(set(d.keys()) - names)
-        if missing or unexpected:
-            raise ModelFileError(
-                f"model config: missing fields {missing}, unexpected fields {unexpected}"
-            )
-        try:
-            return cls(**d)
-        except (ValueError, TypeError) as e:
-            raise ModelFileError(f"model config: {e}") from None
-
-
-def _shape_dict(s: object) -> dict[str, Any]:
-    """A layer shape as read from JSON: an object with exactly the three fields."""
-    keys = {"n_heads", "d_head", "d_mlp"}
-    if not isinstance(s, Mapping) or set(s) != keys:
-        raise ValueError(f"a layer shape must be an object with fields {sorted(keys)}, got {s!r}")
-    return dict(s)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
+from .kernels import attend, static_masks
+from .model_config import (  # noqa: F401 - re-exported: the config lives beside the model
+    ACT_FNS,
+    HEAD_MASKS,
+    MAX_LAYERS,
+    MAX_PARAMS,
+    LayerShape,
+    ModelConfig,
+)
 
 # ---------------------------------------------------------------- modules
 
@@ -217,12 +84,14 @@ class PosEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head bidirectional attention with a per-key mask and no causal mask."""
+    """Multi-head bidirectional attention with a per-key mask (padding) and, per head,
+    an optional static mask (``masks``: see :data:`HEAD_MASKS`)."""
 
-    def __init__(self, cfg: ModelConfig, shape: LayerShape):
+    def __init__(self, cfg: ModelConfig, shape: LayerShape, masks: tuple[str, ...] = ()):
         super().__init__()
         H, M, D = shape.n_heads, cfg.d_model, shape.d_head
         self.attn_scale = cfg.attn_scale
+        self.masks = masks if any(m != "all" for m in masks) else ()
         self.W_Q, self.W_K, self.W_V = _zeros(H, M, D), _zeros(H, M, D), _zeros(H, M, D)
         self.b_Q, self.b_K, self.b_V = _zeros(H, D), _zeros(H, D), _zeros(H, D)
         self.W_O = _zeros(H, D, M)
@@ -246,14 +115,17 @@ class Attention(nn.Module):
         qkv = (x @ w + b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
         pattern = None
+        static = static_masks(self.masks, T, x.device) if self.masks else None  # [H, T, T]
         if need_pattern:
             scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
-            hidden = ~key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads, queries
-            scores = scores.masked_fill(hidden, float("-inf"))
+            allowed = key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads, queries
+            if static is not None:
+                allowed = allowed & static[None]  # [B, H, T, T]
+            scores = scores.masked_fill(~allowed, float("-inf"))
             pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
             z = pattern @ v  # [B, H, T, d_head]
         else:
-            z = attend(q, k, v, key_mask, self.attn_scale)  # [B, H, T, d_head]
+            z = attend(q, k, v, key_mask, self.attn_scale, static)  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
         out = z.permute(0, 2, 1, 3).reshape(B, T, H * D) @ self.W_O.reshape(H * D, M) + self.b_O
         return out, pattern
@@ -278,9 +150,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One layer: x + attn(x), then + mlp(x).  No layer norm."""
 
-    def __init__(self, cfg: ModelConfig, shape: LayerShape):
+    def __init__(self, cfg: ModelConfig, shape: LayerShape, masks: tuple[str, ...] = ()):
         super().__init__()
-        self.attn = Attention(cfg, shape)
+        self.attn = Attention(cfg, shape, masks)
         self.mlp = MLP(cfg, shape)
 
     def forward(
@@ -328,7 +200,9 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.embed = Embed(cfg)
         self.pos_embed = PosEmbed(cfg)
-        self.blocks = nn.ModuleList([Block(cfg, cfg.layer(i)) for i in range(cfg.n_layers)])
+        self.blocks = nn.ModuleList(
+            [Block(cfg, cfg.layer(i), cfg.masks(i)) for i in range(cfg.n_layers)]
+        )
         self.unembed = Unembed(cfg)
 
     @overload

@@ -39,7 +39,13 @@ def forward(cfg, w, ids):
         q = np.einsum("tm,hmd->htd", x, w[p + "attn.W_Q"]) + w[p + "attn.b_Q"][:, None]
         k = np.einsum("tm,hmd->htd", x, w[p + "attn.W_K"]) + w[p + "attn.b_K"][:, None]
         v = np.einsum("tm,hmd->htd", x, w[p + "attn.W_V"]) + w[p + "attn.b_V"][:, None]
-        scores = q @ k.transpose(0, 2, 1) / cfg["attn_scale"]      # [H, T, T], no causal mask
+        scores = q @ k.transpose(0, 2, 1) / cfg["attn_scale"]      # [H, T, T]
+        for h, m in enumerate((cfg.get("head_masks") or [[]] * (l + 1))[l]):
+            if m != "all":  # key position j allowed for query i when j CMP i, or j = 0 (BOS)
+                j, i = np.arange(T)[None, :], np.arange(T)[:, None]
+                allowed = {"<": j < i, "<=": j <= i, ">": j > i, ">=": j >= i,
+                           "==": j == i, "!=": j != i}[m] | (j == 0)
+                scores[h] = np.where(allowed, scores[h], -np.inf)
         scores = scores - scores.max(axis=-1, keepdims=True)
         pattern = np.exp(scores) / np.exp(scores).sum(axis=-1, keepdims=True)
         z = pattern @ v                                            # [H, T, d_head]
@@ -144,7 +150,9 @@ def model_card(header: Mapping[str, Any], circuit: bool = False) -> str:
         f"input's tokens are at positions 1..n.",
         "* Padding (a batch of different lengths): pad ids after the tokens, and pad *keys* "
         "must be masked out of attention (score -inf).  The pad id embeds to zero.",
-        "* Attention is bidirectional: no causal mask; every query sees every (non-pad) key.",
+        "* Attention is bidirectional: every query sees every (non-pad) key, except in heads "
+        "with a static mask (`config.head_masks`, per layer and head: `<` lets query position "
+        "i see key positions j < i, and so on; BOS, position 0, is always seen).",
         f"* Scores are `q . k / attn_scale` with `attn_scale = {cfg['attn_scale']!r}` (not "
         "`sqrt(d_head)` of each layer); biases are zero but part of the maths.",
         "* No layer norm, no final norm, ReLU MLPs; the residual stream is `x = W_E[ids] + "

@@ -279,3 +279,42 @@ def test_a_width_counted_through_index_0_is_one_attention_layer():
     sop, model = compile_source(inner, "ab", 5)
     checked, bad = mismatches(sop, model, all_inputs("ab", 5))
     assert checked == 62 and not bad
+
+
+# ------------------------------------------------------------ static masks
+
+MASKED = (
+    "m = select(tokens, tokens, ==) and select(indices, indices, {cmp});"
+    "w = selector_width(m);"
+    'f = aggregate(m, indicator(tokens == "a") + indices);'
+    "y = w + f;"
+)
+
+
+def test_index_comparisons_become_head_masks_exactly_for_every_comparison():
+    for cmp in ("<", "<=", ">", ">=", "==", "!="):
+        sop, model = compile_source(MASKED.format(cmp=cmp), "ab", 5)
+        masks = {m for row in model.config.head_masks or () for m in row} - {"all"}
+        assert masks == {cmp}, cmp
+        checked, bad = mismatches(sop, model, all_inputs("ab", 5))
+        assert checked == 62 and not bad, (cmp, bad[:3])
+        _, unmasked = compile_source_unmasked(MASKED.format(cmp=cmp), "ab", 5)
+        assert unmasked.config.head_masks is None
+        assert model.config.d_model < unmasked.config.d_model  # no one-hot of the indices
+
+
+def test_a_masked_count_costs_no_one_hot_of_the_indices_at_length():
+    src = "w = selector_width(select(tokens, tokens, ==) and select(indices, indices, <));"
+    sop, model = compile_source(src, "abcd", 512)
+    assert model.config.head_masks == (("<",),)
+    assert model.config.d_model < 12  # one, bos, tokens, 1/(w+1): nothing per index
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 512, 30, seed=5))
+    assert checked == 30 and not bad
+
+
+def compile_source_unmasked(src: str, vocab: str, max_len: int):
+    from rasp_compiler.compiler.pipeline import compile_sop
+    from rasp_compiler.language.lower import choose_sop
+
+    name, sop = choose_sop(load_source(src), None, "<source>")
+    return sop, compile_sop(sop, tuple(vocab), max_len, sop_name=name, head_masks=False)

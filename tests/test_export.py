@@ -64,7 +64,7 @@ def unmasked_forward(shape, w, tokens):
 def example(request):
     path: Path = request.param
     vocab = example_vocab(path)
-    return path, vocab, compile_program(path, vocab=vocab, max_len=MAX_LEN)
+    return path, vocab, compile_program(path, vocab=vocab, max_len=MAX_LEN, head_masks=False)
 
 
 def test_exported_weights_need_no_padding_mask(example):
@@ -114,7 +114,7 @@ def test_a_model_that_writes_the_one_direction_is_refused():
 
 
 def test_attn_scale_one_is_kept_exact():
-    model = compile_program("examples/count_a.rasp", vocab="abcd", max_len=4)
+    model = compile_program("examples/count_a.rasp", vocab="abcd", max_len=4, head_masks=False)
     shape, _ = tl_weights(model)
     if model.config.attn_scale == 1.0:  # d_head 1: TransformerLens 4 refuses scale 1
         assert shape.attn_scale == 2.0
@@ -126,7 +126,7 @@ def test_attn_scale_one_is_kept_exact():
 
 
 def test_the_export_directory(tmp_path):
-    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=6)
+    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=6, head_masks=False)
     shape = save_transformer_lens(model, tmp_path / "tl")
     names = sorted(p.name for p in (tmp_path / "tl").iterdir())
     assert names == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
@@ -175,3 +175,10 @@ def test_export_usage_errors(tmp_path, capsys):
         args = ["export", "examples/reverse.rasp", "--format", "transformer-lens", "-o", out]
         assert main([*args, "--vocab", "abc"]) == 2
         assert "needs --max-len" in capsys.readouterr().err
+
+
+def test_a_model_with_masked_heads_is_refused_with_the_way_out():
+    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=6)
+    assert model.config.head_masks is not None  # its "indices <" is a mask
+    with pytest.raises(ExportError, match=r"layer 0 head 0 \(key < query\).*--no-head-masks"):
+        tl_weights(model)

@@ -71,7 +71,7 @@ def assert_equal_to_runtime(tl, model, inputs):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_transformer_lens_equals_the_runtime(path):
     vocab = example_vocab(path)
-    model = compile_program(path, vocab=vocab, max_len=MAX_LEN)
+    model = compile_program(path, vocab=vocab, max_len=MAX_LEN, head_masks=False)
     tl = to_transformer_lens(model)
     assert tl.kind in ("HookedTransformer", "TransformerBridge")
     assert len(tl.labels) == model.config.d_model
@@ -83,12 +83,12 @@ def test_transformer_lens_equals_the_runtime(path):
     ["x = tokens;", 'y = tokens == "a";', "w = selector_width(select(tokens, tokens, ==));"],
 )
 def test_models_without_layers_heads_or_units(source):
-    model = compile_program(source, vocab="abc", max_len=MAX_LEN)
+    model = compile_program(source, vocab="abc", max_len=MAX_LEN, head_masks=False)
     assert_equal_to_runtime(to_transformer_lens(model), model, random_inputs("abc", 20, source))
 
 
 def test_the_command_exports_a_saved_model_that_loads(tmp_path, capsys):
-    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=MAX_LEN)
+    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=MAX_LEN, head_masks=False)
     save_model(model, tmp_path / "sort")
     out = tmp_path / "sort_tl"
     assert (

@@ -116,9 +116,9 @@ def test_numeric_equality_heads_are_exact_on_every_small_input(name, monkeypatch
     from check import all_inputs, mismatches
     from corpus import EXPRESSIONS, example_programs
 
-    from rasp_compiler.compiler.plan import attention
+    from rasp_compiler.compiler.plan import numeric_eq
 
-    monkeypatch.setattr(attention, "NUMERIC_EQ_MIN_VALUES", 0)
+    monkeypatch.setattr(numeric_eq, "NUMERIC_EQ_MIN_VALUES", 0)
     (src, vocab) = next((s, v) for n, s, v in EXPRESSIONS + example_programs() if n == name)
     sop, model = compile_source(src, vocab, 5)
     kinds = [h["kind"] for layer in model.spec.layers for h in layer["attn"]]

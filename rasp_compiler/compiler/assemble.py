@@ -41,15 +41,20 @@ class HeadInfo:
     implements: str
     line: int | None
     beta: float
+    #: the head's static mask (``key index CMP query index``, BOS always), if any
+    mask: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "head": self.head,
             "kind": self.kind.value,
             "implements": self.implements,
             "line": self.line,
             "beta": self.beta,
         }
+        if self.mask is not None:
+            out["mask"] = f"key {self.mask} query"
+        return out
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
     )
     # the attention scale is one number for the model (the emitted W_Q carries it)
     d_head = max((s.d_head for s in shapes), default=0)
+    masks = tuple(
+        tuple(h.mask or "all" for h in plan.heads_in(layer)) for layer in range(plan.n_layers)
+    )
     config = ModelConfig(
         d_model=layout.d_model,
         n_layers=plan.n_layers,
@@ -113,6 +121,7 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
         ),
         n_ctx=plan.max_len + 1,
         attn_scale=math.sqrt(d_head) if d_head else 1.0,
+        head_masks=masks if any(m != "all" for row in masks for m in row) else None,
     )
     check_size(plan, config)
     weights = embeddings(plan, vocab, layout)
@@ -291,7 +300,7 @@ def layer_weights(
     }
     info = LayerInfo(
         attn=tuple(
-            HeadInfo(hi, h.kind, h.label, _line(h.span), round(b, 3))
+            HeadInfo(hi, h.kind, h.label, _line(h.span), round(b, 3), h.mask)
             for hi, (h, b) in enumerate(zip(heads, betas))
         ),
         mlp=tuple(MLPInfo(m.label, _line(m.span), len(t.units)) for m, t in plan.mlps_in(layer)),

@@ -82,6 +82,7 @@ def make_plan(
     names: dict[int, str] | None = None,
     progress: ProgressFn | None = None,
     dtype: str = "float32",
+    head_masks: bool = True,
 ) -> Plan:
     """The frozen plan computing ``sop`` for inputs over ``vocab`` up to ``max_len``
     (telling ``progress`` its stages).
@@ -89,7 +90,9 @@ def make_plan(
     Heads that must weigh their keys equally may not read joint tables over several
     numbers whose ``dtype`` rounding would tilt them (:func:`.certify.tilted_heads`): the
     plan is made again with the s-ops those tables compute computed from one number at a
-    time (costing a layer), until no head is tilted or nothing is left to change.
+    time (costing a layer), until no head is tilted or nothing is left to change.  Without
+    ``head_masks`` no head attends within a static mask (index comparisons are scored
+    from one-hots).
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly."""
     say = progress or _silent
@@ -108,7 +111,13 @@ def make_plan(
         say("planning heads and MLPs", 0, 0)
         with deep_recursion():  # planning recurses along the program's chains of operations
             draft = plan_sop(
-                sop, sets, max_len, names or {}, spans_of_use(graph), no_joint=no_joint
+                sop,
+                sets,
+                max_len,
+                names or {},
+                spans_of_use(graph),
+                no_joint=no_joint,
+                head_masks=head_masks,
             )
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
@@ -136,8 +145,11 @@ def compile_sop(
     sop_name: str = "out",
     dtype: str = "float32",
     progress: ProgressFn | None = None,
+    head_masks: bool = True,
 ) -> CompiledModel:
     """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
+    ``head_masks=False`` keeps every head unmasked (for formats with one attention mask
+    per model, such as TransformerLens's), at the cost of one-hots of the indices.
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly
     (or exactly in ``dtype``)."""
@@ -152,7 +164,7 @@ def compile_sop(
     # the program as planned (rewritten, shared), kept on the model with its plan so that
     # what reads the plan again (circuit.json when saving) need not rebuild the tables
     root = planned_program(sop, max_len)
-    plan = make_plan(root, vocab, max_len, names, progress, dtype)
+    plan = make_plan(root, vocab, max_len, names, progress, dtype, head_masks)
     say("certifying", 0, 0)
     _stop_on(certify(plan, dtype))
     say("weights", 0, 0)
@@ -230,6 +242,7 @@ def compile_program(
     max_len: int = 16,
     dtype: str = "float32",
     progress: ProgressFn | None = None,
+    head_masks: bool = True,
 ) -> CompiledModel:
     """Compile the s-op ``sop_name`` of a program (``progress(stage, done, total)`` hears
     of its stages; :class:`rasp_compiler.progress.Progress` shows them on a terminal).
@@ -257,6 +270,7 @@ def compile_program(
         sop_name=sop_name,
         dtype=dtype,
         progress=progress,
+        head_masks=head_masks,
     )
 
 

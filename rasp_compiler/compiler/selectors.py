@@ -332,3 +332,79 @@ def joint_pair(
 def joint_scores(pair: Pair) -> Scores:
     """Weight 1 where a joint pair's formula selects: uniform, level 1."""
     return Scores((tuple(int(r[0]) for r in pair.regions),), 1, True)
+
+
+# ---------------------------------------------------------------- index masks
+
+#: a head's static mask, as the comparison ``key index CMP query index`` it allows, by
+#: the set of cells (key below, at, above the query) it allows; BOS is always allowed
+MASK_OF_CELLS = {
+    frozenset({"lt"}): "<",
+    frozenset({"eq"}): "==",
+    frozenset({"gt"}): ">",
+    frozenset({"lt", "eq"}): "<=",
+    frozenset({"gt", "eq"}): ">=",
+    frozenset({"lt", "gt"}): "!=",
+}
+
+
+def index_pair(pairs: list[Pair]) -> int | None:
+    """The position of the pair comparing ``indices`` with ``indices``, if any."""
+    for i, p in enumerate(pairs):
+        if isinstance(p.keys, ir.Indices) and isinstance(p.queries, ir.Indices):
+            return i
+    return None
+
+
+def _cells(pair: Pair, regions: set[int]) -> frozenset[str] | None:
+    """The (key vs query index) cells the regions cover, or None if a cell is split."""
+    inside: dict[str, set[bool]] = {}
+    for (ki, qi), r in pair.region_of.items():
+        k, q = pair.key_values[ki], pair.query_values[qi]
+        cell = "lt" if k < q else "eq" if k == q else "gt"  # type: ignore[operator]
+        inside.setdefault(cell, set()).add(r in regions)
+    if any(len(v) != 1 for v in inside.values()):
+        return None
+    return frozenset(c for c, v in inside.items() if True in v)
+
+
+def factor_mask(
+    pairs: list[Pair], table: dict[tuple[int, ...], bool]
+) -> tuple[str, list[Pair], dict[tuple[int, ...], bool]] | None:
+    """``sel = mask and rest`` where the mask compares key index with query index:
+    (the mask's comparison, the other pairs, rest's truth table), or None.
+
+    It factors when every region of the ``(indices, indices)`` pair where the
+    selector can be true gives it the same truth table over the other pairs, and those
+    regions are a union of whole cells (below, at, above the query's index)."""
+    p0 = index_pair(pairs)
+    if p0 is None:
+        return None
+    live = {c[p0] for c, v in table.items() if v}
+    if not live:
+        return None
+    rest: dict[int, dict[tuple[int, ...], bool]] = {}
+    for combo, v in table.items():
+        if combo[p0] in live:
+            rest.setdefault(combo[p0], {})[combo[:p0] + combo[p0 + 1 :]] = v
+    tables = list(rest.values())
+    if any(t != tables[0] for t in tables[1:]):
+        return None
+    cells = _cells(pairs[p0], live)
+    if cells is None or len(cells) == 3:
+        return None  # (all three cells: no mask needed, the pair is scored as it is)
+    return MASK_OF_CELLS[cells], pairs[:p0] + pairs[p0 + 1 :], tables[0]
+
+
+def term_mask(
+    pairs: list[Pair], term: tuple[int | None, ...]
+) -> tuple[str | None, list[Pair], tuple[int | None, ...]]:
+    """A disjoint term's mask on the index pair, if it fixes that pair's region to
+    whole cells, and the term over the other pairs."""
+    p0 = index_pair(pairs)
+    if p0 is None or term[p0] is None:
+        return None, pairs, term
+    cells = _cells(pairs[p0], {term[p0]})  # type: ignore[arg-type]
+    if cells is None or len(cells) == 3:
+        return None, pairs, term
+    return MASK_OF_CELLS[cells], pairs[:p0] + pairs[p0 + 1 :], term[:p0] + term[p0 + 1 :]

@@ -90,6 +90,18 @@ def tl_weights(model: CompiledModel) -> tuple[TLShape, dict[str, torch.Tensor]]:
     Raises :class:`ExportError` when the model breaks what the pad column relies on (the ``one``
     direction is 1 at every real token and at BOS, 0 at pad, and written by no layer)."""
     cfg = model.config
+    if cfg.head_masks is not None:
+        masked = [
+            f"layer {i} head {h} (key {m} query)"
+            for i, row in enumerate(cfg.head_masks)
+            for h, m in enumerate(row)
+            if m != "all"
+        ]
+        raise ExportError(
+            f"this model has heads that attend within a static mask ({', '.join(masked)}); "
+            "TransformerLens has one attention mask per model: compile it with "
+            "--no-head-masks (compile_program(..., head_masks=False)) to export it"
+        )
     state = {
         k: v.detach().to("cpu", torch.float32) for k, v in model.transformer.state_dict().items()
     }

@@ -52,6 +52,8 @@ class Block:
     entries: dict[int, float] = field(default_factory=dict)  # node -> x at the block's top
     #: dummy -> (x, top, bottom) inside the block
     slots: dict[tuple, tuple[float, float, float]] = field(default_factory=dict)
+    #: node -> the bottom of its level inside the block (a shorter node leaves a gap)
+    level_bottom: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,12 +164,19 @@ def layered(
         (ux, uy), (vx, vy) = pos[u], pos[v]
         start = (ux + sizes[u][0] / 2, uy + sizes[u][1])
         end = (vx + sizes[v][0] / 2, vy)
+        # straight down to the bottom of the source's level first: a node shorter than
+        # its level's tallest would otherwise send its edge across a neighbour's box
+        below = (start[0], bu.y + bu.level_bottom[u])
+        if below[1] > start[1]:
+            start_pts = [start, below]
+        else:
+            start_pts = [start]
         if bu is bv:
-            pts = [start] + _chain(bu, ("edge", u, v)) + [end]
+            pts = start_pts + _chain(bu, ("edge", u, v)) + [end]
         else:
             t, h = band_top[bu.band]  # down to the band's bottom: nothing is below a block
             x = bu.x + bu.exits[u]
-            pts = [start] + _chain(bu, ("exit", u, 0)) + [(x, bu.y + bu.h), (x, t + h)]
+            pts = start_pts + _chain(bu, ("exit", u, 0)) + [(x, bu.y + bu.h), (x, t + h)]
             for band in bands:
                 if bu.band < band < bv.band:
                     t, h = band_top[band]
@@ -262,6 +271,7 @@ def _level_positions(b: Block, sizes: Mapping[int, tuple[float, float]]) -> dict
             w = _w(it, sizes)
             if isinstance(it, int):
                 out[it] = (x, y)
+                b.level_bottom[it] = y + h
             else:
                 b.slots[it] = (x + w / 2, y, y + h)
             x += w + GAP_X

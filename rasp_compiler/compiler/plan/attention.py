@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
-from ..numbers import min_gap, nearest_other_sq, num
-from ..positions import affine_form
+from ..numbers import min_gap, num
 from ..residual import BOS, ONE, Lin, lin_sum, onehot_dirs, role_dir
 from ..selectors import (
     Pair,
@@ -23,42 +22,67 @@ from ..selectors import (
     build_pairs,
     disjoint_terms,
     distinct_operands,
+    factor_mask,
     joint_pair,
     joint_scores,
     joint_table,
     solve_scores,
+    term_mask,
     term_scores,
     truth_table,
 )
 from ..value_sets import ValueSet, lookup_value
-from .state import PlanState, fused_fn
+from .numeric_eq import numeric_eq as numeric_equality
+from .numeric_eq import numeric_eq_head
+from .state import PlanState
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
 
 #: Largest (key value, query value) table one attention head's selector may need.
 MAX_SELECT_TABLE = 1 << 22
-#: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
-#: side instead of a one-hot) once a side has at least this many values.
-NUMERIC_EQ_MIN_VALUES = 12
 
 
 # ---------------------------------------------------------------- selectors
 
 
+@dataclass(frozen=True)
+class HeadScores:
+    """One head's scoring of a selector: its pairs, their score tables, and the static
+    mask (``key index CMP query index``, BOS always visible) it attends within."""
+
+    pairs: list[Pair]
+    scores: Scores
+    mask: str | None = None
+
+
 def selector_heads(
     p: PlanState, sel: ir.Selector, uniform: bool, owner: ir.SOp
-) -> tuple[list[Pair], list[Scores]]:
-    """(pairs, list of Scores) for the selector: one Scores per head needed."""
+) -> list[HeadScores]:
+    """How to score the selector: one :class:`HeadScores` per head needed.
+
+    A comparison of ``indices`` with ``indices`` that the selector requires (``select(
+    indices, indices, <) and ...``) becomes the head's mask instead of a table over the
+    index values, where the model allows masks (``PlanState.head_masks``)."""
     _check_tables(p, sel, owner)
     pairs = build_pairs(sel, p.values)
     table = truth_table(sel, pairs)
+    factored = factor_mask(pairs, table) if p.head_masks else None
+    if factored is not None:
+        mask, rest, rest_table = factored
+        scores = solve_scores(rest, rest_table, uniform)
+        if scores is not None:
+            return [HeadScores(rest, scores, mask)]
     scores = solve_scores(pairs, table, uniform)
     if scores is not None:
-        return pairs, [scores]
+        return [HeadScores(pairs, scores)]
     key_ops, query_ops = distinct_operands(sel)
     free = len(key_ops) <= 1 and len(query_ops) <= 1
     if not free and isinstance(owner, ir.SelectorWidth):
         # counting can sum one head per disjoint term: no joint MLP, no extra layer
-        return pairs, [term_scores(pairs, t) for t in disjoint_terms(pairs, table)]
+        heads = []
+        for t in disjoint_terms(pairs, table):
+            t_mask, t_pairs, term = term_mask(pairs, t) if p.head_masks else (None, pairs, t)
+            heads.append(HeadScores(t_pairs, term_scores(t_pairs, term), t_mask))
+        return heads
     # One table over the joint values: constants folded into the atoms, and where
     # a side compares several s-ops, an MLP first writes the class of their joint
     # value (joint values the selector treats alike share a class).
@@ -75,7 +99,7 @@ def selector_heads(
     keys = _joint_of(p, key_ops, jt.key_cols, jt.key_class, owner)
     queries = _joint_of(p, query_ops, jt.query_cols, jt.query_class, owner)
     pair = joint_pair(sel, keys, queries, jt, p.values)
-    return [pair], [joint_scores(pair)]
+    return [HeadScores([pair], joint_scores(pair))]
 
 
 def _check_tables(p: PlanState, sel: ir.Selector, owner: ir.SOp) -> None:
@@ -182,6 +206,7 @@ class _HeadSpec:
     value_span: float = 1.0
     averages: tuple[Rep, ...] = ()
     uniform: bool = False
+    mask: str | None = None
 
 
 def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpec) -> Head:
@@ -207,6 +232,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             magnitude=2.0 * weights_max + abs(spec.bos_level) + 2.0,
             averages=spec.averages,
             uniform=spec.uniform,
+            mask=spec.mask,
         )
     )
 
@@ -218,25 +244,22 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     """One head averaging ``node.values`` over the selected keys (BOS where none is)."""
     label = p.label(node)
     categorical = p.agg_is_categorical(node)
-    numeric_eq = _numeric_eq(p, node.selector)
-    pairs: list[Pair] = []
-    all_scores: list[Scores]
+    numeric_eq = numeric_equality(p, node.selector)
+    heads: list[HeadScores]
     if numeric_eq is None:
         # a mean needs equal weights on the selected keys, unless they all hold
         # one value (``has_focus``: the constant 1): then any split is exact
         single = len(p.values(node.values)) == 1
-        pairs, all_scores = selector_heads(
-            p, node.selector, uniform=not categorical and not single, owner=node
-        )
+        heads = selector_heads(p, node.selector, uniform=not categorical and not single, owner=node)
     else:
-        all_scores = [Scores((), 0, True)]
-    if len(all_scores) != 1:
+        heads = [HeadScores([], Scores((), 0, True))]
+    if len(heads) != 1:
         raise p.fail(
             "a numerical aggregate (a mean) needs a selector that one attention head can "
             "select uniformly; this 'or' of selectors over different s-ops is not one",
             node,
         )
-    (scores,) = all_scores
+    ((pairs, scores, mask),) = [(h.pairs, h.scores, h.mask) for h in heads]
     vals = p.values(node)
     name = p.name(node)
     src: Rep
@@ -263,7 +286,7 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
         leak, value_span = min_gap(nums) / (8 * span_v), 2.0 * span_v
         averages = (src,)
     if numeric_eq is not None:
-        head = _numeric_eq_head(
+        head = numeric_eq_head(
             p,
             numeric_eq,
             label,
@@ -285,6 +308,7 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
             value_span,
             averages,
             uniform=not categorical and len(p.values(node.values)) > 1,
+            mask=mask,
         )
         head = _scored_head(p, pairs, scores, spec)
     stage = 2 * head.layer + 1
@@ -293,153 +317,6 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     assert isinstance(src, NumRep)
     p.require(src, min_gap(nums) / 8.0)  # the mean of numbers off by e is off by e
     return NumRep(Lin.unit(d), vals, stage, ((head.id, 1.0),))
-
-
-# ---------------------------------------------------------------- numerical equality
-
-
-@dataclass(frozen=True)
-class _NumericEq:
-    keys: ir.SOp
-    queries: ir.SOp
-    key_positions: tuple[float, ...]  # the key's value at index 0, 1, ...
-    query_positions: tuple[float, ...] | None  # the same for the query, if positional
-
-
-def _numeric_eq(p: PlanState, sel: ir.Selector) -> _NumericEq | None:
-    """How to score ``sel`` with a numerical head, when it is ``select(keys, queries,
-    ==)`` over numbers that is cheaper that way (see :func:`_numeric_eq_head`)."""
-    if not (isinstance(sel, ir.Select) and sel.cmp == "=="):
-        return None
-    k, q = sel.keys, sel.queries
-    if not (isinstance(k, ir.SOp) and isinstance(q, ir.SOp)):
-        return None
-    kv, qv = p.values(k), p.values(q)
-    if not (ValueSet(kv).numeric and ValueSet(qv).numeric):
-        return None
-    if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES:
-        return None
-    kpos = _positional_values(p, k)
-    if kpos is None:
-        return None
-    qpos = _positional_values(p, q)
-    if qpos is None and not (
-        kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
-    ):
-        return None
-    return _NumericEq(k, q, kpos, qpos)
-
-
-def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
-    """The s-op's value at index 0, 1, ... when it is a function of indices alone."""
-    if isinstance(node, ir.Indices):
-        return tuple(float(i) for i in range(p.max_len))
-    if not isinstance(node, ir.Map):
-        return None
-    leaf = p.chain_leaf(node)
-    if not isinstance(leaf, ir.Indices):
-        return None
-    fn = fused_fn(node, [leaf])
-    out = []
-    for i in range(p.max_len):
-        y = fn((i,))
-        if y is None or not ir.is_number(y):
-            return None
-        out.append(num(y))
-    return tuple(out)
-
-
-def _always_an_index(p: PlanState, node: ir.SOp) -> bool:
-    """Is ``node`` ``a*length + b*indices + c`` with a value in ``[0, length)`` at
-    every index of every length?  (Then ``select(indices, node, ==)`` always
-    selects exactly one key, as in ``length - indices - 1``.)"""
-    form = affine_form(node)
-    if form is None:
-        return False
-    a, b, c = form
-    for n in range(1, p.max_len + 1):
-        for i in (0, n - 1):
-            v = a * n + b * i + c
-            if not (float(v).is_integer() and 0 <= v <= n - 1):
-                return False
-    return True
-
-
-def _eval_at_bos(lin: Lin) -> float:
-    """A read-out's value at the BOS position at the start of a layer (one + bos)."""
-    d = lin.as_dict()
-    return d.get(ONE, 0.0) + d.get(BOS, 0.0)
-
-
-def _numeric_eq_head(
-    p: PlanState,
-    eq: _NumericEq,
-    label: str,
-    span: Span | None,
-    values_at: tuple[tuple[tuple[str, Lin], ...], int],
-    leak: float,
-    value_span: float,
-    averages: tuple[Rep, ...],
-) -> Head:
-    """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
-
-    With ``k' = k - c`` and ``q' = q - c`` (``c`` centres the keys, to keep scores
-    small), the score ``2 q' k' - k'^2 = q'^2 - (k' - q')^2`` is ``q'^2`` on keys equal
-    to the query and at least ``gap`` (the smallest nonzero ``(k - q)^2``) lower on
-    every other key.  ``k'`` and ``k'^2`` are positional-embedding directions.  The
-    BOS key (where ``k'`` reads 0) scores ``q'^2 - gap/2`` when ``q'^2`` is positional
-    too, so a query with no equal key attends BOS alone; when the query is provably
-    always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
-    k, q, kpos, qpos = eq.keys, eq.queries, eq.key_positions, eq.query_positions
-    values, value_stage = values_at
-    centre = (min(kpos) + max(kpos)) / 2.0
-    kname, qname = p.name(k), p.name(q)
-    kc = tuple(v - centre for v in kpos)
-    k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
-    k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
-    qrep: NumRep
-    if qpos is not None:  # a function of indices: embedded, like the key side
-        q1 = p.positional_dir(role_dir(qname, f"query-{centre:g}"), tuple(v - centre for v in qpos))
-        qrep = NumRep(q1, p.values(q), 0)
-    else:
-        qrep = p.num(q)
-        q1 = qrep.lin - Lin.const(centre)
-    kvals = sorted({num(v) for v in p.values(k)})
-    qvals = sorted({num(v) for v in p.values(q)})
-    gap = nearest_other_sq(kvals, qvals)
-    qmax = max(abs(v - centre) for v in qvals)
-    kmax = max(abs(v) for v in kc)
-    terms: list[QK] = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
-    if qpos is not None:
-        qc = tuple(v - centre for v in qpos)
-        q2 = p.positional_dir(role_dir(qname, f"(query-{centre:g})^2"), tuple(v * v for v in qc))
-        terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
-        head_gap = gap / 2
-    else:
-        terms.append((Lin.unit(ONE), Lin.unit(BOS), -gap))
-        head_gap = gap
-    # the BOS query (residual one + bos) must attend BOS alone
-    qb = _eval_at_bos(q1)
-    terms.append((Lin.unit(BOS), Lin.unit(BOS), qb * qb + 2 * abs(qb) * kmax + gap + 2.0))
-    # a query not yet exact moves its score by 2 |dq| |k'|: keep that under gap/8
-    p.require(qrep, head_gap / (16.0 * max(kmax, 1.0)))
-    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
-    return p.add_head(
-        Head(
-            id=p.next_head_id(),
-            layer=math.ceil(max(qrep.stage, value_stage) / 2),
-            label=label,
-            span=span,
-            qk=tuple(terms),
-            values=values,
-            gap=head_gap,
-            leak=leak,
-            kind=HeadKind.AGGREGATE,
-            value_span=value_span,
-            magnitude=magnitude,
-            averages=averages,
-        )
-    )
 
 
 # ---------------------------------------------------------------- widths
@@ -453,29 +330,25 @@ def width_xs(p: PlanState, node: ir.SOp, one_head_as: ir.SOp | None = None) -> l
     label = p.label(node)
     name = p.name(node)
     n1 = p.max_len + 1
-    heads: list[tuple[list[Pair], Scores]]
-    if isinstance(node, ir.Length):
-        heads = [([], Scores((), 0, True))]
-    else:
-        assert isinstance(node, ir.SelectorWidth)
-        owner = node if one_head_as is None else one_head_as
-        pairs, all_scores = selector_heads(p, node.selector, uniform=True, owner=owner)
-        heads = [(pairs, sc) for sc in all_scores]
+    assert isinstance(node, ir.SelectorWidth)
+    owner = node if one_head_as is None else one_head_as
+    heads = selector_heads(p, node.selector, uniform=True, owner=owner)
     xs: list[NumRep] = []
-    for t, (pairs, scores) in enumerate(heads):
+    for t, hs in enumerate(heads):
         d = role_dir(name, f"x{t}")
         p.add_block(d, (d,), f"1/(width+1) for {label}")
         spec = _HeadSpec(
             HeadKind.WIDTH,
             label,
             p.span_of(node),
-            float(scores.level),
+            float(hs.scores.level),
             ((d, Lin.unit(BOS)),),
             0,
             1.0 / (16.0 * n1 * n1),
             uniform=True,
+            mask=hs.mask,
         )
-        head = _scored_head(p, pairs, scores, spec)
+        head = _scored_head(p, hs.pairs, hs.scores, spec)
         xvals = tuple(1.0 / (w + 1) for w in range(p.max_len + 1))
         xs.append(NumRep(Lin.unit(d), xvals, 2 * head.layer + 1, ((head.id, 1.0),)))
     p.width_heads[node.id] = xs

@@ -82,6 +82,7 @@ class PlanState:
         used_at: dict[int, Span],
         max_projection_ratio: float = 1e5,
         no_joint: frozenset[int] = frozenset(),
+        head_masks: bool = True,
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -96,6 +97,9 @@ class PlanState:
         #: s-ops (by id) whose tables may not read several numbers at once at all: the
         #: pipeline adds those whose joint table's rounding would tilt a counting head
         self.no_joint = no_joint
+        #: may a head attend within a static mask (``key index < query index``, ...)
+        #: instead of scoring index comparisons from a one-hot of the indices?
+        self.head_masks = head_masks
         self.blocks: list[Block] = []
         self.heads: list[Head] = []
         self.jobs: list[JobDraft] = []

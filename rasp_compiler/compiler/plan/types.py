@@ -64,6 +64,8 @@ class Head:
     #: the head must weigh its selected keys equally (a count, a mean of several
     #: numbers): rounding of the rows its scores read must not tilt them (see certify)
     uniform: bool = False
+    #: the keys it may attend: ``key index CMP query index`` (BOS always), or all
+    mask: str | None = None
 
 
 @dataclass(frozen=True)

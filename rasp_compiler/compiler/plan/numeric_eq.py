@@ -1,0 +1,163 @@
+"""Numerical equality heads: ``select(k, q, ==)`` over numbers without one-hots."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...errors import Span
+from ...language import ir
+from ..numbers import nearest_other_sq, num
+from ..positions import affine_form
+from ..residual import BOS, ONE, Lin, role_dir
+from ..value_sets import ValueSet
+from .state import PlanState, fused_fn
+from .types import QK, Head, HeadKind, NumRep, Rep
+
+#: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
+#: side instead of a one-hot) once a side has at least this many values.
+NUMERIC_EQ_MIN_VALUES = 12
+
+
+@dataclass(frozen=True)
+class NumericEq:
+    keys: ir.SOp
+    queries: ir.SOp
+    key_positions: tuple[float, ...]  # the key's value at index 0, 1, ...
+    query_positions: tuple[float, ...] | None  # the same for the query, if positional
+
+
+def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
+    """How to score ``sel`` with a numerical head, when it is ``select(keys, queries,
+    ==)`` over numbers that is cheaper that way (see :func:`_numeric_eq_head`)."""
+    if not (isinstance(sel, ir.Select) and sel.cmp == "=="):
+        return None
+    k, q = sel.keys, sel.queries
+    if not (isinstance(k, ir.SOp) and isinstance(q, ir.SOp)):
+        return None
+    kv, qv = p.values(k), p.values(q)
+    if not (ValueSet(kv).numeric and ValueSet(qv).numeric):
+        return None
+    if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES:
+        return None
+    kpos = _positional_values(p, k)
+    if kpos is None:
+        return None
+    qpos = _positional_values(p, q)
+    if qpos is None and not (
+        kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
+    ):
+        return None
+    return NumericEq(k, q, kpos, qpos)
+
+
+def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
+    """The s-op's value at index 0, 1, ... when it is a function of indices alone."""
+    if isinstance(node, ir.Indices):
+        return tuple(float(i) for i in range(p.max_len))
+    if not isinstance(node, ir.Map):
+        return None
+    leaf = p.chain_leaf(node)
+    if not isinstance(leaf, ir.Indices):
+        return None
+    fn = fused_fn(node, [leaf])
+    out = []
+    for i in range(p.max_len):
+        y = fn((i,))
+        if y is None or not ir.is_number(y):
+            return None
+        out.append(num(y))
+    return tuple(out)
+
+
+def _always_an_index(p: PlanState, node: ir.SOp) -> bool:
+    """Is ``node`` ``a*length + b*indices + c`` with a value in ``[0, length)`` at
+    every index of every length?  (Then ``select(indices, node, ==)`` always
+    selects exactly one key, as in ``length - indices - 1``.)"""
+    form = affine_form(node)
+    if form is None:
+        return False
+    a, b, c = form
+    for n in range(1, p.max_len + 1):
+        for i in (0, n - 1):
+            v = a * n + b * i + c
+            if not (float(v).is_integer() and 0 <= v <= n - 1):
+                return False
+    return True
+
+
+def _eval_at_bos(lin: Lin) -> float:
+    """A read-out's value at the BOS position at the start of a layer (one + bos)."""
+    d = lin.as_dict()
+    return d.get(ONE, 0.0) + d.get(BOS, 0.0)
+
+
+def numeric_eq_head(
+    p: PlanState,
+    eq: NumericEq,
+    label: str,
+    span: Span | None,
+    values_at: tuple[tuple[tuple[str, Lin], ...], int],
+    leak: float,
+    value_span: float,
+    averages: tuple[Rep, ...],
+) -> Head:
+    """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
+
+    With ``k' = k - c`` and ``q' = q - c`` (``c`` centres the keys, to keep scores
+    small), the score ``2 q' k' - k'^2 = q'^2 - (k' - q')^2`` is ``q'^2`` on keys equal
+    to the query and at least ``gap`` (the smallest nonzero ``(k - q)^2``) lower on
+    every other key.  ``k'`` and ``k'^2`` are positional-embedding directions.  The
+    BOS key (where ``k'`` reads 0) scores ``q'^2 - gap/2`` when ``q'^2`` is positional
+    too, so a query with no equal key attends BOS alone; when the query is provably
+    always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
+    k, q, kpos, qpos = eq.keys, eq.queries, eq.key_positions, eq.query_positions
+    values, value_stage = values_at
+    centre = (min(kpos) + max(kpos)) / 2.0
+    kname, qname = p.name(k), p.name(q)
+    kc = tuple(v - centre for v in kpos)
+    k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
+    k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
+    qrep: NumRep
+    if qpos is not None:  # a function of indices: embedded, like the key side
+        q1 = p.positional_dir(role_dir(qname, f"query-{centre:g}"), tuple(v - centre for v in qpos))
+        qrep = NumRep(q1, p.values(q), 0)
+    else:
+        qrep = p.num(q)
+        q1 = qrep.lin - Lin.const(centre)
+    kvals = sorted({num(v) for v in p.values(k)})
+    qvals = sorted({num(v) for v in p.values(q)})
+    gap = nearest_other_sq(kvals, qvals)
+    qmax = max(abs(v - centre) for v in qvals)
+    kmax = max(abs(v) for v in kc)
+    terms: list[QK] = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
+    if qpos is not None:
+        qc = tuple(v - centre for v in qpos)
+        q2 = p.positional_dir(role_dir(qname, f"(query-{centre:g})^2"), tuple(v * v for v in qc))
+        terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
+        head_gap = gap / 2
+    else:
+        terms.append((Lin.unit(ONE), Lin.unit(BOS), -gap))
+        head_gap = gap
+    # the BOS query (residual one + bos) must attend BOS alone
+    qb = _eval_at_bos(q1)
+    terms.append((Lin.unit(BOS), Lin.unit(BOS), qb * qb + 2 * abs(qb) * kmax + gap + 2.0))
+    # a query not yet exact moves its score by 2 |dq| |k'|: keep that under gap/8
+    p.require(qrep, head_gap / (16.0 * max(kmax, 1.0)))
+    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+    return p.add_head(
+        Head(
+            id=p.next_head_id(),
+            layer=math.ceil(max(qrep.stage, value_stage) / 2),
+            label=label,
+            span=span,
+            qk=tuple(terms),
+            values=values,
+            gap=head_gap,
+            leak=leak,
+            kind=HeadKind.AGGREGATE,
+            value_span=value_span,
+            magnitude=magnitude,
+            averages=averages,
+        )
+    )
