@@ -68,7 +68,14 @@ def build_circuit(
     spec = model.spec
     if plan is None:
         root = planned_program(sop, spec.max_len)
-        plan = make_plan(root, spec.vocab, spec.max_len, dict(names), dtype=spec.dtype)
+        plan = make_plan(
+            root,
+            spec.vocab,
+            spec.max_len,
+            dict(names),
+            dtype=spec.dtype,
+            head_masks=model.config.head_masks is not None,
+        )
     else:
         root = sop
     layout = build_layout(plan)
@@ -83,7 +90,9 @@ def build_circuit(
     components = _components(plan, layout)
     edges = _edges(components)
     _mark_output_kind(components, edges)
-    planner = _planner(root, spec.vocab, spec.max_len, dict(names), plan.no_joint)
+    planner = _planner(
+        root, spec.vocab, spec.max_len, dict(names), plan.no_joint, plan.head_masks, plan.dtype
+    )
     sops, snapshots = [], snapshot_names(plan.n_layers)
     written = {n.id for n in ir.walk(sop)}
     for node in ir.walk(root):

@@ -318,3 +318,38 @@ def compile_source_unmasked(src: str, vocab: str, max_len: int):
 
     name, sop = choose_sop(load_source(src), None, "<source>")
     return sop, compile_sop(sop, tuple(vocab), max_len, sop_name=name, head_masks=False)
+
+
+# ------------------------------------------------------------ computed keys, numerically
+
+SORT = (
+    "goes_before = select(tokens, tokens, <) or "
+    "(select(tokens, tokens, ==) and select(indices, indices, <));"
+    "target = selector_width(goes_before);"
+    "s = aggregate(select(target, indices, ==), tokens);"
+)
+
+
+def test_a_count_compared_with_the_indices_is_a_numerical_key_not_a_one_hot():
+    # select(target, indices, ==): the key is a count the model computes; its number and
+    # its centred square (one MLP table) score 2 q'k' - k'^2 against the positional query
+    sop, model = compile_source(SORT, "abcdefghijklmnopqrstuvwxyz", 64)
+    assert model.config.d_model < 70  # 186 with one-hots of target and indices
+    assert model.config.n_layers == 3
+    checked, bad = mismatches(
+        sop, model, random_inputs("abcdefghijklmnopqrstuvwxyz", 64, 200, seed=11)
+    )
+    assert checked == 200 and not bad
+    sop, small = compile_source(SORT, "abcd", 16)
+    assert small.config.n_layers == 2  # the square reads both counting heads at once
+    checked, bad = mismatches(sop, small, all_inputs("abcd", 5) + random_inputs("abcd", 16, 300))
+    assert checked == 1364 + 300 and not bad
+
+
+def test_a_numerical_key_float32_cannot_separate_falls_back_to_one_hots():
+    # at 1024 the scores would reach ~1e6, where float32 rounds by ~0.25: the one-hot
+    # construction is used instead, and the model stays exact
+    sop, model = compile_source(SORT, "abc", 1024)
+    assert model.config.d_model > 2000
+    checked, bad = mismatches(sop, model, random_inputs("abc", 1024, 6, seed=2))
+    assert checked == 6 and not bad

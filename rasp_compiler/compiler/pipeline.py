@@ -118,6 +118,7 @@ def make_plan(
                 spans_of_use(graph),
                 no_joint=no_joint,
                 head_masks=head_masks,
+                dtype=dtype,
             )
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
@@ -132,7 +133,7 @@ def make_plan(
         no_joint = more
     _stop_on([error for error, _ in tilted])
     assert isinstance(plan, Plan)
-    return replace(plan, no_joint=no_joint)
+    return replace(plan, no_joint=no_joint, head_masks=head_masks, dtype=dtype)
 
 
 def compile_sop(

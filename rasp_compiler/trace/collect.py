@@ -195,7 +195,14 @@ def collect(
     # the program as the compiler plans it (rewritten, shared), made once so that the plan
     # and the read-back use the same nodes; the interpreter runs them too (same values)
     shared = planned_program(sop, spec.max_len)
-    plan = make_plan(shared, spec.vocab, spec.max_len, names, dtype=spec.dtype)
+    plan = make_plan(
+        shared,
+        spec.vocab,
+        spec.max_len,
+        names,
+        dtype=spec.dtype,
+        head_masks=model.config.head_masks is not None,
+    )
     layout = build_layout(plan)
     if _shape(layout.describe()) != _shape(spec.layout):
         raise InputError(
@@ -210,7 +217,9 @@ def collect(
     output = model.decode(out.logits, [n])[0]
 
     values = evaluate_many([shared], inp)
-    planner = _planner(shared, spec.vocab, spec.max_len, names, plan.no_joint)
+    planner = _planner(
+        shared, spec.vocab, spec.max_len, names, plan.no_joint, plan.head_masks, plan.dtype
+    )
     index = layout.index()
     text = list(source)
 
@@ -276,6 +285,8 @@ def _planner(
     max_len: int,
     names: dict[int, str],
     no_joint: frozenset[int],
+    head_masks: bool = True,
+    dtype: str = "float32",
 ) -> Planner:
     """A planner that has planned ``sop`` as the compiler did (``no_joint`` from its
     plan): its read-outs of every s-op use the same residual direction names as the
@@ -284,7 +295,10 @@ def _planner(
     sets, problems = infer_value_sets(sop, vocab, max_len)
     if problems:  # make_plan succeeded on the same s-op, so this does not happen
         raise InputError(f"cannot plan the program again: {problems[0].message}")
-    planner = Planner(sets, max_len, names, spans_of_use(graph), no_joint=no_joint)
+    planner = Planner(
+        sets, max_len, names, spans_of_use(graph), no_joint=no_joint, head_masks=head_masks,
+        dtype=dtype,
+    )  # fmt: skip
     with deep_recursion():
         planner.best(sop)
     return planner

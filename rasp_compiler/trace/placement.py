@@ -36,9 +36,18 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
     """Where every node of ``sop`` sits in ``model`` (compiled from it with ``names``)."""
     spec = model.spec
     root = planned_program(sop, spec.max_len)  # planned once: the layout's names are its
-    plan = make_plan(root, spec.vocab, spec.max_len, names, dtype=spec.dtype)
+    plan = make_plan(
+        root,
+        spec.vocab,
+        spec.max_len,
+        names,
+        dtype=spec.dtype,
+        head_masks=model.config.head_masks is not None,
+    )
     index = build_layout(plan).index()
-    planner = _planner(root, spec.vocab, spec.max_len, names, plan.no_joint)
+    planner = _planner(
+        root, spec.vocab, spec.max_len, names, plan.no_joint, plan.head_masks, plan.dtype
+    )
     heads: dict[str, list[tuple[int, int]]] = {}
     for layer, desc in enumerate(spec.layers):
         for h in desc.get("attn", []):

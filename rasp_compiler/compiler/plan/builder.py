@@ -77,6 +77,10 @@ class Planner(PlanState):
             )
         return self._cat_groups[key]
 
+    def centred_square(self, node: ir.SOp, centre: float) -> NumRep:
+        assert isinstance(node, ir.SelectorWidth)
+        return elementwise.centred_square(self, node, centre)
+
     def _remember(self, node: ir.SOp, categorical: bool, make: Callable[[ir.SOp], R]) -> R:
         """``make(node)``, or NodeFailed again for an s-op whose planning failed before
         (so nothing downstream of a failure is planned twice or reported twice)."""

@@ -439,3 +439,35 @@ def _width_fn(max_len: int) -> TableFn:
         return total if total <= max_len else None
 
     return fn
+
+
+def centred_square(p: PlanState, node: ir.SelectorWidth, centre: float) -> NumRep:
+    """``(w - centre)^2`` of a count, written by an MLP: read from the counting heads'
+    ``1/(w_i+1)`` at once where the width's categories would be (a small joint table,
+    the same layer as its number), else from the number (one layer later)."""
+    key = (node.id, centre)
+    if key in p.squares:
+        return p.squares[key]
+    xs = width_xs(p, node)
+    label = f"(count - {centre:g})^2 of {p.label(node)}"
+    if len(xs) == 1 or (
+        math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN
+        and p.joint_ok(node, [x.values for x in xs])
+    ):
+        width = _width_fn(p.max_len)
+
+        def from_xs(args: tuple[Atom, ...]) -> Atom | None:
+            w = width(args)
+            return None if w is None else (num(w) - centre) ** 2
+
+        job = _job(p, node, list(xs), from_xs, label)
+    else:
+        job = _job(p, node, [p.num(node)], lambda a: (num(a[0]) - centre) ** 2, label)
+    name = p.name(node)
+    d = role_dir(name, f"(count-{centre:g})^2")
+    p.add_block(d, (d,), label)
+    job.num_targets.append(d)
+    values = tuple(sorted({(num(v) - centre) ** 2 for v in p.values(node)}))
+    rep = NumRep(Lin.unit(d), values, 2 * job.layer + 2)
+    p.squares[key] = rep
+    return rep

@@ -35,6 +35,7 @@ def plan_sop(
     max_projection_ratio: float = 1e5,
     no_joint: frozenset[int] = frozenset(),
     head_masks: bool = True,
+    dtype: str = "float32",
 ) -> Draft | PlanFailure:
     """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
     it cannot be compiled exactly.  Joint tables over several numbers are used only
@@ -43,7 +44,9 @@ def plan_sop(
 
     After a failure, every other s-op is still planned (each failure is remembered, so
     nothing downstream of it is tried), to report all problems at once."""
-    planner = Planner(sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks)
+    planner = Planner(
+        sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks, dtype
+    )
     kinds: OutputKinds | None = None
     known = False
     try:

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from ...errors import Span
 from ...language import ir
+from ...language.ir import Atom
 from ..numbers import nearest_other_sq, num
 from ..positions import affine_form
 from ..residual import BOS, ONE, Lin, role_dir
 from ..value_sets import ValueSet
 from .state import PlanState, fused_fn
-from .types import QK, Head, HeadKind, NumRep, Rep
+from .types import QK, Head, HeadKind, NumRep, Rep, key_side
 
 #: ``select(a, b, ==)`` over numbers uses a numerical head (two residual directions a
 #: side instead of a one-hot) once a side has at least this many values.
@@ -23,7 +24,9 @@ NUMERIC_EQ_MIN_VALUES = 12
 class NumericEq:
     keys: ir.SOp
     queries: ir.SOp
-    key_positions: tuple[float, ...]  # the key's value at index 0, 1, ...
+    #: the key's value at index 0, 1, ...; None for a count the model computes (its
+    #: number and its centred square are MLP outputs)
+    key_positions: tuple[float, ...] | None
     query_positions: tuple[float, ...] | None  # the same for the query, if positional
 
 
@@ -42,6 +45,9 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
         return None
     kpos = _positional_values(p, k)
     if kpos is None:
+        qpos = _positional_values(p, q)
+        if qpos is not None and isinstance(k, ir.SelectorWidth) and _separable(p, kv, qv):
+            return NumericEq(k, q, None, qpos)  # select(count, indices, ==): sort's target
         return None
     qpos = _positional_values(p, q)
     if qpos is None and not (
@@ -49,6 +55,20 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
     ):
         return None
     return NumericEq(k, q, kpos, qpos)
+
+
+def _separable(p: PlanState, kv: tuple[Atom, ...], qv: tuple[Atom, ...]) -> bool:
+    """Can the planned dtype keep a numerical equality head's scores apart (the
+    assembler's test, :func:`.emit.attention.score_noise`)?  Where it cannot, the
+    selector is scored from one-hots instead, which stays exact."""
+    from ..emit.attention import ROUNDINGS
+
+    ks, qs = [num(v) for v in kv], [num(v) for v in qv]
+    centre = (min(ks) + max(ks)) / 2.0
+    kmax, qmax = max(abs(v - centre) for v in ks), max(abs(v - centre) for v in qs)
+    gap = nearest_other_sq(sorted(set(ks)), sorted(set(qs)))
+    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+    return ROUNDINGS * magnitude * p.eps < gap / 8  # a quarter of the head's gap (gap / 2)
 
 
 def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
@@ -113,11 +133,22 @@ def numeric_eq_head(
     always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
     k, q, kpos, qpos = eq.keys, eq.queries, eq.key_positions, eq.query_positions
     values, value_stage = values_at
-    centre = (min(kpos) + max(kpos)) / 2.0
     kname, qname = p.name(k), p.name(q)
-    kc = tuple(v - centre for v in kpos)
-    k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
-    k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
+    key_stage = 0
+    if kpos is None:  # a count: its number and centred square come from MLPs
+        kvals_all = [num(v) for v in p.values(k)]
+        centre = (min(kvals_all) + max(kvals_all)) / 2.0
+        kc = tuple(v - centre for v in kvals_all)
+        krep = p.num(k)
+        k1 = key_side(krep.lin - Lin.const(centre))  # reads 0 at BOS, as k2 does
+        square = p.centred_square(k, centre)
+        k2 = square.lin
+        key_stage = max(krep.stage, square.stage)
+    else:
+        centre = (min(kpos) + max(kpos)) / 2.0
+        kc = tuple(v - centre for v in kpos)
+        k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
+        k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
     qrep: NumRep
     if qpos is not None:  # a function of indices: embedded, like the key side
         q1 = p.positional_dir(role_dir(qname, f"query-{centre:g}"), tuple(v - centre for v in qpos))
@@ -148,7 +179,7 @@ def numeric_eq_head(
     return p.add_head(
         Head(
             id=p.next_head_id(),
-            layer=math.ceil(max(qrep.stage, value_stage) / 2),
+            layer=math.ceil(max(qrep.stage, value_stage, key_stage) / 2),
             label=label,
             span=span,
             qk=tuple(terms),

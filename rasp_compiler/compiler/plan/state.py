@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ...dtypes import UNIT_ROUNDOFF
 from ...errors import RaspError, Span
 from ...language import ir
 from ...language.ir import Atom
@@ -83,6 +84,7 @@ class PlanState:
         max_projection_ratio: float = 1e5,
         no_joint: frozenset[int] = frozenset(),
         head_masks: bool = True,
+        dtype: str = "float32",
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -100,6 +102,9 @@ class PlanState:
         #: may a head attend within a static mask (``key index < query index``, ...)
         #: instead of scoring index comparisons from a one-hot of the indices?
         self.head_masks = head_masks
+        #: the unit round-off of the dtype planned for (a construction whose scores it
+        #: cannot keep apart gives way to another)
+        self.eps = UNIT_ROUNDOFF[dtype]
         self.blocks: list[Block] = []
         self.heads: list[Head] = []
         self.jobs: list[JobDraft] = []
@@ -111,6 +116,8 @@ class PlanState:
         self.token_onehots: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
         #: selector_width / length node id -> its heads' 1/(width+1) numbers
         self.width_heads: dict[int, list[NumRep]] = {}
+        #: (count node id, centre) -> its centred square, for numerical equality heads
+        self.squares: dict[tuple[int, float], NumRep] = {}
         #: (node id, kind) -> the MLP jobs writing that representation
         self.job_memo: dict[tuple[int, JobKind], list[JobDraft]] = {}
         self._kind: dict[int, MapKind] = {}
@@ -287,6 +294,10 @@ class PlanState:
 
     def cat_groups(self, node: ir.Operand, groups: tuple[tuple[Atom, ...], ...]) -> CatRep:
         """A read-out per group of the s-op's values (made on first use)."""
+        raise NotImplementedError
+
+    def centred_square(self, node: ir.SOp, centre: float) -> NumRep:
+        """``(node - centre)^2`` of a count, written by an MLP (made on first use)."""
         raise NotImplementedError
 
     def best(self, node: ir.Operand) -> Rep:

@@ -227,6 +227,10 @@ class Plan:
     kinds_known: bool = False
     #: the output is a count read straight from its head: the logit is 1/(w+1)
     output_reciprocal: bool = False
+    #: planned with heads allowed static masks, for this dtype (planning again for the
+    #: same model needs both: they decide between constructions)
+    head_masks: bool = True
+    dtype: str = "float32"
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
