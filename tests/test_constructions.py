@@ -346,10 +346,31 @@ def test_a_count_compared_with_the_indices_is_a_numerical_key_not_a_one_hot():
     assert checked == 1364 + 300 and not bad
 
 
-def test_a_numerical_key_float32_cannot_separate_falls_back_to_one_hots():
-    # at 1024 the scores would reach ~1e6, where float32 rounds by ~0.25: the one-hot
-    # construction is used instead, and the model stays exact
+def test_a_numerical_key_float32_cannot_separate_falls_back_to_one_hots(monkeypatch):
+    # at 1024 the scores would reach ~1e6, where float32 rounds by ~0.25: without the
+    # digits construction, the one-hot construction is used, and the model stays exact
+    from rasp_compiler.compiler.plan import numeric_eq
+
+    monkeypatch.setattr(numeric_eq, "_digit_base", lambda *a: None)
     sop, model = compile_source(SORT, "abc", 1024)
     assert model.config.d_model > 2000
     checked, bad = mismatches(sop, model, random_inputs("abc", 1024, 6, seed=2))
     assert checked == 6 and not bad
+
+
+def test_a_count_too_large_to_compare_whole_is_compared_in_two_digits(monkeypatch):
+    from rasp_compiler.compiler.plan import numeric_eq
+
+    # the digits construction, forced at a length small enough to check everything
+    monkeypatch.setattr(numeric_eq, "_separable", lambda *a: False)
+    sop, model = compile_source(SORT, "abcd", 16)
+    layers = [info["mlp"] for info in model.spec.layers]
+    assert any("count//5" in m["implements"] for row in layers for m in row)
+    checked, bad = mismatches(sop, model, all_inputs("abcd", 5) + random_inputs("abcd", 16, 300))
+    assert checked == 1364 + 300 and not bad
+    # at 1024 it is what float32 needs: no one-hot of the count or the indices
+    monkeypatch.undo()
+    sop, model = compile_source(SORT, "abcdefghijklmnopqrstuvwxyz", 1024)
+    assert model.config.d_model < 70 and model.config.n_params < 1_000_000
+    checked, bad = mismatches(sop, model, random_inputs("abcdefghijklmnopqrstuvwxyz", 1024, 8))
+    assert checked == 8 and not bad

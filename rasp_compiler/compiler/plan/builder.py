@@ -77,9 +77,9 @@ class Planner(PlanState):
             )
         return self._cat_groups[key]
 
-    def centred_square(self, node: ir.SOp, centre: float) -> NumRep:
+    def count_feature(self, node: ir.SOp, role: str, f: Callable[[int], float]) -> NumRep:
         assert isinstance(node, ir.SelectorWidth)
-        return elementwise.centred_square(self, node, centre)
+        return elementwise.count_feature(self, node, role, f)
 
     def _remember(self, node: ir.SOp, categorical: bool, make: Callable[[ir.SOp], R]) -> R:
         """``make(node)``, or NodeFailed again for an s-op whose planning failed before

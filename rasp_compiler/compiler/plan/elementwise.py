@@ -441,15 +441,18 @@ def _width_fn(max_len: int) -> TableFn:
     return fn
 
 
-def centred_square(p: PlanState, node: ir.SelectorWidth, centre: float) -> NumRep:
-    """``(w - centre)^2`` of a count, written by an MLP: read from the counting heads'
-    ``1/(w_i+1)`` at once where the width's categories would be (a small joint table,
-    the same layer as its number), else from the number (one layer later)."""
-    key = (node.id, centre)
-    if key in p.squares:
-        return p.squares[key]
+def count_feature(
+    p: PlanState, node: ir.SelectorWidth, role: str, f: Callable[[int], float]
+) -> NumRep:
+    """``f(w)`` of a count ``w``, written by an MLP (``role`` names it, e.g. ``(count-32)^2``):
+    read from the counting heads' ``1/(w_i+1)`` at once where the width's categories
+    would be (a small joint table, the same layer as its number), else from the number
+    (one layer later)."""
+    key = (node.id, role)
+    if key in p.features:
+        return p.features[key]
     xs = width_xs(p, node)
-    label = f"(count - {centre:g})^2 of {p.label(node)}"
+    label = f"{role} of {p.label(node)}"
     if len(xs) == 1 or (
         math.prod(len(x.values) for x in xs) <= MAX_MLP_DOMAIN
         and p.joint_ok(node, [x.values for x in xs])
@@ -458,16 +461,15 @@ def centred_square(p: PlanState, node: ir.SelectorWidth, centre: float) -> NumRe
 
         def from_xs(args: tuple[Atom, ...]) -> Atom | None:
             w = width(args)
-            return None if w is None else (num(w) - centre) ** 2
+            return None if w is None else f(int(num(w)))
 
         job = _job(p, node, list(xs), from_xs, label)
     else:
-        job = _job(p, node, [p.num(node)], lambda a: (num(a[0]) - centre) ** 2, label)
-    name = p.name(node)
-    d = role_dir(name, f"(count-{centre:g})^2")
+        job = _job(p, node, [p.num(node)], lambda a: f(int(num(a[0]))), label)
+    d = role_dir(p.name(node), role)
     p.add_block(d, (d,), label)
     job.num_targets.append(d)
-    values = tuple(sorted({(num(v) - centre) ** 2 for v in p.values(node)}))
+    values = tuple(sorted({f(int(num(v))) for v in p.values(node)}))
     rep = NumRep(Lin.unit(d), values, 2 * job.layer + 2)
-    p.squares[key] = rep
+    p.features[key] = rep
     return rep

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
+from ..emit.attention import ROUNDINGS
 from ..numbers import nearest_other_sq, num
 from ..positions import affine_form
 from ..residual import BOS, ONE, Lin, role_dir
@@ -28,6 +29,9 @@ class NumericEq:
     #: number and its centred square are MLP outputs)
     key_positions: tuple[float, ...] | None
     query_positions: tuple[float, ...] | None  # the same for the query, if positional
+    #: compare base-``base`` digits (high, low) instead of the numbers (a computed count
+    #: too large for the dtype to compare whole)
+    base: int | None = None
 
 
 def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
@@ -46,9 +50,13 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
     kpos = _positional_values(p, k)
     if kpos is None:
         qpos = _positional_values(p, q)
-        if qpos is not None and isinstance(k, ir.SelectorWidth) and _separable(p, kv, qv):
-            return NumericEq(k, q, None, qpos)  # select(count, indices, ==): sort's target
-        return None
+        if qpos is None or not isinstance(k, ir.SelectorWidth):
+            return None
+        # select(count, indices, ==), as sort's last head: the count whole, or in digits
+        if _separable(p, kv, qv):
+            return NumericEq(k, q, None, qpos)
+        base = _digit_base(p, kv, qpos)
+        return None if base is None else NumericEq(k, q, None, qpos, base)
     qpos = _positional_values(p, q)
     if qpos is None and not (
         kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
@@ -61,14 +69,25 @@ def _separable(p: PlanState, kv: tuple[Atom, ...], qv: tuple[Atom, ...]) -> bool
     """Can the planned dtype keep a numerical equality head's scores apart (the
     assembler's test, :func:`.emit.attention.score_noise`)?  Where it cannot, the
     selector is scored from one-hots instead, which stays exact."""
-    from ..emit.attention import ROUNDINGS
-
     ks, qs = [num(v) for v in kv], [num(v) for v in qv]
     centre = (min(ks) + max(ks)) / 2.0
     kmax, qmax = max(abs(v - centre) for v in ks), max(abs(v - centre) for v in qs)
     gap = nearest_other_sq(sorted(set(ks)), sorted(set(qs)))
     magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
     return ROUNDINGS * magnitude * p.eps < gap / 8  # a quarter of the head's gap (gap / 2)
+
+
+def _digit_base(p: PlanState, kv: tuple[Atom, ...], qpos: tuple[float, ...]) -> int | None:
+    """The base whose two digits compare a count with a positional query within the
+    dtype's precision (each digit's score terms stay about ``base^2``), or None."""
+    values = [num(v) for v in kv] + list(qpos)
+    if any(v < 0 or not float(v).is_integer() for v in values):
+        return None
+    top = int(max(values))
+    base = max(2, math.isqrt(top) + 1)  # two digits reach top
+    hi = top // base
+    magnitude = 3 * hi * hi + 3 * (base - 1) ** 2 + 1
+    return base if ROUNDINGS * magnitude * p.eps < 1 / 8 else None
 
 
 def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
@@ -131,6 +150,8 @@ def numeric_eq_head(
     BOS key (where ``k'`` reads 0) scores ``q'^2 - gap/2`` when ``q'^2`` is positional
     too, so a query with no equal key attends BOS alone; when the query is provably
     always an index (``length - indices - 1``) BOS scores ``-gap``, never attended."""
+    if eq.base is not None:
+        return _digits_head(p, eq, label, span, values_at, leak, value_span, averages)
     k, q, kpos, qpos = eq.keys, eq.queries, eq.key_positions, eq.query_positions
     values, value_stage = values_at
     kname, qname = p.name(k), p.name(q)
@@ -141,7 +162,7 @@ def numeric_eq_head(
         kc = tuple(v - centre for v in kvals_all)
         krep = p.num(k)
         k1 = key_side(krep.lin - Lin.const(centre))  # reads 0 at BOS, as k2 does
-        square = p.centred_square(k, centre)
+        square = p.count_feature(k, f"(count-{centre:g})^2", lambda w: (w - centre) ** 2)
         k2 = square.lin
         key_stage = max(krep.stage, square.stage)
     else:
@@ -185,6 +206,70 @@ def numeric_eq_head(
             qk=tuple(terms),
             values=values,
             gap=head_gap,
+            leak=leak,
+            kind=HeadKind.AGGREGATE,
+            value_span=value_span,
+            magnitude=magnitude,
+            averages=averages,
+        )
+    )
+
+
+def _digits_head(
+    p: PlanState,
+    eq: NumericEq,
+    label: str,
+    span: Span | None,
+    values_at: tuple[tuple[tuple[str, Lin], ...], int],
+    leak: float,
+    value_span: float,
+    averages: tuple[Rep, ...],
+) -> Head:
+    """One head for ``select(count, q, ==)`` with q positional, comparing base-B digits:
+    the score ``sum over digits d of 2 q_d k_d - k_d^2 = sum q_d^2 - sum (k_d - q_d)^2``
+    is largest, ``sum q_d^2``, exactly on keys equal to the query and at least 1 lower
+    elsewhere, while every term stays about ``B^2`` (not the count's square).  The
+    count's high digit and the two squares are MLP tables; its low digit is the count
+    minus B times the high digit.  BOS (every key read 0 there) scores ``sum q_d^2 - 1/2``."""
+    assert eq.base is not None and eq.query_positions is not None
+    base, qpos = eq.base, eq.query_positions
+    k, q = eq.keys, eq.queries
+    values, value_stage = values_at
+    qname = p.name(q)
+    count = p.num(k)
+    hi = p.count_feature(k, f"count//{base}", lambda w: float(w // base))
+    hi2 = p.count_feature(k, f"(count//{base})^2", lambda w: float((w // base) ** 2))
+    lo2 = p.count_feature(k, f"(count%{base})^2", lambda w: float((w % base) ** 2))
+    lo = key_side(count.lin) - hi.lin.scale(float(base))  # count - B * high: 0 at BOS
+    qhi = tuple(float(int(v) // base) for v in qpos)
+    qlo = tuple(float(int(v) % base) for v in qpos)
+    q_hi = p.positional_dir(role_dir(qname, f"query//{base}"), qhi)
+    q_lo = p.positional_dir(role_dir(qname, f"query%{base}"), qlo)
+    q_sq = p.positional_dir(
+        role_dir(qname, f"(query//{base})^2+(query%{base})^2"),
+        tuple(a * a + b * b for a, b in zip(qhi, qlo)),
+    )
+    terms: list[QK] = [
+        (q_hi.scale(2.0), hi.lin, 1.0),
+        (Lin.unit(ONE), hi2.lin, -1.0),
+        (q_lo.scale(2.0), lo, 1.0),
+        (Lin.unit(ONE), lo2.lin, -1.0),
+        (q_sq, Lin.unit(BOS), 1.0),
+        (Lin.unit(ONE), Lin.unit(BOS), -0.5),
+        (Lin.unit(BOS), Lin.unit(BOS), 3.0),  # the BOS query (q digits 0) attends BOS
+    ]
+    top_hi = max(max(qhi), max(hi.values, key=float))  # type: ignore[arg-type]
+    magnitude = 3 * float(top_hi) ** 2 + 3 * (base - 1) ** 2 + 1
+    key_stage = max(count.stage, hi.stage, hi2.stage, lo2.stage)
+    return p.add_head(
+        Head(
+            id=p.next_head_id(),
+            layer=math.ceil(max(key_stage, value_stage) / 2),
+            label=label,
+            span=span,
+            qk=tuple(terms),
+            values=values,
+            gap=0.5,
             leak=leak,
             kind=HeadKind.AGGREGATE,
             value_span=value_span,

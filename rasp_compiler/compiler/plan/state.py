@@ -11,6 +11,7 @@ extends this class; the steps in ``attention`` and ``elementwise`` are functions
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -116,8 +117,9 @@ class PlanState:
         self.token_onehots: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
         #: selector_width / length node id -> its heads' 1/(width+1) numbers
         self.width_heads: dict[int, list[NumRep]] = {}
-        #: (count node id, centre) -> its centred square, for numerical equality heads
-        self.squares: dict[tuple[int, float], NumRep] = {}
+        #: (count node id, role) -> a function of it an MLP writes (a centred square,
+        #: digits), for numerical equality heads
+        self.features: dict[tuple[int, str], NumRep] = {}
         #: (node id, kind) -> the MLP jobs writing that representation
         self.job_memo: dict[tuple[int, JobKind], list[JobDraft]] = {}
         self._kind: dict[int, MapKind] = {}
@@ -296,8 +298,9 @@ class PlanState:
         """A read-out per group of the s-op's values (made on first use)."""
         raise NotImplementedError
 
-    def centred_square(self, node: ir.SOp, centre: float) -> NumRep:
-        """``(node - centre)^2`` of a count, written by an MLP (made on first use)."""
+    def count_feature(self, node: ir.SOp, role: str, f: Callable[[int], float]) -> NumRep:
+        """``f(w)`` of a count ``w``, written by an MLP (made on first use; ``role``
+        names it)."""
         raise NotImplementedError
 
     def best(self, node: ir.Operand) -> Rep:
