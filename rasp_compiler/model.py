@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
-from .kernels import attend, static_masks
+from .kernels import attend, linear_in, linear_out, static_masks
 from .model_config import (  # noqa: F401 - re-exported: the config lives beside the model
     ACT_FNS,
     HEAD_MASKS,
@@ -112,7 +112,7 @@ class Attention(nn.Module):
         # one matmul for Q, K and V of every head: [M, 3 * H * D]
         w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
         b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
-        qkv = (x @ w + b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
+        qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
         pattern = None
         static = static_masks(self.masks, T, x.device) if self.masks else None  # [H, T, T]
@@ -127,7 +127,9 @@ class Attention(nn.Module):
         else:
             z = attend(q, k, v, key_mask, self.attn_scale, static)  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
-        out = z.permute(0, 2, 1, 3).reshape(B, T, H * D) @ self.W_O.reshape(H * D, M) + self.b_O
+        out = linear_out(
+            z.permute(0, 2, 1, 3).reshape(B, T, H * D), self.W_O.reshape(H * D, M), self.b_O
+        )
         return out, pattern
 
 
@@ -143,8 +145,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T, d_model]."""
-        hidden = F.relu(x @ self.W_in + self.b_in)  # [B, T, d_mlp]
-        return hidden @ self.W_out + self.b_out  # [B, T, d_model]
+        hidden = F.relu(linear_in(x, self.W_in, self.b_in))  # [B, T, d_mlp]
+        return linear_out(hidden, self.W_out, self.b_out)  # [B, T, d_model]
 
 
 class Block(nn.Module):

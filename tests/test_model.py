@@ -637,3 +637,29 @@ def test_a_head_with_one_query_for_every_token_runs_once_per_sequence():
     q[0, 0, 3, 0] += 1.0  # a token whose query differs: head 0 runs in full again
     full = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :], scale=0.5)
     torch.testing.assert_close(attend(q, k, v, mask, 2.0)[0], full[0], rtol=1e-6, atol=1e-6)
+
+
+def test_products_read_and_write_only_the_nonzero_rows_and_columns():
+    """kernels.linear_in / linear_out equal the dense products (the terms left out are
+    exact zeros), including columns with only a bias, and notice weights changed in place."""
+    from rasp_compiler.kernels import linear_in, linear_out
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 7, 40, generator=gen)
+    w = torch.zeros(40, 30)
+    w[[2, 9, 31]] = torch.randn(3, 30, generator=gen)  # 3 of 40 rows used
+    b = torch.randn(30, generator=gen)
+    torch.testing.assert_close(linear_in(x, w, b), x @ w + b, rtol=1e-6, atol=1e-6)
+    h = torch.randn(3, 7, 30, generator=gen)
+    w_out = torch.zeros(30, 40)
+    w_out[:, [0, 17]] = torch.randn(30, 2, generator=gen)  # 2 of 40 columns written
+    b_out = torch.zeros(40)
+    b_out[5] = 2.5  # a column with a bias only
+    got = linear_out(h, w_out, b_out)
+    torch.testing.assert_close(got, h @ w_out + b_out, rtol=1e-6, atol=1e-6)
+    assert torch.all(got[..., 5] == 2.5) and torch.all(got[..., 6] == 0)
+    with torch.no_grad():
+        w_out[:, 6] = 1.0  # changed in place: the cached support must follow
+    torch.testing.assert_close(linear_out(h, w_out, b_out), h @ w_out + b_out)
+    empty = torch.zeros(40, 0)
+    assert linear_in(x, empty, torch.zeros(0)).shape == (3, 7, 0)
