@@ -374,3 +374,67 @@ def test_a_count_too_large_to_compare_whole_is_compared_in_two_digits(monkeypatc
     assert model.config.d_model < 70 and model.config.n_params < 1_000_000
     checked, bad = mismatches(sop, model, random_inputs("abcdefghijklmnopqrstuvwxyz", 1024, 8))
     assert checked == 8 and not bad
+
+
+# ------------------------------------------------------------ exact integer scores
+
+
+def test_integer_scores_are_computed_exactly_where_a_rounding_bound_would_refuse():
+    # reverse at 2048: its equality head scores 2q'k' - k'^2 up to ~3e6, where float32's
+    # rounding bound (about magnitude * eps, a few times over) reaches the gap of 1.  But
+    # every number it reads is an integer (indices, and the length, copied from one key
+    # with a leak far below a unit round-off, so it rounds to itself), the coefficients
+    # are integers and beta a power of two: every product and partial sum is an integer
+    # times beta that float32 holds, so no score is rounded at all
+    import math
+
+    import torch
+
+    from rasp_compiler import compile_program
+    from rasp_compiler.compiler.emit.attention import ROUNDINGS, score_noise, sharpness
+    from rasp_compiler.compiler.plan.length import POSITION
+    from rasp_compiler.dtypes import UNIT_ROUNDOFF
+
+    L, vocab = 2048, "abcdefghijklmnopqrstuvwxyz"
+    model = compile_program("examples/reverse.rasp", vocab=vocab, max_len=L)
+    _, plan, _ = model.compiled_from
+    eps = UNIT_ROUNDOFF["float32"]
+    (length_head,) = [h for h in plan.heads if h.values[0][1].as_dict() == {POSITION: 1.0}]
+    (eq,) = [h for h in plan.heads if h is not length_head]
+    assert eq.exact == eps and score_noise(eq, eps) == 0.0
+    assert ROUNDINGS * eq.magnitude * eps > eq.gap / 4  # what the bound alone would say
+    assert eq.magnitude * eps <= 1.0  # integers up to 2^24 are exact in float32
+    beta = sharpness(eq, L, eps)
+    assert beta == 2.0 ** round(math.log2(beta))
+    # the length is held to a quarter unit round-off: it rounds to the exact integer
+    assert length_head.leak * length_head.value_span <= eps / 4
+    assert model.config.attn_scale == 1.0
+    assert not ROUNDINGS * eq.magnitude * UNIT_ROUNDOFF["float16"] <= 1.0  # float16: not exact
+
+    rng = __import__("random").Random(7)
+    inputs = [[rng.choice(vocab) for _ in range(n)] for n in (L, L, L - 1, 1025, 1)]
+    tokens, mask = model.encode(inputs)
+    with torch.no_grad():
+        out = model.transformer(tokens, mask, return_residuals=True)
+    d = [e["start"] for e in model.spec.layout if e["name"].startswith("length")]
+    after_length = out.residuals[1][:, 1:, d[0]]  # every token reads the length, exactly
+    want = torch.tensor([len(x) for x in inputs], dtype=after_length.dtype)[:, None]
+    assert torch.equal(torch.where(mask[:, 1:], after_length, want), want.expand_as(after_length))
+    assert model.run_batch(inputs) == [x[::-1] for x in inputs]
+
+
+def test_a_query_that_is_not_an_integer_keeps_the_rounding_bound():
+    from rasp_compiler.compiler.emit.attention import score_noise
+    from rasp_compiler.dtypes import UNIT_ROUNDOFF
+
+    sop, model = compile_source(
+        "half = (length - indices - 1) / 2; s = aggregate(select(indices, half, ==), indices);",
+        "abc",
+        16,
+    )
+    _, plan, _ = model.compiled_from
+    eps = UNIT_ROUNDOFF["float32"]
+    eq = [h for h in plan.heads if len(h.qk) > 2]
+    assert eq and all(h.exact == 0.0 and score_noise(h, eps) > 0.0 for h in eq)
+    checked, bad = mismatches(sop, model, random_inputs("abc", 16, 200))
+    assert checked == 200 and not bad

@@ -130,7 +130,8 @@ def test_compiled_model_config_carries_the_scale_its_weights_were_built_for():
     tokens = ir.Tokens()
     sel = ir.Select(keys=tokens, queries=tokens, cmp="==")
     model = compile_sop(ir.SelectorWidth(selector=sel), tuple("abc"), 5)
-    assert model.config.attn_scale == math.sqrt(model.config.d_head)
+    # 1: integer scores stay integers (emit.attention.score_noise); the weights carry beta
+    assert model.config.attn_scale == 1.0
     assert model.run("abca") == [2, 1, 1, 2]
 
 

@@ -100,7 +100,9 @@ def test_a_pad_key_scores_far_below_every_real_key():
     for i in range(shape.n_layers):
         assert torch.all(w[f"blocks.{i}.attn.W_K"][:, one, -1] == BIG)
         assert torch.all(w[f"blocks.{i}.attn.b_K"][:, -1] == -BIG)
-        assert torch.all(w[f"blocks.{i}.attn.b_Q"][:, -1] == 1)
+        # the query side carries attn_scale's factor (2 / 1 for the compiler's scale 1)
+        q_factor = shape.attn_scale / model.config.attn_scale
+        assert torch.all(w[f"blocks.{i}.attn.b_Q"][:, -1] == q_factor)
         assert torch.all(w[f"blocks.{i}.attn.W_O"][:, -1] == 0)
 
 
@@ -115,11 +117,12 @@ def test_a_model_that_writes_the_one_direction_is_refused():
 
 def test_attn_scale_one_is_kept_exact():
     model = compile_program("examples/count_a.rasp", vocab="abcd", max_len=4, head_masks=False)
-    shape, _ = tl_weights(model)
-    if model.config.attn_scale == 1.0:  # d_head 1: TransformerLens 4 refuses scale 1
-        assert shape.attn_scale == 2.0
-    else:
-        assert shape.attn_scale == model.config.attn_scale
+    shape, w = tl_weights(model)
+    assert model.config.attn_scale == 1.0  # the compiler's scale (integer scores stay exact)
+    # TransformerLens 4 refuses attn_scale 1 with d_head > 1: scale 2, W_Q doubled (exact)
+    assert shape.d_head > 1 and shape.attn_scale == 2.0
+    W_Q = model.transformer.blocks[0].attn.W_Q
+    assert torch.equal(w["blocks.0.attn.W_Q"][:, :, : W_Q.shape[-1]], 2.0 * W_Q)
 
 
 # ---------------------------------------------------------------- the export directory

@@ -120,7 +120,7 @@ def assemble(plan: Plan, vocab: tuple[Atom, ...], dtype: str) -> Assembled:
             else 1 + (plan.output_kinds is not None)
         ),
         n_ctx=plan.max_len + 1,
-        attn_scale=math.sqrt(d_head) if d_head else 1.0,
+        attn_scale=1.0,  # keeps exact integer scores exact (emit.attention.score_noise)
         head_masks=masks if any(m != "all" for row in masks for m in row) else None,
     )
     check_size(plan, config)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
@@ -27,8 +29,10 @@ from .positions import at_each_index, count_of_mean, is_functional, positional_m
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
-#: Above this many argument combinations an elementwise op is not enumerated.
+#: Above this many argument combinations an elementwise op is not enumerated (a sum or
+#: difference of two integer s-ops, taken with numpy, up to MAX_INT_SUM_COMBINATIONS).
 MAX_COMBINATIONS = 1 << 22
+MAX_INT_SUM_COMBINATIONS = 1 << 25
 
 
 def sort_values(values: Iterable[Atom]) -> tuple[Atom, ...]:
@@ -102,6 +106,13 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
     distinct = list(dict.fromkeys(keys))
     distinct_sets = [arg_sets[keys.index(k)] for k in distinct]
     size = math.prod(len(s) for s in distinct_sets)
+    # Every position has index < length: combinations breaking that never occur.
+    idx = [i for i, a in enumerate(node.args) if isinstance(a, ir.Indices)]
+    lens = [i for i, a in enumerate(node.args) if isinstance(a, ir.Length)]
+    if _FAST_SUMS_FROM < size <= MAX_INT_SUM_COMBINATIONS:
+        fast = _int_sums(node, keys, distinct, distinct_sets, idx, lens)
+        if fast is not None:
+            return fast
     if size > MAX_COMBINATIONS:
         raise RaspTypeError(
             f"the elementwise '{ir.MAP_OPS[node.op].symbol}' reads {size} combinations of its "
@@ -109,9 +120,6 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
             f"(limit {MAX_COMBINATIONS})",
             node.span,
         )
-    # Every position has index < length: combinations breaking that never occur.
-    idx = [i for i, a in enumerate(node.args) if isinstance(a, ir.Indices)]
-    lens = [i for i, a in enumerate(node.args) if isinstance(a, ir.Length)]
     out = []
     for picked in itertools.product(*distinct_sets):
         value_of = dict(zip(distinct, picked))
@@ -130,6 +138,36 @@ def _map_values(node: ir.Map, arg_sets: list[tuple[Atom, ...]], max_len: int) ->
             node.span,
         )
     return sort_values(out)
+
+
+#: a sum or difference of two integer s-ops over at least this many combinations of
+#: values is taken with numpy (``length - indices`` at max length 4096: 16 M pairs)
+_FAST_SUMS_FROM = 10_000
+_FAST_INT_BOUND = 2**52
+
+
+def _int_sums(
+    node: ir.Map,
+    keys: list[object],
+    distinct: list[object],
+    sets: list[tuple[Atom, ...]],
+    idx: list[int],
+    lens: list[int],
+) -> tuple[Atom, ...] | None:
+    """The values of ``a + b`` or ``a - b`` over two distinct s-ops whose values are all
+    ints (small enough that int64 sums are exact), as the loop would find them
+    (combinations with an index not below the length left out); None otherwise."""
+    if node.op not in ("add", "sub") or len(distinct) != 2 or len(keys) != 2:
+        return None
+    if any(type(v) is not int or abs(v) >= _FAST_INT_BOUND for s in sets for v in s):
+        return None
+    a = np.array(sets[distinct.index(keys[0])], dtype=np.int64)[:, None]
+    b = np.array(sets[distinct.index(keys[1])], dtype=np.int64)[None, :]
+    sums = a + b if node.op == "add" else a - b
+    if idx and lens:  # one is indices, the other length: index < length
+        i, n = (a, b) if idx[0] == 0 else (b, a)
+        sums = sums[np.broadcast_to(i < n, sums.shape)]
+    return sort_values([int(v) for v in np.unique(sums)])
 
 
 def _beyond_float(values: tuple[Atom, ...], node: ir.SOp) -> RaspError | None:

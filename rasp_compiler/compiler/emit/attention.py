@@ -8,7 +8,8 @@ at most ``(n+1) * exp(-beta * gap)`` on ignored keys.  :func:`sharpness` picks t
 smallest beta that makes that at most the head's allowed ``leak``.
 
 The model divides scores by ``attn_scale``; W_Q is multiplied by it here, so the
-emitted weights and the model agree on the scale (a test checks this).
+emitted weights and the model agree on the scale (a test checks this).  The compiler
+sets ``attn_scale`` to 1, so that integer scores stay integers (``score_noise``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,20 @@ ROUNDINGS = 4.0
 
 
 def score_noise(head: Head, eps: float) -> float:
-    """Bound on the rounding error of one score (before beta) in a dtype with unit ``eps``."""
+    """Bound on the rounding error of one score (before beta) in a dtype with unit ``eps``.
+
+    Zero for a head whose scores are sums of integers (``Head.exact``) that the dtype
+    holds exactly: every product and partial sum is then an integer times beta (a
+    power of two) no larger than ``magnitude`` times beta, which the dtype represents,
+    so no operation rounds (in any order of summation)."""
+    if scores_exact(head, eps):
+        return 0.0
     return ROUNDINGS * head.magnitude * eps
+
+
+def scores_exact(head: Head, eps: float) -> bool:
+    """Does a dtype with unit round-off ``eps`` compute ``head``'s scores exactly?"""
+    return 0.0 < head.exact <= eps and head.magnitude * eps <= 1.0
 
 
 def sharpness(head: Head, max_len: int, eps: float = UNIT_ROUNDOFF["float32"]) -> float:
@@ -41,7 +54,10 @@ def sharpness(head: Head, max_len: int, eps: float = UNIT_ROUNDOFF["float32"]) -
     where ``gap' = gap - 2 * score_noise`` is the gap that survives rounding (the
     assembler refuses a head whose ``gap'`` is below half its gap)."""
     effective = head.gap - 2.0 * score_noise(head, eps)
-    return (math.log((max_len + 1) / head.leak) + SAFETY) / effective
+    beta = (math.log((max_len + 1) / head.leak) + SAFETY) / effective
+    if head.exact:  # a power of two keeps integer scores exact
+        beta = 2.0 ** math.ceil(math.log2(beta))
+    return beta
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ def length_number(p: PlanState, node: ir.Length) -> NumRep:
     name = p.name(node)
     pos = p.positional_dir(POSITION, tuple(float(i + 1) for i in range(p.max_len)))
     (d,) = p.add_block(role_dir(name, "num"), (name,), f"{label} as a number")
+    p.copied_integers.add(d)
     bos_level = float(p.max_len + 2)
     head = p.add_head(
         Head(

@@ -167,6 +167,8 @@ def numeric_eq_head(
         key_stage = max(krep.stage, square.stage)
     else:
         centre = (min(kpos) + max(kpos)) / 2.0
+        if all(float(v).is_integer() for v in kpos):
+            centre = float(math.floor(centre))  # integer keys stay integers
         kc = tuple(v - centre for v in kpos)
         k1 = p.positional_dir(role_dir(kname, f"key-{centre:g}"), kc)
         k2 = p.positional_dir(role_dir(kname, f"(key-{centre:g})^2"), tuple(v * v for v in kc))
@@ -182,21 +184,45 @@ def numeric_eq_head(
     gap = nearest_other_sq(kvals, qvals)
     qmax = max(abs(v - centre) for v in qvals)
     kmax = max(abs(v) for v in kc)
-    terms: list[QK] = [(q1.scale(2.0), k1, 1.0), (Lin.unit(ONE), k2, -1.0)]
+    qb = _eval_at_bos(q1)  # the BOS query (residual one + bos) must attend BOS alone
+    bos_level = qb * qb + 2 * abs(qb) * kmax + gap + 2.0
     if qpos is not None:
+        # scores doubled (BOS keys score ``q'^2 - gap/2`` before): integers stay integers
         qc = tuple(v - centre for v in qpos)
         q2 = p.positional_dir(role_dir(qname, f"(query-{centre:g})^2"), tuple(v * v for v in qc))
-        terms += [(q2, Lin.unit(BOS), 1.0), (Lin.unit(ONE), Lin.unit(BOS), -gap / 2)]
-        head_gap = gap / 2
-    else:
-        terms.append((Lin.unit(ONE), Lin.unit(BOS), -gap))
+        terms: list[QK] = [
+            (q1.scale(4.0), k1, 1.0),
+            (Lin.unit(ONE), k2, -2.0),
+            (q2, Lin.unit(BOS), 2.0),
+            (Lin.unit(ONE), Lin.unit(BOS), -gap),
+            (Lin.unit(BOS), Lin.unit(BOS), 2.0 * bos_level),
+        ]
         head_gap = gap
-    # the BOS query (residual one + bos) must attend BOS alone
-    qb = _eval_at_bos(q1)
-    terms.append((Lin.unit(BOS), Lin.unit(BOS), qb * qb + 2 * abs(qb) * kmax + gap + 2.0))
-    # a query not yet exact moves its score by 2 |dq| |k'|: keep that under gap/8
-    p.require(qrep, head_gap / (16.0 * max(kmax, 1.0)))
-    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+        # the largest sum of |terms|: a token's row, and the BOS row (qb^2 on BOS keys)
+        rows = 4 * qmax * kmax + 2 * kmax * kmax + 2 * qmax * qmax + gap
+        bos_row = max(4 * abs(qb) * kmax + 2 * kmax * kmax, 2 * qb * qb + gap + 2 * bos_level)
+    else:
+        terms = [
+            (q1.scale(2.0), k1, 1.0),
+            (Lin.unit(ONE), k2, -1.0),
+            (Lin.unit(ONE), Lin.unit(BOS), -gap),
+            (Lin.unit(BOS), Lin.unit(BOS), bos_level),
+        ]
+        head_gap = gap
+        rows = 2 * qmax * kmax + kmax * kmax + gap
+        bos_row = max(2 * abs(qb) * kmax + kmax * kmax, gap + bos_level)
+    tol = head_gap / (16.0 * max(kmax, 1.0))  # a query not yet exact moves its score by 2|dq||k'|
+    exact = 0.0
+    integral = all(p.integral(a) and p.integral(b) and float(c).is_integer() for a, b, c in terms)
+    if integral and max(rows, bos_row) * p.eps <= 1.0:
+        # its scores are integers the dtype holds: exact once the query's copied
+        # integers are within a quarter unit round-off (they then round to themselves)
+        exact, tol = p.eps, min(tol, p.eps / 4.0)
+        magnitude = max(rows, bos_row)
+    else:
+        magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
+        magnitude *= 2.0 if qpos is not None else 1.0
+    p.require(qrep, tol)
     return p.add_head(
         Head(
             id=p.next_head_id(),
@@ -211,6 +237,7 @@ def numeric_eq_head(
             value_span=value_span,
             magnitude=magnitude,
             averages=averages,
+            exact=exact,
         )
     )
 

@@ -21,7 +21,7 @@ from ...language import ir
 from ...language.ir import Atom
 from ..numbers import projection_ratio
 from ..positions import is_functional
-from ..residual import Block, Lin
+from ..residual import BOS, ONE, Block, Lin
 from ..value_sets import ValueSet
 from .types import CatRep, CatTarget, Head, NumRep, PlanError, Rep, Requirement, TableFn
 
@@ -113,6 +113,9 @@ class PlanState:
         self.problems: list[RaspError] = []
         #: extra positional-embedding directions: name -> value at index 0, 1, ...
         self.positional: dict[str, tuple[float, ...]] = {}
+        #: directions a head writes by copying an integer from one key (the length):
+        #: exact integers once the head's leak is small enough (see :meth:`integral`)
+        self.copied_integers: set[str] = set()
         #: tokens_<conv> -> its one-hot (values, directions)
         self.token_onehots: dict[str, tuple[tuple[Atom, ...], tuple[str, ...]]] = {}
         #: selector_width / length node id -> its heads' 1/(width+1) numbers
@@ -166,6 +169,21 @@ class PlanState:
         """Record why ``node`` cannot be compiled; the returned exception is raised."""
         self.problems.append(PlanError(msg, self.span_of(node)))
         return NodeFailed()
+
+    def integral(self, lin: Lin) -> bool:
+        """Is ``lin`` an integer combination of directions that hold integers at every
+        position: the constant, BOS, positional entries that are all integers, and
+        integer copies (exact once their heads' leaks are held small, see
+        ``plan.numeric_eq``)?"""
+        for name, c in lin.as_dict().items():
+            if not float(c).is_integer():
+                return False
+            if name in (ONE, BOS) or name in self.copied_integers:
+                continue
+            values = self.positional.get(name)
+            if values is None or not all(float(v).is_integer() for v in values):
+                return False
+        return True
 
     def positional_dir(self, name: str, values: tuple[float, ...]) -> Lin:
         if name not in self.positional:

@@ -66,6 +66,13 @@ class Head:
     uniform: bool = False
     #: the keys it may attend: ``key index CMP query index`` (BOS always), or all
     mask: str | None = None
+    #: nonzero when every score is a sum of integers whose partial sums stay within
+    #: ``magnitude`` (in units of beta): it reads only integers (positional entries, the
+    #: constant, copies held within a quarter of this unit round-off of theirs) with
+    #: integer coefficients, so a dtype whose unit round-off is at least this one and
+    #: that holds every integer up to ``magnitude`` computes its scores exactly (beta a
+    #: power of two, see ``emit.attention.score_noise``)
+    exact: float = 0.0
 
 
 @dataclass(frozen=True)
