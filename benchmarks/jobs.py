@@ -94,10 +94,15 @@ class Result:
     interp_reps: int | None = None
     ratio: float | None = None  # median of interleaved (interpreter time / model time)
     load: float | None = None  # the 1-minute load average when the timing started
+    flop_dense: float | None = None  # FLOP per token at each layer's own shape
+    flop_nonzero: float | None = None  # FLOP per token over nonzero rows and columns
+    matmul_flop_s: float | None = None  # this machine's float32 matmul rate (FLOP/s)
     # certify
     certified: int | None = None
     reason: str | None = None
     certify_s: float | None = None
+    sampled_exact: int | None = None  # largest length a float32 model cast to the dtype
+    sampled_fail: int | None = None  # the length where sampling found a wrong output
 
     @property
     def ok(self) -> bool:

@@ -35,11 +35,16 @@ from .workers import SANITY, same_output_tol
 
 # ---- section 1
 
+#: beyond 1024: the longest max length each of the big three is meant to compile at
+LONGEST = (("reverse", 4096), ("histogram", 4096), ("sort", 2048))
+
 
 def section_length(args: argparse.Namespace) -> str:
     lengths = (64,) if args.quick else (64, 256, 1024)
     other_len = 64 if args.quick else 256
     jobs = [(name, LETTERS, "random", n) for n in lengths for name in BIG_THREE]
+    if not args.quick:  # the longest lengths each compiles at
+        jobs += [(name, LETTERS, "random", n) for name, n in LONGEST]
     jobs += [(name, *example_vocab(name), other_len) for name in other_examples()]
     rows, notes = [], []
     for name, vocab, style, n in jobs:
@@ -49,8 +54,8 @@ def section_length(args: argparse.Namespace) -> str:
             vocab=vocab,
             max_len=n,
             style=style,
-            check=(20 if args.quick else 200) if n < 1024 else 50,
-            chunk=64 if n >= 1024 else 256,
+            check=(20 if args.quick else 200) if n < 1024 else (50 if n == 1024 else 24),
+            chunk=(64 if n == 1024 else 8) if n >= 1024 else 256,
             timeout=args.timeout,
             dtype=args.dtype,
         )
@@ -251,7 +256,7 @@ def section_tracr(args: argparse.Namespace) -> str:
 
 def section_throughput(args: argparse.Namespace) -> str:
     lengths = (64,) if args.quick else (64, 1024)
-    rows, notes = [], []
+    rows, notes, rates = [], [], []
     for n in lengths:
         for name in BIG_THREE:
             timed = 256 if n < 1024 or args.full_throughput else args.inputs_1024
@@ -271,9 +276,10 @@ def section_throughput(args: argparse.Namespace) -> str:
             log(f"throughput: {name} at {n}")
             r = run_job(job, args.timeout * 6 + 300)
             log(f"  -> {r.summary()}")
+            rates.append(r.matmul_flop_s)
             st = status_cell(r)
             if st or r.model_tok_s is None:
-                rows.append([name, str(n), st or r.status or "?", "–", "–", "–", "–"])
+                rows.append([name, str(n), st or r.status or "?"] + ["–"] * 6)
                 if r.problem():
                     notes.append(f"- {name} at {n}: {r.problem()}")
                 continue
@@ -285,6 +291,8 @@ def section_throughput(args: argparse.Namespace) -> str:
                     fmt_rate(r.model_tok_s),
                     fmt_rate(r.interp_tok_s),
                     f"{r.ratio:.3g}×" if r.ratio else fmt_ratio(r.model_tok_s, r.interp_tok_s),
+                    _flop_cell(r),
+                    _matmul_share(r),
                     f"{r.load:.2f}" if r.load is not None else "–",
                 ]
             )
@@ -295,6 +303,8 @@ def section_throughput(args: argparse.Namespace) -> str:
         "model tokens/s",
         "interpreter tokens/s",
         "model ÷ interpreter",
+        "FLOP/token dense / nonzero",
+        "of matmul rate",
         "load",
     ]
     text = "### 3. Inference throughput\n\n" + table(header, rows) + "\n\n"
@@ -315,9 +325,34 @@ def section_throughput(args: argparse.Namespace) -> str:
         "interpreter run interleaved in one process (model, interpreter, model, ...: at "
         "least 3 pairs, up to 7 within 3 s); the ratio is the median of the pairs' ratios, "
         "so both saw the same load; *load* is the 1-minute load average when timing began "
-        "(2 cores).\n"
+        "(2 cores). FLOP/token (`rasp_compiler.cost.flops_per_token`, at full length): every "
+        "product at each layer's own shape, and over the nonzero rows and columns of the "
+        "weights only (what the runtime computes; attention scores and values counted in "
+        "both). *of matmul rate*: model tokens/s times the nonzero FLOP/token, over this "
+        "machine's float32 `torch.mm` rate measured in the same process"
     )
+    rate = next((r for r in rates if r), None)
+    text += f" ({rate / 1e9:.0f} GFLOP/s).\n" if rate else ".\n"
     return text + notes_block("Not compiled", notes)
+
+
+def _flop_cell(r: Result) -> str:
+    if r.flop_dense is None or r.flop_nonzero is None:
+        return "–"
+    return f"{_si(r.flop_dense)} / {_si(r.flop_nonzero)}"
+
+
+def _matmul_share(r: Result) -> str:
+    if not (r.model_tok_s and r.flop_nonzero and r.matmul_flop_s):
+        return "–"
+    return f"{100 * r.model_tok_s * r.flop_nonzero / r.matmul_flop_s:.2g}%"
+
+
+def _si(x: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= size:
+            return f"{x / size:.3g} {unit}"
+    return f"{x:.3g}"
 
 
 # ---- section 4
@@ -352,6 +387,10 @@ def section_precision(args: argparse.Namespace) -> str:
             cell = f"{best}" if best else "none"
             if best:
                 cell += f" ({r.exact or 0}/{r.checked or 0})"
+            if dtype != "float32" and r.sampled_exact is not None:
+                cell += f"; sampled {r.sampled_exact or 'none'}"
+                if r.sampled_fail:
+                    cell += f" (wrong at {r.sampled_fail})"
             if best < upto and r.reason:
                 notes.append(
                     f"- {name} in {dtype}: refused at {2 * best if best else 1}: "
@@ -368,7 +407,11 @@ def section_precision(args: argparse.Namespace) -> str:
         "head's score rounding and every MLP's pre-activations and input tolerances checked "
         "against the dtype's unit round-off). In brackets: the model compiled at that length "
         "and run in that dtype on random inputs (a quarter at full length; 100 inputs, 20 at "
-        "lengths of 512 and more) that equal the interpreter / inputs run.\n"
+        "lengths of 512 and more) that equal the interpreter / inputs run. *sampled*: the "
+        "largest max length (same steps) at which the model compiled for float32 and cast "
+        "to the dtype equals the interpreter on 20 random inputs (a quarter at full "
+        "length), and the length where it first did not (a wrong output, or a length "
+        "float32 refuses).\n"
     )
     return text + notes_block("Why the next length is refused", notes)
 

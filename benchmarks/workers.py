@@ -225,6 +225,10 @@ def worker_ours(job: Job) -> None:
                 except RaspError:
                     pass
 
+        from rasp_compiler.cost import flops_per_token, matmul_rate
+
+        cost = flops_per_token(model.transformer, max_len)
+        rate = matmul_rate()
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         if job.interp_throughput:
             # interleaved in one process: model, interpreter, model, ... so that both see
@@ -235,6 +239,8 @@ def worker_ours(job: Job) -> None:
             )
             result.interp_tok_s, result.interp_s, result.interp_reps = tokens / di, di, reps
             result.ratio, result.load = ratio, load
+            result.flop_dense, result.flop_nonzero = cost.dense, cost.nonzero
+            result.matmul_flop_s = rate
         else:
             dt, reps = _best_time(run_model)
             result = Result(
@@ -376,13 +382,45 @@ def worker_certify(job: Job) -> None:
     t0 = time.perf_counter()
     best, reason = largest_certified_length(sop, tuple(vocab), dtype, upto=job.upto)
     emit(Result(status="ok", certified=best, reason=reason, certify_s=time.perf_counter() - t0))
-    if not best:
-        return
-    model = compile_program(program, vocab=vocab, max_len=best, dtype=dtype)
-    count = job.check if best < 512 else job.check_long
-    inputs = make_inputs(vocab, best, count, job.style, SEED + 2)
-    ok, bad, _, _ = _check_ours(model, sop, inputs, chunk=32)
-    emit(Result(checked=ok + bad, exact=ok))
+    if best:
+        model = compile_program(program, vocab=vocab, max_len=best, dtype=dtype)
+        count = job.check if best < 512 else job.check_long
+        inputs = make_inputs(vocab, best, count, job.style, SEED + 2)
+        ok, bad, _, _ = _check_ours(model, sop, inputs, chunk=32)
+        emit(Result(checked=ok + bad, exact=ok))
+    if dtype != "float32":
+        exact_upto, failed = _sampled_exact(program, sop, vocab, dtype, job)
+        emit(Result(sampled_exact=exact_upto, sampled_fail=failed))
+
+
+def _sampled_exact(
+    program: Path, sop: Any, vocab: str, dtype: str, job: Job
+) -> tuple[int, int | None]:
+    """(the largest max length, powers of two up to ``job.upto``, at which the model
+    compiled for float32 and cast to ``dtype`` equals the interpreter on every sampled
+    input; the first length where it did not, or None).  20 inputs per length (a quarter
+    at full length)."""
+    from rasp_compiler import CompileError, compile_program
+    from rasp_compiler.dtypes import torch_dtype
+
+    best, n = 0, 1
+    while n <= int(job.upto or 0):
+        try:
+            model = compile_program(program, vocab=vocab, max_len=n)
+        except CompileError:
+            return best, n
+        model = model.to(torch_dtype(dtype))
+        inputs = make_inputs(vocab, n, 20, job.style, SEED + 3)
+        try:
+            ok, bad, _, _ = _check_ours(model, sop, inputs, chunk=16)
+        except Exception:  # noqa: BLE001 (a model that cannot decode its logits is wrong)
+            ok, bad = 0, 1
+        if bad or not ok:
+            return best, n
+        best = n
+        upto = int(job.upto or 0)
+        n = upto if n < upto < 2 * n else 2 * n
+    return best, None
 
 
 def worker_main() -> None:

@@ -90,9 +90,7 @@ def build_circuit(
     components = _components(plan, layout)
     edges = _edges(components)
     _mark_output_kind(components, edges)
-    planner = _planner(
-        root, spec.vocab, spec.max_len, dict(names), plan.no_joint, plan.head_masks, plan.dtype
-    )
+    planner = _planner(root, spec.vocab, spec.max_len, dict(names), plan)
     sops, snapshots = [], snapshot_names(plan.n_layers)
     written = {n.id for n in ir.walk(sop)}
     for node in ir.walk(root):

@@ -196,6 +196,15 @@ class ModelSpec:
 # ---------------------------------------------------------------- the model
 
 
+def _length(inp: object) -> int:
+    """An input's length for grouping (0 for what is not a sequence: encode names it)."""
+    return len(inp) if isinstance(inp, str | Sequence) else 0
+
+
+#: activation memory a forward pass of :meth:`CompiledModel.run_batch` aims to stay under
+ACTIVATION_BUDGET = 1 << 30
+
+
 class CompiledModel(nn.Module):
     """A compiled RASP program: ``run("abc")`` returns the output s-op's values.
 
@@ -310,15 +319,51 @@ class CompiledModel(nn.Module):
         return self.spec.output.decode_logits(logits, lengths)
 
     @torch.no_grad()
-    def run_batch(self, inputs: Sequence[Input], chunk_size: int = 256) -> list[list[Atom]]:
-        """Run every input (padded, pad keys masked), ``chunk_size`` inputs per forward pass."""
-        out: list[list[Atom]] = []
-        for start in range(0, len(inputs), chunk_size):
-            chunk = inputs[start : start + chunk_size]
-            tokens, mask = self.encode(chunk)
+    def run_batch(
+        self,
+        inputs: Sequence[Input],
+        chunk_size: int = 256,
+        memory_budget: int = ACTIVATION_BUDGET,
+    ) -> list[list[Atom]]:
+        """Run every input (padded, pad keys masked), at most ``chunk_size`` inputs per
+        forward pass and as many as keep the pass's activations under about
+        ``memory_budget`` bytes (:meth:`activation_bytes`; at least one input).  Inputs
+        are grouped by length, so a pass pads little; outputs come in input order."""
+        order = sorted(range(len(inputs)), key=lambda i: _length(inputs[i]))
+        out: list[list[Atom] | None] = [None] * len(inputs)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and end - start < chunk_size:
+                T = len(inputs[order[end]]) + 1  # the longest so far (sorted)
+                if (end - start + 1) * self.activation_bytes(T) > memory_budget:
+                    break
+                end += 1
+            chunk = [inputs[i] for i in order[start:end]]
+            try:
+                tokens, mask = self.encode(chunk)
+            except InputError:
+                for i in sorted(order[start:end]):  # the message names the input's own index
+                    self._encode_one(inputs[i], i, len(inputs))
+                raise
             logits = self.transformer(tokens, mask)  # [B, T, d_vocab_out]
-            out += self.decode(logits, [len(inp) for inp in chunk])
-        return out
+            for i, row in zip(order[start:end], self.decode(logits, [len(x) for x in chunk])):
+                out[i] = row
+            start = end
+        return out  # type: ignore[return-value]
+
+    def activation_bytes(self, T: int) -> int:
+        """About the activation memory one input of ``T`` positions (BOS included) takes
+        in a forward pass: the residual, the widest layer's Q/K/V and MLP hidden units,
+        and its attention scores and pattern, as ``[T, T]`` per head."""
+        cfg = self.config
+        size = torch.finfo(self.dtype).bits // 8
+        widest = 0
+        for i in range(cfg.n_layers):
+            s = cfg.layer(i)
+            per_head = 3 * s.d_head + 3 * T  # q, k, v; scores, pattern, mask per key
+            widest = max(widest, T * (s.n_heads * per_head + 2 * s.d_mlp))
+        return size * (widest + 4 * T * cfg.d_model)
 
     def run(self, inp: Input) -> list[Atom]:
         """Run one input (a str is one token per character) -> the output s-op's values."""

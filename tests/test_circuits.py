@@ -76,7 +76,7 @@ class Reader:
         self.shared = planned_program(sop, spec.max_len)
         self.model, self.names = model, names
         plan = make_plan(self.shared, spec.vocab, spec.max_len, names, dtype=spec.dtype)
-        self.planner = _planner(self.shared, spec.vocab, spec.max_len, names, plan.no_joint)
+        self.planner = _planner(self.shared, spec.vocab, spec.max_len, names, plan)
         self.index = build_layout(plan).index()
         self.inputs, self.values = [], []
         for inp in inputs:

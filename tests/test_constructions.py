@@ -358,22 +358,41 @@ def test_a_numerical_key_float32_cannot_separate_falls_back_to_one_hots(monkeypa
     assert checked == 6 and not bad
 
 
-def test_a_count_too_large_to_compare_whole_is_compared_in_two_digits(monkeypatch):
+def test_the_digits_construction_is_exact_where_its_tables_are_precise(monkeypatch):
+    from rasp_compiler.compiler import count_precision
     from rasp_compiler.compiler.plan import numeric_eq
 
-    # the digits construction, forced at a length small enough to check everything
+    # the digits construction, forced at a length small enough to check everything (and
+    # with its measured table error ignored: at 16 it is within the head's margin)
     monkeypatch.setattr(numeric_eq, "_separable", lambda *a: False)
+    monkeypatch.setattr(count_precision, "SAFETY", 0.0)
     sop, model = compile_source(SORT, "abcd", 16)
     layers = [info["mlp"] for info in model.spec.layers]
     assert any("count//5" in m["implements"] for row in layers for m in row)
     checked, bad = mismatches(sop, model, all_inputs("abcd", 5) + random_inputs("abcd", 16, 300))
     assert checked == 1364 + 300 and not bad
-    # at 1024 it is what float32 needs: no one-hot of the count or the indices
-    monkeypatch.undo()
-    sop, model = compile_source(SORT, "abcdefghijklmnopqrstuvwxyz", 1024)
-    assert model.config.d_model < 70 and model.config.n_params < 1_000_000
-    checked, bad = mismatches(sop, model, random_inputs("abcdefghijklmnopqrstuvwxyz", 1024, 8))
-    assert checked == 8 and not bad
+
+
+def test_a_count_whose_tables_round_too_much_is_compared_through_one_hots():
+    # the count's number and square come from MLP tables whose float32 rounding grows
+    # like L^2 (their steps' activations), and the head multiplies it by the query: at
+    # 512 the numerical comparison was wrong on most inputs (298 of 326).  The error is
+    # measured once the tables are built; up to 64 it is within the head's margin (and
+    # beta allows for it), beyond that the count is compared through one-hots
+    from rasp_compiler.compiler.count_precision import SAFETY
+
+    vocab = "abcdefghijklmnopqrstuvwxyz"
+    sop, model = compile_source(SORT, vocab, 64)
+    _, plan, _ = model.compiled_from
+    (eq,) = [h for h in plan.heads if h.count_node >= 0]
+    assert not plan.plain_counts and 0 < eq.key_noise <= eq.gap / 4
+    sop, model = compile_source(SORT, vocab, 512)
+    _, plan, _ = model.compiled_from
+    assert plan.plain_counts and not any(h.count_node >= 0 for h in plan.heads)
+    assert model.config.d_model > 512  # one-hots of the count and the indices
+    checked, bad = mismatches(sop, model, random_inputs(vocab, 512, 12, seed=5))
+    assert checked == 12 and not bad
+    assert SAFETY >= 2  # measured errors are taken several times over
 
 
 # ------------------------------------------------------------ exact integer scores

@@ -663,3 +663,30 @@ def test_products_read_and_write_only_the_nonzero_rows_and_columns():
     torch.testing.assert_close(linear_out(h, w_out, b_out), h @ w_out + b_out)
     empty = torch.zeros(40, 0)
     assert linear_in(x, empty, torch.zeros(0)).shape == (3, 7, 0)
+
+
+def test_run_batch_keeps_each_pass_under_its_memory_budget_and_the_input_order():
+    from rasp_compiler import compile_program
+
+    model = compile_program("examples/sort.rasp", vocab="abcd", max_len=12)
+    rng = np.random.default_rng(3)
+    inputs = ["".join(rng.choice(list("abcd"), size=int(n))) for n in rng.integers(1, 13, 40)]
+    want = [sorted(x) for x in inputs]
+    seen: list[int] = []
+    forward = model.transformer.forward
+
+    def counting(tokens, mask=None, **kw):
+        seen.append(tokens.shape[0])
+        return forward(tokens, mask, **kw)
+
+    model.transformer.forward = counting  # type: ignore[method-assign]
+    assert model.run_batch(inputs) == want
+    assert seen == [40]
+    seen.clear()
+    budget = 3 * model.activation_bytes(13)  # three inputs of full length per pass
+    assert model.run_batch(inputs, memory_budget=budget) == want
+    assert max(seen) >= 3 and sum(seen) == 40 and len(seen) < 40  # short ones share passes
+    seen.clear()
+    assert model.run_batch(inputs, memory_budget=1) == want  # one input per pass at least
+    assert seen == [1] * 40
+    assert model.activation_bytes(13) > model.activation_bytes(7) > 0

@@ -34,6 +34,7 @@ from ..progress import ProgressFn
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify, tilted_heads
+from .count_precision import measure_count_keys
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.elementwise import kind_ambiguous
@@ -106,7 +107,10 @@ def make_plan(
     _stop_on(problems)
     _stop_on(undefined_everywhere(sop, vocab, max_len))
     no_joint: frozenset[int] = frozenset()
+    plain: frozenset[int] = frozenset()
     plan: Plan | PlanFailure | None = None
+    imprecise: list = []
+    tilted: list = []
     for _ in range(MAX_REPLANS + 1):
         say("planning heads and MLPs", 0, 0)
         with deep_recursion():  # planning recurses along the program's chains of operations
@@ -119,6 +123,7 @@ def make_plan(
                 no_joint=no_joint,
                 head_masks=head_masks,
                 dtype=dtype,
+                plain_counts=plain,
             )
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
@@ -126,14 +131,19 @@ def make_plan(
         plan = finalize(draft, progress)
         if isinstance(plan, PlanFailure):
             raise CompileError(list(plan.problems))
+        plan, imprecise = measure_count_keys(plan, dtype)
+        if imprecise:  # those counts are compared through one-hots instead
+            plain = plain.union(node for _, node in imprecise)
+            continue
         tilted = tilted_heads(plan, dtype)
         more = no_joint.union(*(sources for _, sources in tilted))
         if not tilted or more == no_joint:
             break
         no_joint = more
+    _stop_on([error for error, _ in imprecise])
     _stop_on([error for error, _ in tilted])
     assert isinstance(plan, Plan)
-    return replace(plan, no_joint=no_joint, head_masks=head_masks, dtype=dtype)
+    return replace(plan, no_joint=no_joint, plain_counts=plain, head_masks=head_masks, dtype=dtype)
 
 
 def compile_sop(

@@ -38,7 +38,7 @@ from ..compiler.graph import build_graph, spans_of_use
 from ..compiler.pipeline import make_plan, planned_program
 from ..compiler.plan.builder import Planner
 from ..compiler.plan.state import NodeFailed
-from ..compiler.plan.types import CatRep, NumRep, Rep
+from ..compiler.plan.types import CatRep, NumRep, Plan, Rep
 from ..compiler.residual import Lin
 from ..compiler.value_sets import infer_value_sets
 from ..errors import InputError
@@ -217,9 +217,7 @@ def collect(
     output = model.decode(out.logits, [n])[0]
 
     values = evaluate_many([shared], inp)
-    planner = _planner(
-        shared, spec.vocab, spec.max_len, names, plan.no_joint, plan.head_masks, plan.dtype
-    )
+    planner = _planner(shared, spec.vocab, spec.max_len, names, plan)
     index = layout.index()
     text = list(source)
 
@@ -284,20 +282,19 @@ def _planner(
     vocab: tuple[Atom, ...],
     max_len: int,
     names: dict[int, str],
-    no_joint: frozenset[int],
-    head_masks: bool = True,
-    dtype: str = "float32",
+    plan: Plan,
 ) -> Planner:
-    """A planner that has planned ``sop`` as the compiler did (``no_joint`` from its
-    plan): its read-outs of every s-op use the same residual direction names as the
-    model's layout."""
+    """A planner that has planned ``sop`` as the compiler did (with the choices its
+    ``plan`` records: ``no_joint``, ``plain_counts``, ``head_masks``, ``dtype``): its
+    read-outs of every s-op use the same residual direction names as the model's
+    layout."""
     graph = build_graph(sop)
     sets, problems = infer_value_sets(sop, vocab, max_len)
     if problems:  # make_plan succeeded on the same s-op, so this does not happen
         raise InputError(f"cannot plan the program again: {problems[0].message}")
     planner = Planner(
-        sets, max_len, names, spans_of_use(graph), no_joint=no_joint, head_masks=head_masks,
-        dtype=dtype,
+        sets, max_len, names, spans_of_use(graph), no_joint=plan.no_joint,
+        head_masks=plan.head_masks, dtype=plan.dtype, plain_counts=plan.plain_counts,
     )  # fmt: skip
     with deep_recursion():
         planner.best(sop)

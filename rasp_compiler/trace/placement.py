@@ -45,9 +45,7 @@ def placement(sop: ir.SOp, model: CompiledModel, names: dict[int, str]) -> Place
         head_masks=model.config.head_masks is not None,
     )
     index = build_layout(plan).index()
-    planner = _planner(
-        root, spec.vocab, spec.max_len, names, plan.no_joint, plan.head_masks, plan.dtype
-    )
+    planner = _planner(root, spec.vocab, spec.max_len, names, plan)
     heads: dict[str, list[tuple[int, int]]] = {}
     for layer, desc in enumerate(spec.layers):
         for h in desc.get("attn", []):

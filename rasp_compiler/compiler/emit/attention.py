@@ -40,8 +40,8 @@ def score_noise(head: Head, eps: float) -> float:
     power of two) no larger than ``magnitude`` times beta, which the dtype represents,
     so no operation rounds (in any order of summation)."""
     if scores_exact(head, eps):
-        return 0.0
-    return ROUNDINGS * head.magnitude * eps
+        return head.key_noise
+    return ROUNDINGS * head.magnitude * eps + head.key_noise
 
 
 def scores_exact(head: Head, eps: float) -> bool:

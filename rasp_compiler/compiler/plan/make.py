@@ -36,6 +36,7 @@ def plan_sop(
     no_joint: frozenset[int] = frozenset(),
     head_masks: bool = True,
     dtype: str = "float32",
+    plain_counts: frozenset[int] = frozenset(),
 ) -> Draft | PlanFailure:
     """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
     it cannot be compiled exactly.  Joint tables over several numbers are used only
@@ -45,8 +46,9 @@ def plan_sop(
     After a failure, every other s-op is still planned (each failure is remembered, so
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(
-        sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks, dtype
-    )
+        sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks, dtype,
+        plain_counts,
+    )  # fmt: skip
     kinds: OutputKinds | None = None
     known = False
     try:

@@ -50,7 +50,7 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
     kpos = _positional_values(p, k)
     if kpos is None:
         qpos = _positional_values(p, q)
-        if qpos is None or not isinstance(k, ir.SelectorWidth):
+        if qpos is None or not isinstance(k, ir.SelectorWidth) or k.id in p.plain_counts:
             return None
         # select(count, indices, ==), as sort's last head: the count whole, or in digits
         if _separable(p, kv, qv):
@@ -238,6 +238,7 @@ def numeric_eq_head(
             magnitude=magnitude,
             averages=averages,
             exact=exact,
+            count_node=k.id if kpos is None else -1,
         )
     )
 
@@ -302,5 +303,6 @@ def _digits_head(
             value_span=value_span,
             magnitude=magnitude,
             averages=averages,
+            count_node=k.id,
         )
     )

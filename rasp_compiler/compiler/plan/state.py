@@ -86,6 +86,7 @@ class PlanState:
         no_joint: frozenset[int] = frozenset(),
         head_masks: bool = True,
         dtype: str = "float32",
+        plain_counts: frozenset[int] = frozenset(),
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -103,6 +104,9 @@ class PlanState:
         #: may a head attend within a static mask (``key index < query index``, ...)
         #: instead of scoring index comparisons from a one-hot of the indices?
         self.head_masks = head_masks
+        #: counts (node ids) never compared with the indices numerically (their
+        #: tables' rounding is too large for it, see ``compiler.count_precision``)
+        self.plain_counts = plain_counts
         #: the unit round-off of the dtype planned for (a construction whose scores it
         #: cannot keep apart gives way to another)
         self.eps = UNIT_ROUNDOFF[dtype]

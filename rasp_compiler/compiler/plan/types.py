@@ -73,6 +73,12 @@ class Head:
     #: that holds every integer up to ``magnitude`` computes its scores exactly (beta a
     #: power of two, see ``emit.attention.score_noise``)
     exact: float = 0.0
+    #: the count (node id) whose number, read from MLP tables, this head compares with
+    #: the indices (see ``compiler.count_precision``); -1 for none
+    count_node: int = -1
+    #: how far its key tables' rounding may move a score (measured once the tables are
+    #: built, see ``compiler.count_precision``): part of its score noise
+    key_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,10 @@ class Plan:
     #: s-ops (ids of the program planned) kept from joint tables over several numbers
     #: (``PlanState.no_joint``): planning the same program again needs them to match
     no_joint: frozenset[int] = frozenset()
+    #: counts (node ids) compared with the indices through one-hots, because their
+    #: tables' rounding would move a numerical comparison's scores too far
+    #: (``compiler.count_precision``); planning again needs them too
+    plain_counts: frozenset[int] = frozenset()
     #: how the output's int/float kind is read, when its number alone cannot say
     output_kinds: OutputKinds | None = None
     #: the output's values mix ints and equal floats, and the model tells them apart
