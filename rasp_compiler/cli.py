@@ -143,6 +143,11 @@ def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--quiet", action="store_true",
         help="no progress line while compiling (there is none off a terminal either)",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-partial", action="store_true",
+        help="compile an aggregate of non-numbers that selects several keys on some inputs "
+        "(the interpreter rejects those inputs; the model's answer there means nothing)",
+    )  # fmt: skip
 
 
 def input_args(p: argparse.ArgumentParser) -> None:
@@ -268,6 +273,7 @@ def _compile(args: argparse.Namespace, session: Any = None) -> tuple[ir.SOp, Any
             sop, vocab, args.max_len, names=names_of(session), program_name=args.program,
             sop_name=name, dtype=getattr(args, "dtype", "float32") or "float32",
             progress=progress, head_masks=not getattr(args, "no_head_masks", False),
+            allow_partial=getattr(args, "allow_partial", False),
         )  # fmt: skip
     for warning in model.warnings:
         _note(f"{PROG}: warning: {warning}")

@@ -59,7 +59,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if is_saved_model(args):
         traced = saved_model(source)
     else:
-        traced = compiled_program(source, args.vocab, args.max_len, args.sop, args.dtype)
+        traced = compiled_program(
+            source, args.vocab, args.max_len, args.sop, args.dtype,
+            getattr(args, "allow_partial", False),
+        )  # fmt: skip
     trace = traced.trace(inp)
     shown = f'"{inp}"' if isinstance(inp, str) else "[" + ", ".join(map(str, inp)) + "]"
     title = f"{traced.model.spec.sop_name} on {shown}, grouped by layer and head"

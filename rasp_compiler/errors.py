@@ -108,6 +108,11 @@ class RaspTypeError(RaspError):
     kind = "type error"
 
 
+class MixedAggregateError(RaspTypeError):
+    """An aggregate over non-numbers selected several keys on an input: the reference
+    raises there (a mean needs numbers), and a compiled model would answer anyway."""
+
+
 class RaspValueError(RaspError):
     """A run-time failure of the program on an input (division by zero, bad index, ...)."""
 

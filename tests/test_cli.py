@@ -464,13 +464,22 @@ def test_a_vocabulary_the_token_conversion_rejects_is_located_at_its_use(tmp_pat
     assert not (tmp_path / "m").exists()
 
 
-def test_compile_warns_when_the_interpreter_rejects_some_inputs(tmp_path, capsys):
+def test_a_mean_of_strings_is_refused_unless_allowed_and_then_warned(tmp_path, capsys):
     # a mean of strings: the reference raises wherever two keys are selected, so the
-    # model's answer on those inputs means nothing -- said at compile time, located
+    # model's answer on those inputs would mean nothing -- refused, located, with the way
+    # out; --allow-partial compiles it with a located warning
     prog = tmp_path / "multi.rasp"
     prog.write_text("y = aggregate(select(indices, indices, <=), tokens);\n")
     out = tmp_path / "m"
-    assert cli.main(["compile", str(prog), "--vocab", "ab", "--max-len", "4", "-o", str(out)]) == 0
+    args = ["compile", str(prog), "--vocab", "ab", "--max-len", "4", "-o", str(out)]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "multi.rasp:1:5: cannot compile" in err and "mean needs numbers" in err
+    assert "--allow-partial" in err and "Traceback" not in err and not out.exists()
+    for command in (["run", str(prog), "--input", "ab"], ["verify", str(prog)]):
+        assert cli.main([*command, "--vocab", "ab", "--max-len", "4"]) == 1
+        assert "--allow-partial" in capsys.readouterr().err
+    assert cli.main([*args, "--allow-partial"]) == 0
     err = capsys.readouterr().err
     assert "warning: the interpreter rejects" in err and "multi.rasp:1:5" in err
     assert "mean needs numbers" in err

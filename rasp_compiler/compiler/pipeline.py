@@ -40,7 +40,7 @@ from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.elementwise import kind_ambiguous
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
-from .probe import rejected_inputs, undefined_everywhere
+from .probe import mixed_aggregates, rejected_inputs, undefined_everywhere
 from .rewrite import bos_widths
 from .share import share_common
 from .value_sets import infer_value_sets, sort_values
@@ -157,10 +157,13 @@ def compile_sop(
     dtype: str = "float32",
     progress: ProgressFn | None = None,
     head_masks: bool = True,
+    allow_partial: bool = False,
 ) -> CompiledModel:
     """Compile the s-op ``sop`` for inputs over ``vocab`` of length 1..``max_len``.
     ``head_masks=False`` keeps every head unmasked (for formats with one attention mask
     per model, such as TransformerLens's), at the cost of one-hots of the indices.
+    An aggregate over non-numbers that selects several keys on some input (the
+    reference rejects it there) is refused unless ``allow_partial``.
 
     Raises :class:`CompileError` listing every construct that cannot be compiled exactly
     (or exactly in ``dtype``)."""
@@ -174,6 +177,8 @@ def compile_sop(
     say = progress or _silent
     # the program as planned (rewritten, shared), kept on the model with its plan so that
     # what reads the plan again (circuit.json when saving) need not rebuild the tables
+    if not allow_partial:
+        _stop_on(mixed_aggregates(sop, vocab, max_len))
     root = planned_program(sop, max_len)
     plan = make_plan(root, vocab, max_len, names, progress, dtype, head_masks)
     say("certifying", 0, 0)
@@ -254,6 +259,7 @@ def compile_program(
     dtype: str = "float32",
     progress: ProgressFn | None = None,
     head_masks: bool = True,
+    allow_partial: bool = False,
 ) -> CompiledModel:
     """Compile the s-op ``sop_name`` of a program (``progress(stage, done, total)`` hears
     of its stages; :class:`rasp_compiler.progress.Progress` shows them on a terminal).
@@ -282,6 +288,7 @@ def compile_program(
         dtype=dtype,
         progress=progress,
         head_masks=head_masks,
+        allow_partial=allow_partial,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from ..errors import RaspError
+from ..errors import MixedAggregateError, RaspError
 from ..language import ir
 from ..language.interpret import evaluate
 from ..language.ir import Atom
@@ -70,10 +70,33 @@ def undefined_everywhere(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> 
     ]
 
 
+def mixed_aggregates(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[RaspError]:
+    """[the reason] when an aggregate over non-numbers selects several keys on a probed
+    input: the reference rejects such inputs (a mean needs numbers), and a transformer
+    would answer them anyway, so the program is refused unless the user allows it."""
+    inputs = probe_inputs(vocab, max_len)
+    for inp, exc in _run(sop, inputs):
+        if isinstance(exc, MixedAggregateError):
+            return [
+                PlanError(
+                    f"{exc.message} (on {_show(inp)}): the reference interpreter rejects such "
+                    "inputs, but a compiled model would answer them, with an answer that "
+                    "means nothing. Make the selector pick at most one key per query, or "
+                    "compile with "
+                    "--allow-partial (compile_program(..., allow_partial=True)) to build "
+                    "the model anyway: it is exact on every input the interpreter accepts, "
+                    "and verify skips the others and says how many",
+                    exc.span,
+                )
+            ]
+    return []
+
+
 def rejected_inputs(sop: ir.SOp, vocab: tuple[Atom, ...], max_len: int) -> list[str]:
     """A warning when the interpreter rejects some probed inputs (not all): the model
     answers every input, and on those its answer means nothing.  (An aggregate of
-    strings that selects several keys is the usual cause: the reference raises there.)"""
+    strings that selects several keys is the usual cause: the reference raises there;
+    it is refused unless allowed, see :func:`mixed_aggregates`.)"""
     inputs = probe_inputs(vocab, max_len)
     failures = _run(sop, inputs)
     if not failures or len(failures) == len(inputs):

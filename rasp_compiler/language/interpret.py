@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, RaspTypeError, RaspValueError, Span
+from ..errors import InputError, MixedAggregateError, RaspTypeError, RaspValueError, Span
 from ..limits import MAX_INPUT_LEN, MAX_INT_DIGITS, MAX_STRING_LEN
 from . import ir
 from .ir import Atom
@@ -244,7 +244,7 @@ class Interpreter:
         if many.size and kind in ("str", "bool"):
             i = int(many[0])
             chosen = [vals[j] for j in np.flatnonzero(matrix[i])]
-            raise RaspTypeError(
+            raise MixedAggregateError(
                 f"aggregate selects {len(chosen)} values at position {i}"
                 f" ({_preview(chosen)}) and would average them, but a mean needs numbers,"
                 f" not {_TYPE_WORDS[type(chosen[0])]}",

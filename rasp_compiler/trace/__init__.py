@@ -44,8 +44,10 @@ def compiled_program(
     max_len: int,
     sop_name: str | None = None,
     dtype: str = "float32",
+    allow_partial: bool = False,
 ) -> Traced:
-    """Compile the program file ``path`` (its s-op ``sop_name``, default the last)."""
+    """Compile the program file ``path`` (its s-op ``sop_name``, default the last;
+    ``allow_partial`` as in :func:`~rasp_compiler.compiler.pipeline.compile_sop`)."""
     from ..compiler.pipeline import compile_sop, names_of, parse_vocab
     from ..language.files import read_source
     from ..language.lower import choose_sop, load_program
@@ -55,7 +57,7 @@ def compiled_program(
     names = names_of(session)
     model = compile_sop(
         sop, parse_vocab(vocab), max_len, names=names, program_name=str(path), sop_name=name,
-        dtype=dtype,
+        dtype=dtype, allow_partial=allow_partial,
     )  # fmt: skip
     return Traced(sop, model, names, read_source(Path(path)).splitlines())
 
@@ -98,6 +100,7 @@ def trace_program(
     max_len: int,
     sop_name: str | None = None,
     dtype: str = "float32",
+    allow_partial: bool = False,
 ) -> Trace:
     """Compile the program file ``path`` and trace it on ``inp``."""
-    return compiled_program(path, vocab, max_len, sop_name, dtype).trace(inp)
+    return compiled_program(path, vocab, max_len, sop_name, dtype, allow_partial).trace(inp)
