@@ -30,11 +30,15 @@ from ..errors import InputError, MixedAggregateError, RaspTypeError, RaspValueEr
 from ..limits import MAX_INPUT_LEN, MAX_INT_DIGITS, MAX_STRING_LEN
 from . import ir
 from .ir import Atom
+from .order import evaluation_order
 
 SOpValue = list[Atom]
 Value = list[Atom] | np.ndarray
 
 # The homogeneity rule: the set of Python types in a sequence -> its kind.
+#: ints below this are within every size limit (MAX_INT_DIGITS digits)
+_INT_SAFE = 10**15
+
 _KINDS: dict[frozenset[type], str] = {
     frozenset({str}): "str",
     frozenset({bool}): "bool",
@@ -109,17 +113,14 @@ class Interpreter:
     # ------------------------------------------------------------ traversal
 
     def _ensure(self, root: ir.Node) -> None:
-        """Compute ``root`` and whatever it needs, children first, without recursion."""
-        stack: list[tuple[ir.Node, bool]] = [(root, False)]
-        while stack:
-            node, ready = stack.pop()
-            if node.id in self._memo:
-                continue
-            if ready:
+        """Compute ``root`` and whatever it needs, children first, without recursion (in
+        the order :func:`.order.evaluation_order` finds once per program)."""
+        if root.id in self._memo:
+            return
+        memo = self._memo
+        for node in evaluation_order(root):
+            if node.id not in memo:
                 self._store(node, self._compute(node))
-                continue
-            stack.append((node, True))
-            stack.extend((c, False) for c in node.children() if c.id not in self._memo)
 
     def _store(self, node: ir.Node, val: Value) -> None:
         if isinstance(val, np.ndarray):
@@ -198,7 +199,14 @@ class Interpreter:
     def _map(self, node: ir.Map) -> SOpValue:
         op = ir.MAP_OPS[node.op]
         assert op.arity == len(node.args), f"{node.op} takes {op.arity} operands"
-        columns = [self._operand(a)[0] for a in node.args]
+        operands = [self._operand(a) for a in node.args]
+        columns = [values for values, _ in operands]
+        fast = _ARITH.get(node.op)
+        if fast is not None and all(kind in ("int", "float") for _, kind in operands):
+            out = list(map(fast, *columns))
+            # ints past the size limit: the general path below names the position
+            if not any(type(y) is int and abs(y) >= _INT_SAFE for y in out):
+                return out
         out: list[Atom] = []
         apply = _table_map(node) or (lambda *args: ir.apply_map(node, args))
         try:
@@ -274,6 +282,15 @@ class Interpreter:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+#: elementwise operations on numbers that a plain Python operator computes as MAP_OPS does
+#: (given int or float operands: no bools, no strings), for :meth:`Interpreter._map`
+_ARITH: dict[str, Callable[[Atom, Atom], Atom]] = {
+    "add": lambda a, b: a + b,  # type: ignore[operator]
+    "sub": lambda a, b: a - b,  # type: ignore[operator]
+    "mul": lambda a, b: a * b,  # type: ignore[operator]
+}
 
 
 def _table_map(node: ir.Map) -> Callable[[Atom], Atom] | None:
