@@ -159,3 +159,33 @@ def test_a_comparison_that_float_artefacts_decide_is_refused_at_its_line():
     inputs = all_inputs("()ab", 4) + random_inputs("()ab", 16, 300)
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad
+
+
+def test_half_precision_uses_exact_integer_heads_and_numbers_where_one_hots_would_not_fit():
+    # in float16/bfloat16 a one-hot's tables (pre-activations of ~10) cannot stay exact,
+    # but integer scores can: reverse's length and equality heads score integers, so it
+    # certifies in bfloat16 to 16 (2 with one-hots); a count output is its head's
+    # reciprocal, decoded outside (bfloat16: 32, was 1)
+    from rasp_compiler.compiler.emit.attention import score_noise
+    from rasp_compiler.dtypes import UNIT_ROUNDOFF
+
+    rev = load_source(
+        "opp = length - indices - 1; reverse = aggregate(select(indices, opp, ==), tokens);"
+    )
+    hist = load_source("h = selector_width(select(tokens, tokens, ==));")
+    vocab = tuple("abcdefghij")
+    assert largest_certified_length(get_sop(rev, "reverse"), vocab, "bfloat16", 64)[0] == 16
+    best, why = largest_certified_length(get_sop(hist, "h"), vocab, "bfloat16", 64)
+    assert best == 32 and "cannot keep them apart at max length 64" in str(why)
+    model = compile_sop(get_sop(rev, "reverse"), vocab, 16, dtype="bfloat16")
+    _, plan, _ = model.compiled_from
+    eps = UNIT_ROUNDOFF["bfloat16"]
+    assert all(h.exact and score_noise(h, eps) == 0.0 for h in plan.heads)
+    assert model.dtype == torch.bfloat16
+    inputs = random_inputs("abcdefghij", 16, 300, seed=4)
+    assert model.run_batch(inputs) == [x[::-1] for x in inputs]
+    model = compile_sop(get_sop(hist, "h"), vocab, 32, dtype="bfloat16")
+    assert model.spec.output.reciprocal
+    skewed = [[t] * n for t in "ab" for n in range(1, 33)] + random_inputs("ab", 32, 100, seed=5)
+    got = model.run_batch(skewed)
+    assert got == [[x.count(t) for t in x] for x in skewed]

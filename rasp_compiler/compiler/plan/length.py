@@ -24,6 +24,7 @@ def length_number(p: PlanState, node: ir.Length) -> NumRep:
     (d,) = p.add_block(role_dir(name, "num"), (name,), f"{label} as a number")
     p.copied_integers.add(d)
     bos_level = float(p.max_len + 2)
+    magnitude = 2.0 * p.max_len + 2.0
     head = p.add_head(
         Head(
             id=p.next_head_id(),
@@ -36,7 +37,9 @@ def length_number(p: PlanState, node: ir.Length) -> NumRep:
             leak=0.25 / p.max_len,
             kind=HeadKind.AGGREGATE,
             value_span=float(p.max_len),
-            magnitude=2.0 * p.max_len + 2.0,
+            magnitude=magnitude,
+            # integer scores (positions, the BOS level): exact where the dtype holds them
+            exact=p.eps if magnitude * p.eps <= 1.0 else 0.0,
         )
     )
     return NumRep(Lin.unit(d), p.values(node), 1, ((head.id, 1.0),))

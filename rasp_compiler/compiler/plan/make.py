@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ...dtypes import UNIT_ROUNDOFF
 from ...errors import RaspError, Span
 from ...language import ir
 from ..numbers import min_gap
@@ -73,6 +74,14 @@ def plan_sop(
 
 #: a numerical output is used from this many values on (below, a one-hot is as small)
 NUMERIC_OUTPUT_MIN_VALUES = 4
+#: the share of the gap between a count output's closest reciprocals its head may leak
+RECIPROCAL_LEAK_SHARE = 1.0 / 8.0
+
+
+def _numeric_output_from(planner: Planner) -> int:
+    """From how many values an output is a number: in float16/bfloat16 from 2 (a one-hot
+    needs an MLP table, whose pre-activations those dtypes cannot keep exact)."""
+    return NUMERIC_OUTPUT_MIN_VALUES if planner.eps <= UNIT_ROUNDOFF["float32"] else 2
 
 
 def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
@@ -86,24 +95,27 @@ def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
     vals = planner.values(sop)
     numbers = [v for v in vals if ir.is_number(v) and not isinstance(v, bool)]
     kinds = None
+    share = 0.25  # of the gap between its closest values: the rest is the dtype's
     if isinstance(sop, ir.Map) and kind_ambiguous(vals):
         kinds = kinds_of_means(planner, sop, lambda agg: _key_count(planner, agg))
     if kinds is not None:
         rep: Rep = kinds
     elif (
-        len(numbers) == len(vals) >= NUMERIC_OUTPUT_MIN_VALUES
+        len(numbers) == len(vals) >= _numeric_output_from(planner)
         and len({float(v) for v in numbers}) == len(vals)  # type: ignore[arg-type]
     ):
         if isinstance(sop, ir.SelectorWidth) and len(width_xs(planner, sop)) == 1:
             # a count is read from its head's 1/(w+1) and decoded outside the model
-            # (OutputSpec.reciprocal): no MLP of two ReLUs per count
+            # (OutputSpec.reciprocal): no MLP of two ReLUs per count.  Its leak gets an
+            # eighth of the gap, the dtype's two roundings the rest (certify)
             (rep,) = width_xs(planner, sop)
+            share = RECIPROCAL_LEAK_SHARE
         else:
             rep = planner.num(sop)
     else:
         rep = planner.best(sop)
     if isinstance(rep, NumRep):
-        planner.require(rep, min_gap(float(v) for v in rep.values) / 4.0)  # type: ignore[arg-type]
+        planner.require(rep, min_gap(float(v) for v in rep.values) * share)  # type: ignore[arg-type]
     return rep, kinds is not None
 
 

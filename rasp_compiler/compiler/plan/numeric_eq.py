@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...dtypes import UNIT_ROUNDOFF
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
@@ -45,8 +46,8 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
     kv, qv = p.values(k), p.values(q)
     if not (ValueSet(kv).numeric and ValueSet(qv).numeric):
         return None
-    if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES:
-        return None
+    if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES and p.eps <= UNIT_ROUNDOFF["float32"]:
+        return None  # in float16/bfloat16 a one-hot's tables are what cannot stay exact
     kpos = _positional_values(p, k)
     if kpos is None:
         qpos = _positional_values(p, q)
