@@ -16,10 +16,11 @@ A multiply-add counts 2.  Attention scores and the weighted sum of values count
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
-from .model import Transformer
+from .model import Block, Transformer
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,20 @@ def flops_per_token(transformer: Transformer, length: int) -> Cost:
     dense = nonzero = 0.0
     M = transformer.cfg.d_model
     with torch.no_grad():
-        for block in transformer.blocks:
+        for module in transformer.blocks:
+            block = cast(Block, module)
             a, m = block.attn, block.mlp
             H, _, D = a.W_Q.shape
             if H and D:
                 qkv = torch.cat([a.W_Q, a.W_K, a.W_V], dim=0).permute(1, 0, 2).reshape(M, -1)
                 wo = a.W_O.reshape(H * D, M)
-                dense += 2 * M * 3 * H * D + 2 * H * D * M + 4 * keys * H * D
-                nonzero += 2 * _rows(qkv) * 3 * H * D + 2 * H * D * _rows(wo.T)
-                nonzero += 4 * keys * H * D
-            F = m.W_in.shape[1]
+                dense += float(2 * M * 3 * H * D + 2 * H * D * M + 4 * keys * H * D)
+                nonzero += float(2 * _rows(qkv) * 3 * H * D + 2 * H * D * _rows(wo.T))
+                nonzero += float(4 * keys * H * D)
+            F = int(m.W_in.shape[1])
             if F:
-                dense += 4 * M * F
-                nonzero += 2 * _rows(m.W_in) * F + 2 * F * _rows(m.W_out.T)
+                dense += float(4 * M * F)
+                nonzero += float(2 * _rows(m.W_in) * F + 2 * F * _rows(m.W_out.T))
         V = transformer.unembed.W_U.shape[1]
         dense += 2 * M * V
         nonzero += 2 * _rows(transformer.unembed.W_U) * V

@@ -203,10 +203,10 @@ class Interpreter:
         columns = [values for values, _ in operands]
         fast = _ARITH.get(node.op)
         if fast is not None and all(kind in ("int", "float") for _, kind in operands):
-            out = list(map(fast, *columns))
+            sums = list(map(fast, *columns))
             # ints past the size limit: the general path below names the position
-            if not any(type(y) is int and abs(y) >= _INT_SAFE for y in out):
-                return out
+            if not any(type(y) is int and abs(y) >= _INT_SAFE for y in sums):
+                return sums
         out: list[Atom] = []
         apply = _table_map(node) or (lambda *args: ir.apply_map(node, args))
         try:
