@@ -27,11 +27,9 @@ import torch
 
 from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from .emit.attention import score_noise
-from .emit.mlp import encoder
-from .numbers import num
 from .plan.types import Head, MLPJob, Plan, PlanError, Table
 from .residual import BOS, ONE
-from .rounding import _input_layout, _points
+from .rounding import _input_layout, _points, table_arrays
 
 #: the measured error, taken this many times over (other kernels, other orders)
 SAFETY = 4.0
@@ -105,30 +103,7 @@ def table_error(job: MLPJob, table: Table, d: str, dtype: str) -> float:
         return math.inf
     if not points:
         return 0.0
-    names = sorted({n for u in table.units for n in u.pre.names()} | {ONE})
-    col = {n: i for i, n in enumerate(names)}
-    w_in = np.zeros((len(names), len(table.units)))
-    w_out = np.zeros((len(table.units), 1))
-    for j, u in enumerate(table.units):
-        for n, c in u.pre.terms:
-            w_in[col[n], j] = c
-        for out, c in u.out:
-            if out == d:
-                w_out[j, 0] += c
-    x = np.zeros((len(points), len(names)))
-    x[:, col[ONE]] = 1.0
-    numeric = np.zeros(len(names), dtype=bool)
-    for p, (combo, _) in enumerate(points):
-        for where, a in zip(layout, combo):
-            if isinstance(where, tuple):
-                name, c = where
-                if name in col:
-                    x[p, col[name]] = num(a) / c
-                    numeric[col[name]] = True
-            elif where[int(a)] in col:
-                x[p, col[where[int(a)]]] = 1.0
-    encode = encoder(job)
-    ideal = np.array([encode(y).get(d, 0.0) for _, y in points])
+    x, w_in, w_out, ideal, numeric = table_arrays(job, table, [d], layout, points)
     t = torch_dtype(dtype)
     W_in, W_out = torch.from_numpy(w_in).to(t), torch.from_numpy(w_out).to(t)
     worst = 0.0
@@ -138,5 +113,5 @@ def table_error(job: MLPJob, table: Table, d: str, dtype: str) -> float:
         with torch.no_grad():
             hidden = torch.relu(X @ W_in)
             got = (hidden @ W_out)[:, 0].double().numpy()
-        worst = max(worst, float(np.abs(got - ideal).max()))
+        worst = max(worst, float(np.abs(got - ideal[:, 0]).max()))
     return worst

@@ -54,6 +54,24 @@ def table_row_errors(job: MLPJob, table: Table, dtype: str, dirs: set[str]) -> d
         return {d: worst_case for d in wanted}
     if not points:
         return {d: 0.0 for d in wanted}
+    x, w_in, w_out, ideal, _ = table_arrays(job, table, wanted, layout, points)
+    exact = np.maximum(x @ w_in, 0.0) @ w_out
+    error = np.abs(exact - ideal) + _bound(x, w_in, w_out, dtype)
+    worst = error.max(axis=0)
+    return {d: float(worst[i]) for i, d in enumerate(wanted)}
+
+
+def table_arrays(
+    job: MLPJob,
+    table: Table,
+    wanted: list[str],
+    layout: list[list[str] | tuple[str, float]],
+    points: list[tuple[tuple[Atom, ...], Atom]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The table as arrays over the directions its units read (the constant included):
+    the residual at each point ``x`` [points, dirs], ``w_in`` [dirs, units], ``w_out``
+    [units, wanted], the ideal outputs [points, wanted], and which columns of ``x`` hold
+    numbers (not one-hot rows)."""
     names = sorted({n for u in table.units for n in u.pre.names()} | {ONE})
     col = {n: i for i, n in enumerate(names)}
     w_in = np.zeros((len(names), len(table.units)))
@@ -74,18 +92,17 @@ def table_row_errors(job: MLPJob, table: Table, dtype: str, dirs: set[str]) -> d
                 ideal[p, out_col[d]] = v
     x = np.zeros((len(points), len(names)))
     x[:, col[ONE]] = 1.0
+    numeric = np.zeros(len(names), dtype=bool)
     for p, (combo, _) in enumerate(points):
         for where, a in zip(layout, combo):
             if isinstance(where, tuple):  # a number: its direction and coefficient
                 name, coef = where
                 if name in col:
                     x[p, col[name]] = num(a) / coef
+                    numeric[col[name]] = True
             elif where[int(a)] in col:  # a category's index: its row's direction
                 x[p, col[where[int(a)]]] = 1.0
-    exact = np.maximum(x @ w_in, 0.0) @ w_out
-    error = np.abs(exact - ideal) + _bound(x, w_in, w_out, dtype)
-    worst = error.max(axis=0)
-    return {d: float(worst[i]) for d, i in out_col.items()}
+    return x, w_in, w_out, ideal, numeric
 
 
 def _bound(x: np.ndarray, w_in: np.ndarray, w_out: np.ndarray, dtype: str) -> np.ndarray:
