@@ -64,9 +64,19 @@ class MLPInfo:
     implements: str
     line: int | None
     hidden_units: int
+    #: in a layer without heads: why the job could not run a layer earlier (it reads
+    #: what the previous layer's MLP writes)
+    after: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"implements": self.implements, "line": self.line, "hidden_units": self.hidden_units}
+        out: dict[str, Any] = {
+            "implements": self.implements,
+            "line": self.line,
+            "hidden_units": self.hidden_units,
+        }
+        if self.after is not None:
+            out["after"] = self.after
+        return out
 
 
 @dataclass(frozen=True)
@@ -303,9 +313,39 @@ def layer_weights(
             HeadInfo(hi, h.kind, h.label, _line(h.span), round(b, 3), h.mask)
             for hi, (h, b) in enumerate(zip(heads, betas))
         ),
-        mlp=tuple(MLPInfo(m.label, _line(m.span), len(t.units)) for m, t in plan.mlps_in(layer)),
+        mlp=tuple(
+            MLPInfo(m.label, _line(m.span), len(t.units), None if heads else _after(plan, m))
+            for m, t in plan.mlps_in(layer)
+        ),
     )
     return w, info
+
+
+def _after(plan: Plan, job: MLPJob) -> str | None:
+    """Why ``job`` (in a layer with no heads) runs where it does: the inputs it reads
+    that the previous layer's MLP writes.  An MLP is one hidden layer, so a table cannot
+    read another table's output in the same layer; the compiler folds a chain of
+    elementwise operations into one table only while that table stays small."""
+    written: dict[str, MLPJob] = {}
+    for m in plan.mlps:
+        if m.layer == job.layer - 1:
+            for d in m.targets():
+                written[d] = m
+    parts: list[str] = []
+    for rep in job.inputs:
+        for lin in rep.lins():
+            for src in (written[n] for n in lin.names() if n in written):
+                where = f" (line {_line(src.span)})" if _line(src.span) else ""
+                text = f"{src.label}{where}"
+                if text not in parts:
+                    parts.append(text)
+    if not parts:
+        return None
+    return (
+        f"reads {'; '.join(parts)}, which layer {job.layer - 1}'s MLP computes: one MLP is one "
+        "hidden layer, and folding both into one table was refused (too many input "
+        "combinations, or numbers too close together for one table to tell apart)"
+    )
 
 
 def unembedding(plan: Plan, layout: Layout) -> dict[str, np.ndarray]:

@@ -21,6 +21,8 @@ their magnitude (:func:`index_gap`; ``values`` gives each s-op's inferred values
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 
 from ..language import ir
@@ -148,6 +150,9 @@ _WIDTHS = {"<=": (0, 1, 1), "<": (0, 1, 0), ">=": (1, -1, 0), ">": (1, -1, -1), 
 
 #: most sums one count may take before the ordinary (looser) inference is used
 MAX_COUNT_SUMS = 1 << 16
+#: Most combinations of counts :func:`joint_counts` takes width by width (prefix counts
+#: of two indicators at max length 64: 47 K).
+MAX_JOINT_COUNTS = 1 << 18
 
 
 def width_form(sel: ir.Selector) -> tuple[int, int, int] | None:
@@ -168,6 +173,22 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
     <=), x)``, a prefix sum): every sum of ``w`` values of integer ``x``, as the
     interpreter computes it (one rounding for the mean, one for the product).  None when
     ``node`` is not of that form or the sums are too many."""
+    found = counts_by_width(node, values, max_len)
+    if found is None:
+        return None
+    out: dict[object, Atom] = {}  # keyed by type too: 2 and 2.0 are two values
+    for ys in found[1].values():
+        for y in ys:
+            out[ir.atom_key(y)] = y
+    return tuple(out.values())
+
+
+def counts_by_width(
+    node: ir.Map, values: Values, max_len: int
+) -> tuple[tuple[int, int, int], dict[int, list[Atom]]] | None:
+    """For ``node`` of :func:`count_of_mean`'s form: its selector's width form and, per
+    width ``w`` the selector can have, the values ``node`` can take where the width is
+    ``w`` (two such nodes over the same width form have the same ``w`` at a position)."""
     if node.op != "mul" or len(node.args) != 2:
         return None
     for pos in (0, 1):
@@ -182,24 +203,63 @@ def count_of_mean(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...
             return None
         ints = [int(v) for v in vals]  # type: ignore[arg-type]
         a, b, c = form
-        widths = sorted({a * n + b * i + c for n in range(1, max_len + 1) for i in range(n)} - {0})
-        by_width = sums_by_width(ints, set(widths))
+        all_widths = {a * n + b * i + c for n in range(1, max_len + 1) for i in range(n)}
+        by_width = sums_by_width(ints, all_widths - {0})
         if by_width is None:
             return None
-        out: dict[object, Atom] = {}  # keyed by type too: 2 and 2.0 are two values
+        out: dict[int, list[Atom]] = {}
         for k, sums in by_width.items():
+            ys: dict[object, Atom] = {}
             for s in sums:
                 mean = s if k == 1 else s / k
                 pair: tuple[Atom, Atom] = (mean, k) if pos == 0 else (k, mean)
                 y = ir.apply_map(node, pair)
-                out[ir.atom_key(y)] = y
-        if any(a * n + b * i + c == 0 for n in range(1, max_len + 1) for i in range(n)):
+                ys[ir.atom_key(y)] = y
+            out[k] = list(ys.values())
+        if 0 in all_widths:
             # no key selected: the aggregate gives its default, times a width of 0
             empty: tuple[Atom, Atom] = (agg.default, 0) if pos == 0 else (0, agg.default)
-            y = ir.apply_map(node, empty)
-            out[ir.atom_key(y)] = y
-        return tuple(out.values())
+            out[0] = [ir.apply_map(node, empty)]
+        return form, out
     return None
+
+
+def joint_counts(node: ir.Map, values: Values, max_len: int) -> tuple[Atom, ...] | None:
+    """The values of an elementwise operation over counts of :func:`count_of_mean`'s form
+    on one width form (``balance = opens - closes``, both prefix sums) and constants,
+    taken width by width: at a position both counts are sums over the same keys, so a
+    count computed as ``0.9999999999999999`` (``49 * (1/49)``) meets the other count's
+    value at that width, not its values at every width.  None when ``node`` is not of
+    that form or the combinations are too many."""
+    tables: dict[int, dict[int, list[Atom]]] = {}
+    form = None
+    for a in node.args:
+        if isinstance(a, ir.Const):
+            continue
+        if not isinstance(a, ir.Map) or a.id in tables:
+            return None
+        found = counts_by_width(a, values, max_len)
+        if found is None or (form is not None and found[0] != form):
+            return None
+        form = found[0]
+        tables[a.id] = found[1]
+    if len(tables) < 2:
+        return None
+    widths = set.intersection(*(set(t) for t in tables.values()))
+    if sum(math.prod(len(t[w]) for t in tables.values()) for w in widths) > MAX_JOINT_COUNTS:
+        return None
+    ids = list(tables)
+    out: dict[object, Atom] = {}
+    for w in widths:
+        for picked in itertools.product(*(tables[i][w] for i in ids)):
+            got = dict(zip(ids, picked))
+            args = tuple(a.value if isinstance(a, ir.Const) else got[a.id] for a in node.args)
+            try:
+                y = ir.apply_map(node, args)
+            except ir.MAP_ERRORS:
+                continue
+            out[ir.atom_key(y)] = y
+    return tuple(out.values())
 
 
 def sums_by_width(vals: list[int], widths: set[int]) -> dict[int, set[int]] | None:

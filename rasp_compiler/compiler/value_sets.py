@@ -25,7 +25,14 @@ import numpy as np
 from ..errors import RaspError, RaspTypeError, RaspValueError
 from ..language import ir
 from ..language.ir import Atom
-from .positions import at_each_index, count_of_mean, is_functional, positional_means
+from .alternatives import select_alternatives
+from .positions import (
+    at_each_index,
+    count_of_mean,
+    is_functional,
+    joint_counts,
+    positional_means,
+)
 
 #: Above this many values a set is too large to enumerate (the compiler refuses).
 MAX_VALUE_SET = 1 << 20
@@ -222,6 +229,9 @@ def _node_values(
         case ir.Map():
             merged: dict[float, list[float]] = {}
             counted = count_of_mean(node, lambda n: sets[n.id].values, max_len)
+            if counted is None:
+                # the counts' own roundings, met width by width: no alternatives to check
+                counted = joint_counts(node, lambda n: sets[n.id].values, max_len)
             if counted is not None:
                 vals = _merge_close(sort_values(counted), merged)
             else:
@@ -437,4 +447,9 @@ def infer_value_sets(
             failed.add(node.id)
             continue
         sets[node.id] = ValueSet(vals)
+    for node in ir.walk(root):
+        if isinstance(node, ir.Select) and not any(c.id in failed for c in node.children()):
+            problem = select_alternatives(node, {i: v.values for i, v in sets.items()}, alts)
+            if problem is not None:
+                problems.append(problem)
     return sets, problems

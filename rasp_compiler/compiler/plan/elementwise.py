@@ -17,6 +17,7 @@ from ..numbers import binding_pair, min_gap, num, projection
 from ..positions import sums_by_width, width_form
 from ..residual import Lin, onehot_dirs, role_dir
 from .attention import width_xs
+from .fusion import critical_path_inputs
 from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
 from .types import CatRep, CatTarget, NumRep, Rep, TableFn
 
@@ -119,6 +120,9 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                 ):
                     reps, fn = early
                     narrow = None
+                crit = critical_path_inputs(p, node)
+                if crit is not None and crit.stage < max((r.stage for r in reps), default=0):
+                    reps, fn, narrow = crit.reps, crit.fn, None
                 memo[key] = [_job(p, node, reps, fn, p.label(node), narrow)]
             case ir.SelectorWidth():
                 xs = width_xs(p, node)
@@ -139,8 +143,13 @@ def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
         label = f"categories of {p.label(node)}"
         fused = _fused_through_widths(p, node) if isinstance(node, ir.Map) else None
         num = p.num(node)
+        crit = critical_path_inputs(p, node) if isinstance(node, ir.Map) else None
         if fused is not None and max(r.stage for r in fused[0]) < num.stage:
+            if crit is not None and crit.stage < max(r.stage for r in fused[0]):
+                fused = (crit.reps, crit.fn)
             p.job_memo[key] = [_job(p, node, fused[0], fused[1], label)]
+        elif crit is not None and crit.stage < num.stage:
+            p.job_memo[key] = [_job(p, node, crit.reps, crit.fn, label)]
         else:
             p.job_memo[key] = [_job(p, node, [num], _identity, label)]
     return p.job_memo[key]

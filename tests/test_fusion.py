@@ -1,0 +1,82 @@
+"""Chains of elementwise operations folded into the MLP of an earlier layer
+(``compiler/plan/fusion.py``), and ``inspect`` saying why an MLP-only layer remains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from check import all_inputs, compile_source, mismatches, random_inputs
+
+from rasp_compiler.inspect_model import describe
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# the paper's sort with BOS, written anew: a count through index 0, then -1 at index 0
+BOS_SORT = """
+earlier = select(tokens, tokens, <) or (select(tokens, tokens, ==) and select(indices, indices, <));
+share = aggregate(earlier or select(indices, 0, ==), indicator(indices == 0));
+before = (1 / share) - 1;
+place = -1 if indices == 0 else before;
+take = select(place, indices - 1, ==) or (select(indices, 0, ==) and select(indices, indices, ==));
+sorted = aggregate(take, tokens);
+"""
+
+
+def test_a_map_of_a_count_split_over_two_heads_runs_in_the_counts_mlp():
+    # ``place`` reads the count and the index: its table reads the two counting heads'
+    # 1/(w+1) and ``indices == 0`` directly, in the MLP that would have decoded the count,
+    # so the sort takes the paper's 2 layers (3 before)
+    sop, model = compile_source(BOS_SORT, "abc", 16)
+    assert model.config.n_layers == 2
+    checked, bad = mismatches(sop, model, random_inputs("abc", 16, 300, seed=11))
+    assert checked == 300 and not bad, bad[:3]
+    sop, model = compile_source(BOS_SORT, "abc", 6)
+    checked, bad = mismatches(sop, model, all_inputs("abc", 6))
+    assert checked == 1092 and not bad, bad[:3]
+
+
+NESTING = """
+is_open = indicator(tokens == "(" or tokens == "{");
+is_close = indicator(tokens == ")" or tokens == "}");
+prefix = select(indices, indices, <=);
+level = (indices + 1) * aggregate(prefix, is_open) - (indices + 1) * aggregate(prefix, is_close);
+shifted = level + is_close;
+rank = selector_width(select(shifted, shifted, ==) and prefix);
+partner = select(is_open, 1, ==) and select(shifted, shifted, ==) and select(rank, rank - 1, ==);
+opener = aggregate(partner, tokens, "?");
+fits = (opener + tokens) in ["()", "{}"];
+bad = aggregate(prefix, indicator((is_close and not fits) or level < 0)) > 0;
+verdict = "F" if bad else ("T" if level == 0 else "P");
+"""
+
+
+def test_only_the_inputs_on_the_critical_path_are_expanded():
+    # ``(is_close and not fits) or level < 0``: ``fits`` waits for the opener's head, and
+    # ``level < 0`` is ready in the first MLP; the table reads the opener, the tokens and
+    # ``level < 0`` (not level's own inputs), in the opener's layer: 5 layers (6 before)
+    sop, model = compile_source(NESTING, "(){}", 16)
+    assert model.config.n_layers == 5
+    checked, bad = mismatches(sop, model, random_inputs("(){}", 16, 300, seed=12))
+    assert checked == 300 and not bad, bad[:3]
+    sop, model = compile_source(NESTING, "(){}", 5)
+    checked, bad = mismatches(sop, model, all_inputs("(){}", 5))
+    assert checked == 1364 and not bad, bad[:3]
+    # the one MLP-only layer left says what it waits for
+    layers = model.spec.layers
+    alone = [i for i, layer in enumerate(layers) if not layer["attn"]]
+    assert alone == [1]
+    (job,) = layers[1]["mlp"]
+    assert "aggregate(prefix, is_open)" in job["after"] and "layer 0's MLP" in job["after"]
+    assert "after=reads" in describe(model, None, as_json=False)
+    # layers with heads need no such note
+    assert all("after" not in job for i in range(5) if i != 1 for job in layers[i]["mlp"])
+
+
+def test_max_prefix_runs_in_two_layers_at_any_length():
+    text = (EXAMPLES / "max_prefix.rasp").read_text(encoding="utf-8")
+    vocab = next(line.split()[-1] for line in text.splitlines() if line.startswith("# Vocabulary:"))
+    for n in (16, 64):
+        sop, model = compile_source(text, vocab, n)
+        assert model.config.n_layers == 2  # 3 and 4 before
+        checked, bad = mismatches(sop, model, random_inputs(vocab, n, 200, seed=n))
+        assert checked == 200 and not bad, bad[:3]
