@@ -334,6 +334,13 @@ EXAMPLE_OUTPUTS: dict[str, list[tuple[str, list]]] = {
     "reverse": [("a", ["a"]), ("abc", ["c", "b", "a"]), ("abcd", ["d", "c", "b", "a"])],
     "shift_and_compare": [("a", [F]), ("aabc", [F, T, F, F]), ("aaa", [F, T, T])],
     "sort": [("c", ["c"]), ("dbca", ["a", "b", "c", "d"]), ("baab", ["a", "a", "b", "b"])],
+    # index 0 is the marker whatever it holds: it stays, the rest is sorted after it
+    "sort_bos": [
+        ("a", ["a"]),
+        ("dcab", ["d", "a", "b", "c"]),
+        ("abab", ["a", "a", "b", "b"]),
+        ("ba", ["b", "a"]),
+    ],
     # one token and no BOS: its target is 1, so position 0 selects nothing and gets "§";
     # "§ab": a and b tie on count, first appearance first
     "sort_by_frequency": [
