@@ -80,3 +80,62 @@ def test_max_prefix_runs_in_two_layers_at_any_length():
         assert model.config.n_layers == 2  # 3 and 4 before
         checked, bad = mismatches(sop, model, random_inputs(vocab, n, 200, seed=n))
         assert checked == 200 and not bad, bad[:3]
+
+
+MOST_FREQUENT = """
+def width_with_bos(sel) {
+    sel = sel or select(indices, 0, ==);
+    return (1 / aggregate(sel, indicator(indices == 0))) - 1;
+}
+freq = width_with_bos(select(tokens, tokens, ==));
+repeat = width_with_bos(select(tokens, tokens, ==) and select(indices, indices, <)) > 0;
+key = indicator(repeat) * 100 - freq;
+before = select(key, key, <) or (select(key, key, ==) and select(indices, indices, <));
+target = width_with_bos(before);
+target = -1 if indices == 0 else target;
+pick = select(target, indices - 1, ==) or (select(indices, 0, ==) and select(indices, indices, ==));
+most_frequent_first = aggregate(pick, tokens);
+"""
+
+
+def test_a_select_on_a_computed_key_is_split_over_the_keys_parts():
+    # select(key, key, <) with key = 100 * indicator(repeat) - freq is, per pair of
+    # ``repeat`` values, a comparison of ``freq`` or always/never true: the counting heads
+    # read freq's and repeat's one-hots (written in the first MLP) instead of a one-hot of
+    # key (a second MLP, or a table over two counts whose rounding would tilt them)
+    from rasp_compiler.compiler.plan.split import split_selector
+    from rasp_compiler.compiler.selectors import atoms
+
+    sop, model = compile_source(MOST_FREQUENT, "abcd", 16)
+    assert model.config.n_layers == 4  # 5 before
+    assert [layer["attn"] != [] for layer in model.spec.layers] == [True, True, False, True]
+    # the sort's count: one head per disjoint conjunction of the split selector
+    assert [h["kind"] for h in model.spec.layers[1]["attn"]] == ["width"] * 3
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 400, seed=13))
+    assert checked == 400 and not bad, bad[:3]
+    sop, model = compile_source(MOST_FREQUENT, "abc", 6)
+    checked, bad = mismatches(sop, model, all_inputs("abc", 6))
+    assert checked == 1092 and not bad, bad[:3]
+    # the split itself: atoms over the parts only, with plain comparisons
+    _, _, plan = model.compiled_from
+    assert plan is not None
+    from rasp_compiler.compiler.pipeline import planned_program
+    from rasp_compiler.compiler.plan.builder import Planner
+    from rasp_compiler.compiler.value_sets import infer_value_sets
+    from rasp_compiler.language import ir
+
+    root = planned_program(sop, 8)
+    sets, _ = infer_value_sets(root, tuple("abcd"), 8)
+    planner = Planner(sets, 8, {}, {})
+    key_select = next(
+        n
+        for n in ir.walk(root)
+        if isinstance(n, ir.Select) and n.cmp == "<" and isinstance(n.keys, ir.Map)
+    )
+    split = split_selector(planner, key_select)
+    assert split is not key_select
+    assert {(a.cmp, len(planner.values(a.keys))) for a in atoms(split)} == {
+        ("<", 2),
+        ("==", 2),
+        (">", 9),
+    }

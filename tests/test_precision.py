@@ -94,10 +94,13 @@ def test_the_rounding_bound_covers_what_float32_computes(monkeypatch):
     import numpy as np
 
     from rasp_compiler.compiler import pipeline
+    from rasp_compiler.compiler.plan import attention
     from rasp_compiler.compiler.plan.types import NumRep
     from rasp_compiler.compiler.rounding import _bound, _input_layout, _points, table_row_errors
 
     monkeypatch.setattr(pipeline, "tilted_heads", lambda plan, dtype: [])
+    # and the key's select not split over its parts (which reads no such table)
+    monkeypatch.setattr(attention, "split_selector", lambda p, sel: sel)
     plan = pipeline.make_plan(_sop(MOST_FREQUENT_FIRST), tuple("abcd"), 16)
     joint = [
         (job, table)

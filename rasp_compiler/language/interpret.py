@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError, MixedAggregateError, RaspTypeError, RaspValueError, Span
 from ..limits import MAX_INPUT_LEN, MAX_INT_DIGITS, MAX_STRING_LEN
 from . import ir
+from .arith import INT_SAFE, arith
 from .ir import Atom
 from .order import evaluation_order
 
@@ -37,7 +38,7 @@ Value = list[Atom] | np.ndarray
 
 # The homogeneity rule: the set of Python types in a sequence -> its kind.
 #: ints below this are within every size limit (MAX_INT_DIGITS digits)
-_INT_SAFE = 10**15
+_INT_SAFE = INT_SAFE
 
 _KINDS: dict[frozenset[type], str] = {
     frozenset({str}): "str",
@@ -120,6 +121,11 @@ class Interpreter:
         memo = self._memo
         for node in evaluation_order(root):
             if node.id not in memo:
+                if isinstance(node, ir.Map):
+                    fast = arith(node, self.n, memo, self._kinds)
+                    if fast is not None:  # its kind is known: no scan of its types
+                        memo[node.id], self._kinds[node.id] = fast
+                        continue
                 self._store(node, self._compute(node))
 
     def _store(self, node: ir.Node, val: Value) -> None:
@@ -201,12 +207,6 @@ class Interpreter:
         assert op.arity == len(node.args), f"{node.op} takes {op.arity} operands"
         operands = [self._operand(a) for a in node.args]
         columns = [values for values, _ in operands]
-        fast = _ARITH.get(node.op)
-        if fast is not None and all(kind in ("int", "float") for _, kind in operands):
-            sums = list(map(fast, *columns))
-            # ints past the size limit: the general path below names the position
-            if not any(type(y) is int and abs(y) >= _INT_SAFE for y in sums):
-                return sums
         out: list[Atom] = []
         apply = _table_map(node) or (lambda *args: ir.apply_map(node, args))
         try:
@@ -282,15 +282,6 @@ class Interpreter:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-#: elementwise operations on numbers that a plain Python operator computes as MAP_OPS does
-#: (given int or float operands: no bools, no strings), for :meth:`Interpreter._map`
-_ARITH: dict[str, Callable[[Atom, Atom], Atom]] = {
-    "add": lambda a, b: a + b,  # type: ignore[operator]
-    "sub": lambda a, b: a - b,  # type: ignore[operator]
-    "mul": lambda a, b: a * b,  # type: ignore[operator]
-}
 
 
 def _table_map(node: ir.Map) -> Callable[[Atom], Atom] | None:

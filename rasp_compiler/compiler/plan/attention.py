@@ -34,6 +34,7 @@ from ..selectors import (
 from ..value_sets import ValueSet, lookup_value
 from .numeric_eq import numeric_eq as numeric_equality
 from .numeric_eq import numeric_eq_head
+from .split import split_selector
 from .state import PlanState
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
 
@@ -62,6 +63,39 @@ def selector_heads(
     A comparison of ``indices`` with ``indices`` that the selector requires (``select(
     indices, indices, <) and ...``) becomes the head's mask instead of a table over the
     index values, where the model allows masks (``PlanState.head_masks``)."""
+    split = split_selector(p, sel)
+    if split is not sel:
+        heads = _direct_heads(p, split, uniform, owner)
+        if heads is not None:
+            return heads
+    heads = _direct_heads(p, sel, uniform, owner)
+    if heads is not None:
+        return heads
+    key_ops, query_ops = distinct_operands(sel)
+    # One table over the joint values: constants folded into the atoms, and where
+    # a side compares several s-ops, an MLP first writes the class of their joint
+    # value (joint values the selector treats alike share a class).
+    sizes = [math.prod(len(p.values(o)) for o in ops) for ops in (key_ops, query_ops)]
+    if sizes[0] * sizes[1] > MAX_SELECT_TABLE:
+        raise p.fail(
+            "no single attention head can score this selector over its separate "
+            f"s-ops, and its joint table over {sizes[0]} key and {sizes[1]} query "
+            f"value combinations at max length {p.max_len} is too large "
+            f"(limit {MAX_SELECT_TABLE})",
+            owner,
+        )
+    jt = joint_table(sel, key_ops, query_ops, p.values)
+    keys = _joint_of(p, key_ops, jt.key_cols, jt.key_class, owner)
+    queries = _joint_of(p, query_ops, jt.query_cols, jt.query_class, owner)
+    pair = joint_pair(sel, keys, queries, jt, p.values)
+    return [HeadScores([pair], joint_scores(pair))]
+
+
+def _direct_heads(
+    p: PlanState, sel: ir.Selector, uniform: bool, owner: ir.SOp
+) -> list[HeadScores] | None:
+    """Heads scoring ``sel`` from its operands as they are (one head, or for a count one
+    head per disjoint term); None when that needs a joint of several s-ops."""
     _check_tables(p, sel, owner)
     pairs = build_pairs(sel, p.values)
     table = truth_table(sel, pairs)
@@ -83,23 +117,7 @@ def selector_heads(
             t_mask, t_pairs, term = term_mask(pairs, t) if p.head_masks else (None, pairs, t)
             heads.append(HeadScores(t_pairs, term_scores(t_pairs, term), t_mask))
         return heads
-    # One table over the joint values: constants folded into the atoms, and where
-    # a side compares several s-ops, an MLP first writes the class of their joint
-    # value (joint values the selector treats alike share a class).
-    sizes = [math.prod(len(p.values(o)) for o in ops) for ops in (key_ops, query_ops)]
-    if sizes[0] * sizes[1] > MAX_SELECT_TABLE:
-        raise p.fail(
-            "no single attention head can score this selector over its separate "
-            f"s-ops, and its joint table over {sizes[0]} key and {sizes[1]} query "
-            f"value combinations at max length {p.max_len} is too large "
-            f"(limit {MAX_SELECT_TABLE})",
-            owner,
-        )
-    jt = joint_table(sel, key_ops, query_ops, p.values)
-    keys = _joint_of(p, key_ops, jt.key_cols, jt.key_class, owner)
-    queries = _joint_of(p, query_ops, jt.query_cols, jt.query_class, owner)
-    pair = joint_pair(sel, keys, queries, jt, p.values)
-    return [HeadScores([pair], joint_scores(pair))]
+    return None
 
 
 def _check_tables(p: PlanState, sel: ir.Selector, owner: ir.SOp) -> None:

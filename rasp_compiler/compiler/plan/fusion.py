@@ -39,33 +39,46 @@ class Fused:
     fn: TableFn
 
 
-def _reps_of(p: PlanState, leaf: ir.SOp, as_heads: bool) -> list[Rep] | None:
+#: how a leaf is read: as the planner prefers, as its number, or (a count) as its heads
+BEST, NUMBER, HEADS = "best", "number", "heads"
+
+
+def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
     try:
-        if as_heads:
+        if mode == HEADS:
             assert isinstance(leaf, ir.SelectorWidth)
             return list(width_xs(p, leaf))
+        if mode == NUMBER:
+            return [p.num(leaf)]
         return [p.best(leaf)]
     except NodeFailed:
         return None
 
 
-def _expandable(p: PlanState, leaf: ir.SOp, as_heads: bool) -> bool:
-    if as_heads:
+def _expandable(p: PlanState, leaf: ir.SOp, mode: str) -> bool:
+    if mode == HEADS:
         return False
     if isinstance(leaf, ir.Map):
         return True
-    # a count read from its heads' 1/(w+1) instead of from the MLP that decodes it
+    # a count read as its number (written by one MLP from its heads, where its one-hot may
+    # need a second), then from its heads' 1/(w+1) instead of from the MLP decoding it
     return isinstance(leaf, ir.SelectorWidth)
+
+
+def _next_mode(p: PlanState, leaf: ir.SOp, mode: str) -> str:
+    if mode == BEST and isinstance(leaf, ir.SelectorWidth) and len(width_xs(p, leaf)) > 1:
+        return NUMBER
+    return HEADS
 
 
 def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
     """The earliest-running table computing ``node`` found by expanding its latest
     inputs (see the module docstring), or None when no expansion fits."""
-    # (leaf, read as its width heads?) in first-visit order
-    leaves: list[tuple[ir.SOp, bool]] = []
+    # (leaf, how it is read) in first-visit order
+    leaves: list[tuple[ir.SOp, str]] = []
     for a in node.args:
         if isinstance(a, ir.SOp) and all(a.id != x.id for x, _ in leaves):
-            leaves.append((a, False))
+            leaves.append((a, BEST))
     best: Fused | None = None
     for _ in range(MAX_STEPS):
         reps: list[list[Rep] | None] = [_reps_of(p, leaf, h) for leaf, h in leaves]
@@ -79,20 +92,23 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
         critical = [i for i, s in enumerate(stages) if s == top]
         if not critical or not all(_expandable(p, *leaves[i]) for i in critical):
             break
-        expanded: list[tuple[ir.SOp, bool]] = []
-        for i, (leaf, heads) in enumerate(leaves):
+        expanded: list[tuple[ir.SOp, str]] = []
+        for i, (leaf, mode) in enumerate(leaves):
             if i not in critical:
-                new = [(leaf, heads)]
+                new = [(leaf, mode)]
             elif isinstance(leaf, ir.Map):
-                new = [(a, False) for a in leaf.args if isinstance(a, ir.SOp)]
+                new = [(a, BEST) for a in leaf.args if isinstance(a, ir.SOp)]
             else:
-                new = [(leaf, True)]
-            for x, h in new:
-                if all(x.id != y.id or h != g for y, g in expanded):
-                    expanded.append((x, h))
-        # a node read both as itself and as its heads: keep the heads
+                new = [(leaf, _next_mode(p, leaf, mode))]
+            for x, m in new:
+                if all(x.id != y.id or m != n for y, n in expanded):
+                    expanded.append((x, m))
+        # a node read in several ways: keep the furthest expanded
+        rank = {BEST: 0, NUMBER: 1, HEADS: 2}
         leaves = [
-            (x, h) for x, h in expanded if h or all(x.id != y.id or not g for y, g in expanded)
+            (x, m)
+            for x, m in expanded
+            if all(x.id != y.id or rank[n] <= rank[m] for y, n in expanded)
         ]
     return best
 
@@ -100,7 +116,7 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
 def _table(
     p: PlanState,
     node: ir.Map,
-    leaves: list[tuple[ir.SOp, bool]],
+    leaves: list[tuple[ir.SOp, str]],
     reps: list[list[Rep]],
     flat: list[Rep],
 ) -> Fused | None:
@@ -112,7 +128,7 @@ def _table(
         return None
     base = fused_fn(node, [leaf for leaf, _ in leaves])
     sizes = [len(r) for r in reps]
-    decode = [h for _, h in leaves]
+    decode = [m == HEADS for _, m in leaves]
     max_len = p.max_len
 
     def fn(args: tuple[Atom, ...]) -> Atom | None:

@@ -1,0 +1,56 @@
+"""``+ - *`` on numbers without the per-position dispatch (the interpreter's hot path:
+a program is evaluated on thousands of inputs by ``verify``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from . import ir
+from .ir import Atom
+
+#: ints below this are within every size limit (MAX_INT_DIGITS digits)
+INT_SAFE = 10**15
+
+#: elementwise operations on numbers that a plain Python operator computes as MAP_OPS does
+#: (given int or float operands: no bools, no strings), for :func:`arith`
+_ARITH: dict[str, Callable[[Atom, Atom], Atom]] = {
+    "add": lambda a, b: a + b,  # type: ignore[operator]
+    "sub": lambda a, b: a - b,  # type: ignore[operator]
+    "mul": lambda a, b: a * b,  # type: ignore[operator]
+}
+
+#: the kind of a constant broadcast to every position, by its type
+_CONST_KINDS: dict[type, str] = {str: "str", bool: "bool", int: "int", float: "float"}
+
+
+def arith(
+    node: ir.Map, n: int, memo: Mapping[int, object], kinds: Mapping[int, str]
+) -> tuple[list[Atom], str] | None:
+    """``node``'s values when it is ``+ - *`` on int or float operands (computed as plain
+    Python operators, which is what ``ir.apply_map`` does for them), with the result's
+    kind: int from two ints, else float (ints and floats mixed).  None where the general
+    path must compute it: another operation or kind, no positions, or an int past the
+    size limit (which the general path names)."""
+    fast = _ARITH.get(node.op)
+    if fast is None or not n:
+        return None
+    found: list[str] = []
+    columns: list[list[Atom]] = []
+    for a in node.args:
+        if isinstance(a, ir.Const):
+            kind = _CONST_KINDS.get(type(a.value), "")
+            column = [a.value] * n
+        else:
+            kind, column = kinds[a.id], memo[a.id]  # type: ignore[assignment]
+        if kind not in ("int", "float"):
+            return None
+        found.append(kind)
+        columns.append(column)
+    out = list(map(fast, *columns))
+    if found == ["int", "int"]:
+        if any(abs(y) >= INT_SAFE for y in out):  # type: ignore[arg-type]
+            return None
+        return out, "int"
+    if any(type(y) is int and abs(y) >= INT_SAFE for y in out):
+        return None
+    return out, "float"
