@@ -199,6 +199,8 @@ def example_programs() -> list[tuple[str, str, str]]:
             vocab = "()ab"
         elif "hist" in path.stem or "freq" in path.stem:
             vocab = "§abc"
+        elif "addition" in path.stem:
+            vocab = "019+"
         out.append((path.stem, text, vocab))
     if not out:
         raise FileNotFoundError(f"no examples/*.rasp under {EXAMPLES_DIR}")
@@ -330,6 +332,14 @@ EXAMPLE_OUTPUTS: dict[str, list[tuple[str, list]]] = {
     ],
     "frac_prevs": [("a", [1]), ("abca", [1, 0.5, 1 / 3, 0.5]), ("bbab", [0, 0.0, 1 / 3, 0.25])],
     "histogram": [("a", [1]), ("abca", [2, 1, 1, 2]), ("§§b", [2, 2, 1])],
+    # 9 + 1 carries into the padding 0; 19 + 91 = 110 carries through a 9 + 1 + 1;
+    # "+9": the first number is empty
+    "long_addition": [
+        ("1", [0]),
+        ("09+01", [0, 0, 0, 1, 0]),
+        ("019+091", [0, 0, 0, 0, 1, 1, 0]),
+        ("+9", [0, 9]),
+    ],
     "max_prefix": [("b", ["b"]), ("acbda", ["a", "c", "c", "d", "d"]), ("dab", ["d", "d", "d"])],
     "reverse": [("a", ["a"]), ("abc", ["c", "b", "a"]), ("abcd", ["d", "c", "b", "a"])],
     "shift_and_compare": [("a", [F]), ("aabc", [F, T, F, F]), ("aaa", [F, T, T])],

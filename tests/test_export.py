@@ -83,9 +83,16 @@ def test_exported_weights_need_no_padding_mask(example):
     with torch.no_grad():
         ref = model.transformer(tokens, mask, return_residuals=True)
         logits, residuals, patterns = unmasked_forward(shape, w, tokens)
-    torch.testing.assert_close(logits, ref.logits, rtol=1e-5, atol=1e-5)
-    for got, want in zip(residuals, ref.residuals, strict=True):  # pad positions included
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # at the real positions (and BOS); a pad position's residual is never read (no head
+    # attends to it: checked below), and an MLP's steep steps may take its arbitrary values
+    # to different sides of a step in the two summation orders (long_addition's last MLP).
+    # The logits: a last MLP with large pre-activations (long_addition's, ~1e3) turns the
+    # two summation orders' 1e-5 into 1e-4 in its output, which is read by rounding (and
+    # the decoded outputs are compared exactly at the end)
+    real = mask[:, :, None]
+    torch.testing.assert_close(logits * real, ref.logits * real, rtol=1e-5, atol=1e-3)
+    for got, want in zip(residuals, ref.residuals, strict=True):  # the same, per layer
+        torch.testing.assert_close(got * real, want * real, rtol=1e-5, atol=1e-3)
     for layer, (got, want) in enumerate(zip(patterns, ref.patterns, strict=True)):
         torch.testing.assert_close(got[:, : want.shape[1]], want, rtol=1e-5, atol=1e-6)
         assert torch.all(got.masked_select(~mask[:, None, None, :]) == 0)  # exactly 0

@@ -283,32 +283,38 @@ def sums_by_width(vals: list[int], widths: set[int]) -> dict[int, set[int]] | No
 
 def at_each_index(node: ir.Operand, max_len: int) -> list[Atom] | None:
     """The value at index 0, 1, ..., max_len - 1 of an s-op that is a function of
-    ``indices`` alone (``indicator(indices == 0)``), or None."""
+    ``indices`` alone (``indicator(indices == 0)``), or None.  Iterative: a chain of
+    operations may be thousands deep."""
+    if not isinstance(node, ir.Map):
+        return None
     memo: dict[int, list[Atom] | None] = {}
 
-    def go(n: ir.Operand) -> list[Atom] | None:
-        if isinstance(n, ir.Const):
+    def leaf(n: ir.Operand) -> list[Atom] | None:
+        if isinstance(n, ir.Const | ir.Full):
             return [n.value] * max_len
         if isinstance(n, ir.Indices):
             return list(range(max_len))
-        if isinstance(n, ir.Full):
-            return [n.value] * max_len
-        if not isinstance(n, ir.Map):
-            return None
-        if n.id not in memo:
-            args = [go(a) for a in n.args]
-            out: list[Atom] | None = None
-            if all(a is not None for a in args):
-                try:
-                    out = [ir.apply_map(n, tuple(a[i] for a in args)) for i in range(max_len)]  # type: ignore[index]
-                except ir.MAP_ERRORS:
-                    out = None
-            memo[n.id] = out
-        return memo[n.id]
-
-    if not isinstance(node, ir.Map):
         return None
-    return go(node)
+
+    stack: list[tuple[ir.Map, bool]] = [(node, False)]
+    while stack:
+        n, ready = stack.pop()
+        if n.id in memo:
+            continue
+        maps = [a for a in n.args if isinstance(a, ir.Map) and a.id not in memo]
+        if not ready and maps:
+            stack.append((n, True))
+            stack.extend((a, False) for a in maps)
+            continue
+        args = [memo[a.id] if isinstance(a, ir.Map) else leaf(a) for a in n.args]
+        out: list[Atom] | None = None
+        if all(a is not None for a in args):
+            try:
+                out = [ir.apply_map(n, tuple(a[i] for a in args)) for i in range(max_len)]  # type: ignore[index]
+            except ir.MAP_ERRORS:
+                out = None
+        memo[n.id] = out
+    return memo[node.id]
 
 
 def positional_means(xs: list[Atom], default: Atom) -> tuple[Atom, ...] | None:

@@ -17,19 +17,40 @@ is ``1/k`` with ``k = 1 + |s-row without index 0|`` -- and exactly the integer 1
 which the interpreter computes to the same atom (one rounding of 1/k), and which the
 compiler counts with its own BOS: a head per disjoint part of ``s``, read by the next
 MLP, with no MLP beforehand writing a joint of ``s``'s operands and the index.
+
+Comparisons of prefix counts.  ``(i + 1) * aggregate(prefix, x) < (i + 1) *
+aggregate(prefix, y)`` (Dyck's ``balance < 0``) compares two counts the interpreter
+computes as ``(a / w) * w``; the comparison is the sign of ``a - b``, which is the sign of
+``aggregate(prefix, x - y)``: one head and a table over one number (see
+:func:`_count_comparison`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from ..language import ir
-from .positions import at_each_index
+from .positions import affine_form, at_each_index, width_form
 
 
 def bos_widths(root: ir.SOp, max_len: int) -> ir.SOp:
     """``root`` with every BOS width (see the module docstring) rewritten."""
+    return _rebuild(root, lambda n: _bos_width(n, max_len) if isinstance(n, ir.Aggregate) else None)
+
+
+def count_comparisons(root: ir.SOp, max_len: int) -> ir.SOp:
+    """``root`` with every comparison of two prefix counts rewritten to a comparison of
+    one mean with 0 (see :func:`_count_comparison`)."""
+    return _rebuild(
+        root, lambda n: _count_comparison(n, max_len) if isinstance(n, ir.Map) else None
+    )
+
+
+def _rebuild(root: ir.SOp, replace: Callable[[ir.Node], ir.Node | None]) -> ir.SOp:
+    """``root`` with each node ``replace`` gives a new node for replaced (bottom up: a
+    node is offered once its operands are rebuilt)."""
     new: dict[int, ir.Node] = {}
     for node in ir.walk(root):
         changed: dict[str, Any] = {}
@@ -42,12 +63,63 @@ def bos_widths(root: ir.SOp, max_len: int) -> ir.SOp:
             ):
                 changed[f.name] = tuple(new[v.id] if isinstance(v, ir.Node) else v for v in value)
         out: ir.Node = dataclasses.replace(node, **changed) if changed else node  # keeps id, span
-        if isinstance(out, ir.Aggregate):
-            out = _bos_width(out, max_len) or out
-        new[node.id] = out
+        new[node.id] = replace(out) or out
     result = new[root.id]
     assert isinstance(result, ir.SOp)
     return result
+
+
+_COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+def _count_comparison(node: ir.Map, max_len: int) -> ir.Map | None:
+    """``w*aggregate(s, x) - w*aggregate(s, y) CMP 0`` (or ``w*aggregate(s, x) CMP
+    w*aggregate(s, y)``) as ``aggregate(s, x - y) CMP 0``, where ``w`` is the number of
+    keys ``s`` selects (never 0) and x, y are indicators: both sides say how the counts
+    a and b of x and y compare.  The interpreter's counts are ``(a/w)*w``, each rounded
+    twice, but equal counts give the same float and unequal ones differ by about 1, and
+    the mean ``(a - b)/w`` has the sign of ``a - b``.  One head's mean then decides the
+    comparison with a table over one number, instead of a table over the index and two
+    means (Dyck-1 at 64: 2 layers, not 3)."""
+    if node.op not in _COMPARISONS or len(node.args) != 2:
+        return None
+    a, b = node.args
+    if (
+        isinstance(b, ir.Const)
+        and type(b.value) in (int, float)
+        and b.value == 0
+        and isinstance(a, ir.Map)
+        and a.op == "sub"
+    ):
+        a, b = a.args
+    left, right = _count(a, max_len), _count(b, max_len)
+    if left is None or right is None or left[0].id != right[0].id:
+        return None
+    sel = left[0]
+    diff = ir.Map(op="sub", args=(left[1], right[1]), span=node.span)
+    mean = ir.Aggregate(selector=sel, values=diff, default=0, span=node.span)
+    return ir.Map(op=node.op, args=(mean, ir.Const(0)), span=node.span, id=node.id)
+
+
+def _count(node: ir.Operand, max_len: int) -> tuple[ir.Selector, ir.Map] | None:
+    """(s, x) for ``w * aggregate(s, x)`` (either order) with ``w`` the width of ``s``,
+    never 0, and ``x`` an indicator."""
+    if not isinstance(node, ir.Map) or node.op != "mul" or len(node.args) != 2:
+        return None
+    for agg, w in (node.args, node.args[::-1]):
+        if not isinstance(agg, ir.Aggregate) or isinstance(w, ir.Const):
+            continue
+        form = width_form(agg.selector)
+        if form is None or affine_form(w) != tuple(float(v) for v in form):
+            continue
+        x = agg.values
+        if not isinstance(x, ir.Map) or x.op != "indicator":
+            return None
+        k, j, c = form
+        if any(k * n + j * i + c <= 0 for n in range(1, max_len + 1) for i in range(n)):
+            return None
+        return agg.selector, x
+    return None
 
 
 def _is_index_zero(sel: ir.Selector) -> bool:
