@@ -229,3 +229,51 @@ def test_long_addition_adds_in_five_layers():
         assert ["".join(map(str, g[-w:])) for g in got] == [f"{a + b:0{w}d}" for a, b in pairs]
         checked, bad = mismatches(sop, model, inputs)
         assert checked == len(inputs) and not bad
+
+
+_CMPS = ["<", ">", "<=", ">=", "=="]
+_KEYS = ["pa * 10 - pb", "pb - pa", "pa + pb * 3", "-pa if pb else pa", "pa if pb else 0 - pa"]
+_BIG = ["selector_width(select(tokens, tokens, ==))", 'selector_width(select(tokens, "a", ==))']
+_SMALL = [
+    'tokens == "a"',
+    "selector_width(select(tokens, tokens, ==) and select(indices, indices, <)) > 0",
+]
+
+
+def _shape(rng) -> str:
+    """A random program of one of the shapes the constructions above rewrite."""
+    if rng.random() < 0.5:
+        src = f"pa = {rng.choice(_BIG)};\npb = {rng.choice(_SMALL)};\nkey = {rng.choice(_KEYS)};\n"
+        c1, c2 = rng.choice(_CMPS), rng.choice(_CMPS)
+        if rng.random() < 0.5:
+            tie = f"select(key, key, ==) and select(indices, indices, {c2})"
+            sel = f"select(key, key, {c1}) or ({tie})"
+            return src + f"result = selector_width({sel});\n"
+        sel = f"select(key, key, {c1}) and select(indices, indices, {c2})"
+        return src + f'result = aggregate({sel}, indicator(tokens == "c"), 0);\n'
+    x = rng.choice(['indicator(tokens == "a")', 'indicator(tokens == "b" or tokens == "c")'])
+    y = rng.choice(['indicator(tokens == "b")', 'indicator(not (tokens == "a"))'])
+    sel, w = rng.choice(
+        [
+            ("select(indices, indices, <=)", "indices + 1"),
+            ("select(indices, indices, >=)", "length - indices"),
+        ]
+    )
+    c = rng.choice(_CMPS)
+    if rng.random() < 0.5:
+        return (
+            f"s = {sel};\nresult = ({w}) * aggregate(s, {x}) - ({w}) * aggregate(s, {y}) {c} 0;\n"
+        )
+    return f"s = {sel};\nresult = ({w}) * aggregate(s, {x}) {c} aggregate(s, {y}) * ({w});\n"
+
+
+def test_random_programs_of_the_rewritten_shapes_match_the_interpreter():
+    import random
+
+    rng = random.Random(20261214)
+    for i in range(10):
+        src = _shape(rng)
+        for n, inputs in ((5, all_inputs("abc", 5)), (24, random_inputs("abc", 24, 150, seed=i))):
+            sop, model = compile_source(src, "abc", n)
+            checked, bad = mismatches(sop, model, inputs)
+            assert checked == len(inputs) and not bad, (src, bad[:1])
