@@ -332,6 +332,8 @@ EXAMPLE_OUTPUTS: dict[str, list[tuple[str, list]]] = {
     ],
     "frac_prevs": [("a", [1]), ("abca", [1, 0.5, 1 / 3, 0.5]), ("bbab", [0, 0.0, 1 / 3, 0.25])],
     "histogram": [("a", [1]), ("abca", [2, 1, 1, 2]), ("§§b", [2, 2, 1])],
+    # index 0 is the marker whatever it holds; 1/mean - 1 is a float
+    "histogram_bos": [("a", [0.0]), ("abab", [1.0, 2.0, 1.0, 2.0]), ("§aa", [0.0, 2.0, 2.0])],
     # 9 + 1 carries into the padding 0; 19 + 91 = 110 carries through a 9 + 1 + 1;
     # "+9": the first number is empty
     "long_addition": [
