@@ -23,6 +23,10 @@ from .types import CatRep, CatTarget, NumRep, Rep, TableFn
 
 #: Most input combinations one fused elementwise MLP may have before the compiler refuses.
 MAX_MLP_DOMAIN = 1 << 21
+#: Largest table telling an output's ints from its equal floats (``kinds_of_means``):
+#: an optional refinement, so it may not cost a long compile (a mutant of long
+#: addition spent 12 s building a 300 K-point one before its output table was refused)
+MAX_KINDS_DOMAIN = 1 << 16
 #: Largest table for reading a width's attention output directly (saves a layer).
 MAX_FUSED_CONVERSION = 1 << 12
 
@@ -281,8 +285,8 @@ def kinds_of_means(
         return None
     counts = [key_count(leaves[i]) for i, _, _ in fixes]  # type: ignore[arg-type]
     inputs: list[Rep] = [*reps, *counts]
-    if math.prod(len(r.values) for r in inputs) > MAX_MLP_DOMAIN:
-        return None
+    if math.prod(len(r.values) for r in inputs) > MAX_KINDS_DOMAIN:
+        return None  # the kinds are a refinement: not worth a table this large
     if not p.joint_ok(node, [r.values for r in inputs if isinstance(r, NumRep)]):
         return None
     base = fused_fn(node, leaves)
