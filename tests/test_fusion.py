@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from check import all_inputs, compile_source, mismatches, random_inputs
+from test_constructions import NESTING  # the paper's Dyck-k shape
+from test_precision import MOST_FREQUENT_FIRST as MOST_FREQUENT
 
 from rasp_compiler.inspect_model import describe
 
@@ -35,21 +37,6 @@ def test_a_map_of_a_count_split_over_two_heads_runs_in_the_counts_mlp():
     sop, model = compile_source(BOS_SORT, "abc", 6)
     checked, bad = mismatches(sop, model, all_inputs("abc", 6))
     assert checked == 1092 and not bad, bad[:3]
-
-
-NESTING = """
-is_open = indicator(tokens == "(" or tokens == "{");
-is_close = indicator(tokens == ")" or tokens == "}");
-prefix = select(indices, indices, <=);
-level = (indices + 1) * aggregate(prefix, is_open) - (indices + 1) * aggregate(prefix, is_close);
-shifted = level + is_close;
-rank = selector_width(select(shifted, shifted, ==) and prefix);
-partner = select(is_open, 1, ==) and select(shifted, shifted, ==) and select(rank, rank - 1, ==);
-opener = aggregate(partner, tokens, "?");
-fits = (opener + tokens) in ["()", "{}"];
-bad = aggregate(prefix, indicator((is_close and not fits) or level < 0)) > 0;
-verdict = "F" if bad else ("T" if level == 0 else "P");
-"""
 
 
 def test_only_the_inputs_on_the_critical_path_are_expanded():
@@ -82,22 +69,6 @@ def test_max_prefix_runs_in_two_layers_at_any_length():
         assert model.config.n_layers == 2  # 3 and 4 before
         checked, bad = mismatches(sop, model, random_inputs(vocab, n, 200, seed=n))
         assert checked == 200 and not bad, bad[:3]
-
-
-MOST_FREQUENT = """
-def width_with_bos(sel) {
-    sel = sel or select(indices, 0, ==);
-    return (1 / aggregate(sel, indicator(indices == 0))) - 1;
-}
-freq = width_with_bos(select(tokens, tokens, ==));
-repeat = width_with_bos(select(tokens, tokens, ==) and select(indices, indices, <)) > 0;
-key = indicator(repeat) * 100 - freq;
-before = select(key, key, <) or (select(key, key, ==) and select(indices, indices, <));
-target = width_with_bos(before);
-target = -1 if indices == 0 else target;
-pick = select(target, indices - 1, ==) or (select(indices, 0, ==) and select(indices, indices, ==));
-most_frequent_first = aggregate(pick, tokens);
-"""
 
 
 def test_a_select_on_a_computed_key_is_split_over_the_keys_parts():
