@@ -7,6 +7,7 @@ from check import all_inputs, compile_source, mismatches, random_inputs
 
 from rasp_compiler.compiler.positions import index_gap, is_functional, is_invariant
 from rasp_compiler.compiler.value_sets import infer_value_sets
+from rasp_compiler.inspect_model import describe
 from rasp_compiler.language import ir
 from rasp_compiler.language.lower import load_source
 
@@ -346,14 +347,15 @@ def test_a_count_compared_with_the_indices_is_a_numerical_key_not_a_one_hot():
     assert checked == 1364 + 300 and not bad
 
 
-def test_a_numerical_key_float32_cannot_separate_falls_back_to_one_hots(monkeypatch):
+def test_a_numerical_key_float32_cannot_separate_is_compared_digit_by_digit(monkeypatch):
     # at 1024 the scores would reach ~1e6, where float32 rounds by ~0.25: without the
-    # digits construction, the one-hot construction is used, and the model stays exact
+    # numerical digits construction, the count is compared through the one-hots of its
+    # two base-33 digits (65 classes a side, not 1025), and the model stays exact
     from rasp_compiler.compiler.plan import numeric_eq
 
     monkeypatch.setattr(numeric_eq, "_digit_base", lambda *a: None)
     sop, model = compile_source(SORT, "abc", 1024)
-    assert model.config.d_model > 2000
+    assert model.config.d_model < 200
     checked, bad = mismatches(sop, model, random_inputs("abc", 1024, 6, seed=2))
     assert checked == 6 and not bad
 
@@ -373,12 +375,13 @@ def test_the_digits_construction_is_exact_where_its_tables_are_precise(monkeypat
     assert checked == 1364 + 300 and not bad
 
 
-def test_a_count_whose_tables_round_too_much_is_compared_through_one_hots():
+def test_a_count_whose_tables_round_too_much_is_compared_through_digit_one_hots():
     # the count's number and square come from MLP tables whose float32 rounding grows
     # like L^2 (their steps' activations), and the head multiplies it by the query: at
     # 512 the numerical comparison was wrong on most inputs (298 of 326).  The error is
     # measured once the tables are built; up to 64 it is within the head's margin (and
-    # beta allows for it), beyond that the count is compared through one-hots
+    # beta allows for it), beyond that the count is compared through the one-hots of its
+    # base-23 digits, which tolerate an error of 1/32
     from rasp_compiler.compiler.count_precision import SAFETY
 
     vocab = "abcdefghijklmnopqrstuvwxyz"
@@ -389,10 +392,43 @@ def test_a_count_whose_tables_round_too_much_is_compared_through_one_hots():
     sop, model = compile_source(SORT, vocab, 512)
     _, plan, _ = model.compiled_from
     assert plan.plain_counts and not any(h.count_node >= 0 for h in plan.heads)
-    assert model.config.d_model > 512  # one-hots of the count and the indices
-    checked, bad = mismatches(sop, model, random_inputs(vocab, 512, 12, seed=5))
-    assert checked == 12 and not bad
+    assert model.config.d_model < 200  # no one-hots of the count (513) or the indices (512)
+    text = describe(model, None, as_json=False)
+    assert "query//23==22" in text and "query%23==22" in text
+    inputs = random_inputs(vocab, 512, 12, seed=5)
+    inputs += [list("zyxwvutsrqponmlkjihgfedcba" * 20)[:512], ["q"] * 512]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == 14 and not bad
     assert SAFETY >= 2  # measured errors are taken several times over
+
+
+def test_a_digit_comparison_without_a_match_attends_bos_and_averages_alike():
+    # the query ``indices - 3`` is negative at the first three positions (no count equals
+    # it: the default), and several keys share a count (their mean must weigh them
+    # alike); both digits must match, one matching digit (22 vs 45) is not enough
+    from rasp_compiler.compiler.plan.digit_eq import DIGIT_EQ_MIN_VALUES
+
+    src = (
+        "c = selector_width(select(tokens, tokens, <));"
+        "m = aggregate(select(c, indices - 3, ==), indicator(indices % 3 == 0));"
+    )
+    sop, model = compile_source(src, "abc", 300)
+    _, plan, _ = model.compiled_from
+    (digits,) = [h for h in plan.heads if h.gap == 0.5 and h.uniform]
+    assert len(digits.qk) == 17 + 18 + 2 and 301 > DIGIT_EQ_MIN_VALUES  # base 18, and BOS
+    inputs = random_inputs("abc", 300, 40, seed=8) + [["a"] * 300, ["c"] * 40 + ["a"] * 260]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == 42 and not bad
+
+
+def test_without_digits_a_large_count_falls_back_to_full_one_hots(monkeypatch):
+    from rasp_compiler.compiler.plan import digit_eq
+
+    monkeypatch.setattr(digit_eq, "DIGIT_EQ_MIN_VALUES", 10**9)
+    sop, model = compile_source(SORT, "abc", 512)
+    assert model.config.d_model > 512
+    checked, bad = mismatches(sop, model, random_inputs("abc", 512, 6, seed=4))
+    assert checked == 6 and not bad
 
 
 # ------------------------------------------------------------ exact integer scores

@@ -32,8 +32,9 @@ from ..selectors import (
     truth_table,
 )
 from ..value_sets import ValueSet, lookup_value
+from .digit_eq import digit_eq, digit_eq_head
 from .numeric_eq import numeric_eq as numeric_equality
-from .numeric_eq import numeric_eq_head
+from .numeric_eq import numeric_eq_head, positional_values
 from .split import split_selector
 from .state import PlanState
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
@@ -263,8 +264,12 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     label = p.label(node)
     categorical = p.agg_is_categorical(node)
     numeric_eq = numeric_equality(p, node.selector)
+    by_digits = None
+    sel = node.selector
+    if numeric_eq is None and isinstance(sel, ir.Select) and isinstance(sel.queries, ir.SOp):
+        by_digits = digit_eq(p, sel, positional_values(p, sel.queries))
     heads: list[HeadScores]
-    if numeric_eq is None:
+    if numeric_eq is None and by_digits is None:
         # a mean needs equal weights on the selected keys, unless they all hold
         # one value (``has_focus``: the constant 1): then any split is exact
         single = len(p.values(node.values)) == 1
@@ -313,6 +318,12 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
             leak,
             value_span,
             averages,
+        )
+    elif by_digits is not None:
+        values_at = (tuple(value_lins), src.stage)
+        uniform = not categorical and len(p.values(node.values)) > 1
+        head = digit_eq_head(
+            p, by_digits, label, node.span, values_at, leak, value_span, averages, uniform
         )
     else:
         spec = _HeadSpec(

@@ -48,9 +48,9 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
         return None
     if max(len(kv), len(qv)) < NUMERIC_EQ_MIN_VALUES and p.eps <= UNIT_ROUNDOFF["float32"]:
         return None  # in float16/bfloat16 a one-hot's tables are what cannot stay exact
-    kpos = _positional_values(p, k)
+    kpos = positional_values(p, k)
     if kpos is None:
-        qpos = _positional_values(p, q)
+        qpos = positional_values(p, q)
         if qpos is None or not isinstance(k, ir.SelectorWidth) or k.id in p.plain_counts:
             return None
         # select(count, indices, ==), as sort's last head: the count whole, or in digits
@@ -58,7 +58,7 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
             return NumericEq(k, q, None, qpos)
         base = _digit_base(p, kv, qpos)
         return None if base is None else NumericEq(k, q, None, qpos, base)
-    qpos = _positional_values(p, q)
+    qpos = positional_values(p, q)
     if qpos is None and not (
         kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
     ):
@@ -91,7 +91,7 @@ def _digit_base(p: PlanState, kv: tuple[Atom, ...], qpos: tuple[float, ...]) -> 
     return base if ROUNDINGS * magnitude * p.eps < 1 / 8 else None
 
 
-def _positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
+def positional_values(p: PlanState, node: ir.SOp) -> tuple[float, ...] | None:
     """The s-op's value at index 0, 1, ... when it is a function of indices alone."""
     if isinstance(node, ir.Indices):
         return tuple(float(i) for i in range(p.max_len))
