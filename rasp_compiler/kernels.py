@@ -49,7 +49,9 @@ def attend(
     pad positions, whose outputs nothing reads, get the repeated row too.  Heads with a
     static mask always run in full."""
     scale = 1.0 / attn_scale
-    mask = key_mask[:, None, None, :]  # [B, 1, 1, T]
+    # every key real (run_batch groups inputs by length): no pad mask to apply, so a
+    # static mask stays [1, H, T, T] instead of being expanded to [B, H, T, T]
+    mask: torch.Tensor | None = None if bool(key_mask.all()) else key_mask[:, None, None, :]
     B, H, T, D = q.shape
     if T <= 2 or H == 0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
@@ -76,12 +78,14 @@ def attend(
 
 
 def _with(
-    mask: torch.Tensor, static: torch.Tensor | None, heads: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The pad mask [B, 1, 1, T] and the heads' static masks: [B, H, T, T] (or as is)."""
+    mask: torch.Tensor | None, static: torch.Tensor | None, heads: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """The pad mask [B, 1, 1, T] (None: no pads) and the heads' static masks: [B, H, T,
+    T], [1, H, T, T] without pads, or the pad mask as is."""
     if static is None:
         return mask
-    return mask & (static if heads is None else static[heads])[None]
+    chosen = (static if heads is None else static[heads])[None]
+    return chosen if mask is None else mask & chosen
 
 
 # ---------------------------------------------------------------- sparse support

@@ -56,6 +56,10 @@ from .model_config import (  # noqa: F401 - re-exported: the config lives beside
 
 # ---------------------------------------------------------------- modules
 
+#: an MLP runs over at most about this many hidden activations at a time (16 MiB in
+#: float32): positions in chunks that keep them in cache
+MLP_CHUNK = 1 << 22
+
 
 def _zeros(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.zeros(*shape))
@@ -144,9 +148,22 @@ class MLP(nn.Module):
         self.b_out = _zeros(cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, d_model] -> [B, T, d_model]."""
-        hidden = F.relu(linear_in(x, self.W_in, self.b_in))  # [B, T, d_mlp]
-        return linear_out(hidden, self.W_out, self.b_out)  # [B, T, d_model]
+        """x [B, T, d_model] -> [B, T, d_model].
+
+        Positions are independent, so they run in chunks of about ``MLP_CHUNK`` hidden
+        activations: a chunk's hidden units stay in cache between the two products (the
+        same sums per position; a wide lookup MLP is bound by memory, not arithmetic)."""
+        B, T, M = x.shape
+        flat = x.reshape(B * T, M)
+        rows = max(1, MLP_CHUNK // max(1, self.W_in.shape[1]))
+        if flat.shape[0] <= rows:
+            hidden = linear_in(flat, self.W_in, self.b_in).relu_()  # [B * T, d_mlp]
+            return linear_out(hidden, self.W_out, self.b_out).view(B, T, -1)
+        out = x.new_empty(B * T, self.W_out.shape[1])
+        for start in range(0, flat.shape[0], rows):
+            hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in).relu_()
+            out[start : start + rows] = linear_out(hidden, self.W_out, self.b_out)
+        return out.view(B, T, -1)
 
 
 class Block(nn.Module):
