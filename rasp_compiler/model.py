@@ -56,9 +56,9 @@ from .model_config import (  # noqa: F401 - re-exported: the config lives beside
 
 # ---------------------------------------------------------------- modules
 
-#: an MLP runs over at most about this many hidden activations at a time (16 MiB in
+#: an MLP runs over at most about this many hidden activations at a time (4 MiB in
 #: float32): positions in chunks that keep them in cache
-MLP_CHUNK = 1 << 22
+MLP_CHUNK = 1 << 20
 
 
 def _zeros(*shape: int) -> nn.Parameter:
