@@ -144,6 +144,29 @@ def full_length_inputs(
     return [_one_input(rng, vocab, max_len, style, i) for i in range(count)]
 
 
+def edge_inputs(vocab: Sequence[Any], n: int, style: str) -> list[list[Any]]:
+    """Inputs of length ``n`` that push counts and positions to their extremes, where
+    uniform random tokens never go (a count of n, not n / |vocab|): each of the first
+    four tokens repeated, the tokens in sorted and reversed runs, and for "dyck" the
+    deepest nesting and the longest unmatched run."""
+    vocab = list(vocab)
+    if style == "distinct":
+        return [vocab[:n], vocab[:n][::-1]] if n <= len(vocab) else []
+    head: list[Any] = []
+    if style == "bos":
+        head, vocab, n = [vocab[0]], vocab[1:], n - 1
+    if n <= 0:
+        return [head]
+    out = [[t] * n for t in vocab[:4]]
+    runs = [vocab[min(len(vocab) - 1, i * len(vocab) // n)] for i in range(n)]
+    out += [runs, runs[::-1]]
+    if style == "dyck":
+        op, cl = vocab[0], vocab[1]
+        nested = [op] * (n // 2) + [cl] * (n - n // 2)
+        out += [nested, [cl] * n, [op, cl] * (n // 2) + [op] * (n % 2)]
+    return [head + x for x in out]
+
+
 def _one_input(rng: random.Random, vocab: Sequence[Any], n: int, style: str, i: int) -> list:
     vocab = list(vocab)
     if style == "random":
