@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 import torch.nn.functional as F
 
@@ -96,38 +94,13 @@ def _with(
 SPARSE_FRACTION = 0.5
 
 
-#: weight -> its supports, found again whenever the weight changes (see :func:`_support`)
-_SUPPORTS: dict[int, tuple[weakref.ref, tuple, dict[int, torch.Tensor | None]]] = {}
-
-
 def _support(w: torch.Tensor, dim: int) -> torch.Tensor | None:
     """The indices of ``w``'s rows (dim 1: any nonzero along the columns) or columns
     (dim 0) that hold a nonzero, or None when most do (a dense product is cheaper).
-
-    Remembered per weight tensor while it lives and keeps its values (its version
-    counter, storage, dtype and device): a weight loaded, edited or moved is scanned
-    afresh."""
-    stamp = (w._version, w.data_ptr(), w.dtype, w.device)
-    entry = _SUPPORTS.get(id(w))
-    if entry is None or entry[0]() is not w or entry[1] != stamp:
-        if len(_SUPPORTS) > 4096:
-            for key in [k for k, (ref, _, _) in _SUPPORTS.items() if ref() is None]:
-                del _SUPPORTS[key]
-        entry = (weakref.ref(w), stamp, {})
-        _SUPPORTS[id(w)] = entry
-    found = entry[2]
-    if dim not in found:
-        used = (w != 0).any(dim=dim).nonzero().flatten()
-        sparse = len(used) < SPARSE_FRACTION * w.shape[1 - dim]
-        found[dim] = used if sparse else None
-        if sparse:  # the rows (columns) themselves, as one tensor
-            found[dim + 2] = w.index_select(1 - dim, used)
-    return found[dim]
-
-
-def _selected(w: torch.Tensor, dim: int) -> torch.Tensor:
-    """``w``'s rows (dim 1) or columns (dim 0) that :func:`_support` found."""
-    return _SUPPORTS[id(w)][2][dim + 2]  # type: ignore[return-value]
+    Found again on every call (one pass over ``w``, small beside the product): weights
+    may change in place, and a cache keyed on tensors could outlive them."""
+    used = (w != 0).any(dim=dim).nonzero().flatten()
+    return used if len(used) < SPARSE_FRACTION * w.shape[1 - dim] else None
 
 
 def linear_in(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -140,7 +113,7 @@ def linear_in(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     if rows is None:
         return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
     xs = x.reshape(-1, x.shape[-1]).index_select(1, rows)
-    return torch.addmm(b, xs, _selected(w, 1)).view(*x.shape[:-1], w.shape[1])
+    return torch.addmm(b, xs, w.index_select(0, rows)).view(*x.shape[:-1], w.shape[1])
 
 
 def linear_out(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -153,5 +126,5 @@ def linear_out(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     if cols is None:
         return torch.addmm(b, flat, w).view(*h.shape[:-1], w.shape[1])
     out = b.expand(flat.shape[0], w.shape[1]).clone()
-    out[:, cols] = torch.addmm(b.index_select(0, cols), flat, _selected(w, 0))
+    out[:, cols] = torch.addmm(b.index_select(0, cols), flat, w.index_select(1, cols))
     return out.view(*h.shape[:-1], w.shape[1])

@@ -101,23 +101,6 @@ class Attention(nn.Module):
         self.W_O = _zeros(H, D, M)
         self.b_O = _zeros(M)
 
-    def _qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """W_Q, W_K, W_V as one [d_model, 3 * H * d_head] matrix and their biases as one
-        vector, made again only when a parameter changed (its version counter, storage,
-        dtype or device) and
-        never while gradients are being recorded (kept out of any autograd graph)."""
-        params = (self.W_Q, self.W_K, self.W_V, self.b_Q, self.b_K, self.b_V)
-        stamp = tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device) for t in params)
-        cached = getattr(self, "_qkv_cache", None)
-        if cached is not None and cached[0] == stamp and not torch.is_grad_enabled():
-            return cached[1], cached[2]
-        H, M, D = self.W_Q.shape
-        w = torch.cat(params[:3], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
-        b = torch.cat(params[3:], dim=0).reshape(-1)
-        if not torch.is_grad_enabled():
-            self._qkv_cache = (stamp, w, b)
-        return w, b
-
     def forward(
         self, x: torch.Tensor, key_mask: torch.Tensor, need_pattern: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -130,7 +113,9 @@ class Attention(nn.Module):
         """
         B, T, M = x.shape
         H, D = self.W_Q.shape[0], self.W_Q.shape[2]
-        w, b = self._qkv_weights()  # one matmul for Q, K and V of every head
+        # one matmul for Q, K and V of every head: [M, 3 * H * D]
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
+        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
         qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
         pattern = None
