@@ -93,10 +93,10 @@ def test_reverse_head_attends_to_the_mirror_position():
 
 
 def test_sops_not_held_are_listed_with_the_interpreter_value():
-    t = traced("dyck2")  # "depth < 0" lives only inside the MLP that computes "bad"
-    below = next(s for s in t.sops if s.name == "depth < 0")
+    t = traced("dyck2")  # "not pair_ok" lives only inside the MLP that computes "bad"
+    below = next(s for s in t.sops if s.name == "not pair_ok")
     assert below.decoded is None and below.agrees is None
-    assert below.interpreter == [False] * 4
+    assert below.interpreter == [True] * 4
     reverse = traced("reverse")
     length = next(s for s in reverse.sops if s.name == "length")
     assert length.agrees is True and reverse.snapshots[length.stage] == "layer 0 attention"
