@@ -34,6 +34,9 @@ def arith(
     fast = _ARITH.get(node.op)
     if fast is None or not n:
         return None
+    same = _identity(node, kinds)
+    if same is not None:  # ``x + 0``, ``x - 0``, ``x * 1``: x itself, of its own kind
+        return list(memo[same.id]), kinds[same.id]  # type: ignore[call-overload]
     found: list[str] = []
     columns: list[list[Atom]] = []
     for a in node.args:
@@ -54,3 +57,22 @@ def arith(
     if any(type(y) is int and abs(y) >= INT_SAFE for y in out):
         return None
     return out, "float"
+
+
+def _identity(node: ir.Map, kinds: Mapping[int, str]) -> ir.SOp | None:
+    """The operand ``node`` leaves unchanged at every position: ``x + 0`` or ``0 + x``
+    for int x (a float's -0.0 + 0 is 0.0), ``x - 0`` and ``x * 1`` or ``1 * x`` for int
+    or float x (the constant an int, not a bool: ``x + 0.0`` turns an int into a float)."""
+    a, b = node.args
+    unit = {"add": 0, "sub": 0, "mul": 1}[node.op]
+    for const, other in ((b, a), (a, b)):
+        if not (isinstance(const, ir.Const) and type(const.value) is int and const.value == unit):
+            continue
+        if not isinstance(other, ir.SOp) or isinstance(other, ir.Const):
+            continue
+        if node.op == "sub" and const is a:
+            continue  # 0 - x is -x
+        kind = kinds.get(other.id)
+        if kind == "int" or (kind == "float" and node.op != "add"):
+            return other
+    return None
