@@ -201,6 +201,8 @@ def example_programs() -> list[tuple[str, str, str]]:
             vocab = "§abc"
         elif "addition" in path.stem:
             vocab = "019+"
+        elif "inference" in path.stem:
+            vocab = "aAB<,?"
         out.append((path.stem, text, vocab))
     if not out:
         raise FileNotFoundError(f"no examples/*.rasp under {EXAMPLES_DIR}")
@@ -341,6 +343,13 @@ EXAMPLE_OUTPUTS: dict[str, list[tuple[str, list]]] = {
         ("09+01", [0, 0, 0, 1, 0]),
         ("019+091", [0, 0, 0, 0, 1, 1, 0]),
         ("+9", [0, 9]),
+    ],
+    # no facts prove nothing; a rule before the fact it uses still applies
+    "inference": [
+        ("a", ["F"]),
+        ("a<A?", ["F"] * 4),
+        ("a<A,a<A?", ["T"] * 8),
+        ("A<B,a<A,a<B?", ["T"] * 12),
     ],
     "max_prefix": [("b", ["b"]), ("acbda", ["a", "c", "c", "d", "d"]), ("dab", ["d", "d", "d"])],
     "reverse": [("a", ["a"]), ("abc", ["c", "b", "a"]), ("abcd", ["d", "c", "b", "a"])],

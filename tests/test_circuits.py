@@ -6,6 +6,7 @@ residual stream with the trace's read-outs (rasp_compiler.trace.collect.read_sop
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,13 +47,47 @@ MASKED = {
     # when no a was seen, so zeroing the head never changes running_max
     ("max_prefix", "tokens:a", "running_max"),
 }
+
+
+def _clauses(n: int, seed: str) -> list[str]:
+    """Inputs of examples/inference.rasp up to 16 tokens: a fact about "a" and any rule,
+    or any chain of two rules, asking about each set (a zeroed count reads as the
+    largest, so a rule must also read a set the fact misses to show it);
+    then ``n`` random ones (clause lists, and a quarter random strings).  Random tokens
+    alone are almost never clauses: nothing would be proved, and no ablation could show
+    what proving reads."""
+    import random
+
+    rng = random.Random(seed)
+    out = [f"a<{x},{y}<{z},a<{q}?" for x, y, z, q in itertools.product("ABC", repeat=4)]
+    chains = itertools.product("ABC", itertools.permutations("ABC"), "ABC")
+    out += [f"a<{w},{x}<{y},{y}<{z},a<{q}?" for w, (x, y, z), q in chains]
+    for i in range(n):
+        if i % 4 == 3:  # a length that is no multiple of 4 (or a stray token)
+            out.append("".join(rng.choice("abcABC<,?") for _ in range(rng.randint(1, 16))))
+            continue
+        sets = rng.sample("ABC", 3)
+        clauses = ["a<" + sets[0]] + [f"{x}<{y}" for x, y in zip(sets, sets[1:])]
+        clauses = [c for c in clauses if rng.random() < 0.7]
+        if rng.random() < 0.5:  # any rule: a cycle or "A<A" makes a set add itself
+            clauses.append(rng.choice("ABC") + "<" + rng.choice("ABC"))
+        rng.shuffle(clauses)
+        clauses = clauses[:3]
+        question = rng.choice("aab") + "<" + rng.choice("ABC") + "?"
+        out.append(",".join([*clauses, question]))
+    return out
+
+
+#: examples checked at a longer max length, on their own inputs
+OWN_INPUTS = {"inference": (16, _clauses)}
+
 #: the reference's BOS width, which the compiler rewrites to a selector_width
 BOS_WIDTH = (
     "bos = aggregate(select(tokens, tokens, ==) or select(indices, 0, ==),"
     " indicator(indices == 0)); hist = round(1 / bos) - 1;"
 )
 CASES = (
-    [(p.stem, p) for p in sorted(EXAMPLES_DIR.glob("*.rasp"))]
+    [(p.stem, p) for p in sorted(EXAMPLES_DIR.glob("*.rasp")) if p.stem not in OWN_INPUTS]
     + [(name, src) for name, src, _ in EXPRESSIONS if name in CORPUS]
     + [("bos_width", BOS_WIDTH)]
 )
@@ -124,12 +159,29 @@ def _shown(trace) -> str:
 
 @pytest.mark.parametrize(("name", "case"), CASES, ids=[n for n, _ in CASES])
 def test_ablating_a_component_changes_exactly_its_downstream_sops(name, case):
+    _check_ablations(name, case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(OWN_INPUTS))
+def test_ci_sample_ablations_on_an_examples_own_inputs(name):
+    # 147 inputs at max length 16 (about 80 s): slow, and in CI's sample
+    _check_ablations(name, EXAMPLES_DIR / f"{name}.rasp")
+
+
+def _check_ablations(name: str, case: str | Path) -> None:
     sop, vocab, names, sop_name = _program(case)
+    max_len, make_inputs = OWN_INPUTS.get(name, (MAX_LEN, None))
     model = compile_sop(
-        sop, parse_vocab(vocab), MAX_LEN, names=names, sop_name=sop_name, allow_partial=True
+        sop, parse_vocab(vocab), max_len, names=names, sop_name=sop_name, allow_partial=True
     )
     circuit = build_circuit(sop, model, names)
-    reader = Reader(sop, model, names, seeded_inputs(vocab, N_INPUTS, name, MAX_LEN))
+    inputs = (
+        seeded_inputs(vocab, N_INPUTS, name, MAX_LEN)
+        if make_inputs is None
+        else make_inputs(N_INPUTS // 4, name)
+    )
+    reader = Reader(sop, model, names, inputs)
     assert len(reader.inputs) >= N_INPUTS // 2
     base = reader.read()
     held = {s["id"] for s in circuit["sops"] if s["encoding"] is not None}
