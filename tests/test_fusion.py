@@ -71,19 +71,29 @@ def test_max_prefix_runs_in_two_layers_at_any_length():
         assert checked == 200 and not bad, bad[:3]
 
 
-def test_a_select_on_a_computed_key_is_split_over_the_keys_parts():
+def test_a_select_on_a_computed_key_is_split_over_the_keys_parts_where_that_pays():
     # select(key, key, <) with key = 100 * indicator(repeat) - freq is, per pair of
     # ``repeat`` values, a comparison of ``freq`` or always/never true: the counting heads
-    # read freq's and repeat's one-hots (written in the first MLP) instead of a one-hot of
-    # key (a second MLP, or a table over two counts whose rounding would tilt them)
+    # can read freq's and repeat's one-hots (written in the first MLP) instead of a
+    # one-hot of key.  At 64 that split is what keeps the key's heads in layer 1: one
+    # table writing key's one-hot from the two counting heads would project both counts
+    # at once (too fine for float32), so key's one-hot would take a second MLP.
     from rasp_compiler.compiler.plan.split import split_selector
     from rasp_compiler.compiler.selectors import atoms
 
-    sop, model = compile_source(MOST_FREQUENT, "abcd", 16)
-    assert model.config.n_layers == 4  # 5 before
+    sop, model = compile_source(MOST_FREQUENT, "abcd", 64)
+    assert model.config.n_layers == 4  # 5 before the split
     assert [layer["attn"] != [] for layer in model.spec.layers] == [True, True, False, True]
     # the sort's count: one head per disjoint conjunction of the split selector
     assert [h["kind"] for h in model.spec.layers[1]["attn"]] == ["width"] * 3
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 64, 300, seed=13))
+    assert checked > 150 and not bad, bad[:3]  # the rest mix '§' and ints, as in the reference
+    # at 16 one table writes key's one-hot in the first MLP (``repeat`` is read as a
+    # gate, see test_a_count_read_through_count_eq_0_gates_a_table): the select is not
+    # split, the sort's count takes two heads, and the paper's three layers
+    sop, model = compile_source(MOST_FREQUENT, "abcd", 16)
+    assert model.config.n_layers == 3
+    assert [h["kind"] for h in model.spec.layers[1]["attn"]] == ["width"] * 2
     checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 400, seed=13))
     assert checked == 400 and not bad, bad[:3]
     sop, model = compile_source(MOST_FREQUENT, "abc", 6)

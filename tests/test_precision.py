@@ -67,8 +67,9 @@ def test_a_counting_head_never_reads_a_joint_table_whose_rounding_could_tilt_it(
     # This program's counting heads once read a table over two counts at once
     # (pre-activations near 3e5): float32 rounding tilted their weights and the model
     # was wrong on about 1% of inputs.  The table's rounding is now bounded on every
-    # point of its domain, the bound is over the heads' budget, so the key is computed
-    # from each count's own number first: one layer more, and exact.
+    # point of its domain, the bound is over the heads' budget.  The key reads ``repeat``'s
+    # count only through ``count == 0``, so the table now takes that count as a gate and
+    # projects one number (``emit.mlp.numeric_gates``): the paper's three layers, exact.
     sop = _sop(MOST_FREQUENT_FIRST)
     model = compile_sop(sop, tuple("abcd"), 16)
     assert model.warnings == []
@@ -231,3 +232,50 @@ def test_half_precision_uses_exact_integer_heads_and_numbers_where_one_hots_woul
     skewed = [[t] * n for t in "ab" for n in range(1, 33)] + random_inputs("ab", 32, 100, seed=5)
     got = model.run_batch(skewed)
     assert got == [[x.count(t) for t in x] for x in skewed]
+
+
+def test_a_count_read_through_count_eq_0_gates_a_table():
+    # key = indicator(repeat) * 100 - freq reads two counting heads' 1/(w+1); it reads
+    # repeat's only through w > 0, i.e. whether 1/(w+1) is 1, its largest value.  That
+    # number is a gate ((x - 1/2) / (1/2): 1 at 1, at most 0 elsewhere) and only freq's is
+    # projected.  The rows the table writes stay flat while the gate's number is off by
+    # its tolerance: the part it switches on is a step in the gate, not linear in it.
+    from rasp_compiler.compiler.residual import ONE
+
+    sop = _sop(MOST_FREQUENT_FIRST)
+    model = compile_sop(sop, tuple("abcd"), 16)
+    _, plan, _ = model.compiled_from
+    found = [
+        (job, table)
+        for job, table in zip(plan.mlps, plan.tables)
+        if "indicator(repeat) * 100 - freq" in job.label
+    ]
+    assert len(found) == 1
+    job, table = found[0]
+    assert len(job.inputs) == 2 and len(table.gate_tolerances) == 1
+    ((gate_input, tol),) = table.gate_tolerances
+    other = 1 - gate_input
+    assert tol > 1e-5
+    gate_name = job.inputs[gate_input].lin.names()[0]
+    num_name = job.inputs[other].lin.names()[0]
+
+    def rows(x_num: float, x_gate: float) -> dict[str, float]:
+        resid = {ONE: 1.0, num_name: x_num, gate_name: x_gate}
+        out: dict[str, float] = {}
+        for unit in table.units:
+            pre = sum(c * resid.get(n, 0.0) for n, c in unit.pre.terms)
+            for d, w in unit.out:
+                out[d] = out.get(d, 0.0) + w * max(pre, 0.0)
+        return out
+
+    exact = 0
+    for w_freq in range(1, 17):
+        for x_gate in (1.0, 0.5):
+            clean = rows(1.0 / (w_freq + 1), x_gate)
+            assert all(min(abs(v), abs(v - 1.0)) < 1e-9 for v in clean.values())
+            assert any(abs(v - 1.0) < 1e-9 for v in clean.values())
+            for noise in (-tol, tol):
+                noisy = rows(1.0 / (w_freq + 1), x_gate + noise * (x_gate < 1.0 or -1.0))
+                assert all(abs(noisy.get(d, 0.0) - v) < 1e-9 for d, v in clean.items())
+                exact += 1
+    assert exact == 64

@@ -77,8 +77,9 @@ def tilted_heads(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]
     row_error: dict[str, float] = {}
     writer: dict[str, set[int]] = {}
     for job, table in zip(plan.mlps, plan.tables):
-        if sum(isinstance(r, NumRep) for r in job.inputs) < 2:
-            continue  # one number: small pre-activations (see the module docstring)
+        projected = sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances)
+        if projected < 2:
+            continue  # one number (others read as gates): small pre-activations, as above
         for d, err in table_row_errors(job, table, dtype, read).items():
             row_error[d] = max(row_error.get(d, 0.0), err)
             if err > 0.0:

@@ -47,11 +47,19 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
     if problems:
         return PlanFailure(tuple(problems))
     draft = replace(draft, mlps=tuple(mlps))
-    requirements = draft.requirements + tuple(
-        Requirement(rep, table.cat_tolerance)
-        for job, table in zip(draft.mlps, tables)
-        for rep in job.inputs
-        if isinstance(rep, CatRep)
+    requirements = (
+        draft.requirements
+        + tuple(
+            Requirement(rep, table.cat_tolerance)
+            for job, table in zip(draft.mlps, tables)
+            for rep in job.inputs
+            if isinstance(rep, CatRep)
+        )
+        + tuple(
+            Requirement(job.inputs[i], tol)
+            for job, table in zip(draft.mlps, tables)
+            for i, tol in table.gate_tolerances
+        )
     )
     leaks = settle_leaks(draft.all_heads, requirements)
     heads = tuple(replace(h, leak=leaks[h.id]) for h in draft.heads)

@@ -21,11 +21,20 @@ Why it is exact
   rounding small.
 * A step of a combination ``c`` is switched off for other combinations by adding
   ``G (g_c - 1)`` with ``G`` larger than the step's largest pre-activation.
+* A number the function reads only through "is it at its extreme value" (``w == 0``
+  from a counting head's ``1/(w+1)``, which is 1 there) is a gate, not projected
+  (:func:`numeric_gates`): ``(x - x') / (x_e - x')`` is 1 at the extreme ``x_e`` and at
+  most 0 elsewhere.  The table is then one table for the other values plus, for each
+  set of gates, the difference switched on when all of them are at their extremes
+  (a Moebius sum over the sets: the tables on for an input add up to its value).  The
+  number is an attention output, never exactly its value, so those parts' constant
+  term is a step in the gate (two ReLUs, flat within 1/4 of 1 and of 0).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 from ...language.ir import Atom
 from ..numbers import num, projection
@@ -35,6 +44,10 @@ from ..value_sets import lookup_value
 
 #: Most hidden units one elementwise table may use.
 MAX_UNITS = 1 << 16
+#: Most numbers one table reads as gates (it is then 2^k tables), and most input
+#: combinations scanned to find them.
+MAX_GATES = 3
+MAX_GATE_SCAN = 1 << 16
 
 
 def encoder(job: MLPJob):
@@ -78,53 +91,101 @@ def table_units(job: MLPJob) -> Table | PlanError:
     multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger."""
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
-    lams, num_vals = projection([r.values for _, r in nums])
-    u_lin = lin_sum(r.lin.scale(lam) for (_, r), lam in zip(nums, lams))
-    encode = encoder(job)
+    all_vals = [tuple(sorted({float(v) for v in r.values})) for _, r in nums]
     atoms = [{float(x): x for x in r.values} for _, r in nums]
+    encode = encoder(job)
+    gates = numeric_gates(job, cats, nums, all_vals, atoms, encode)
+    gated_at = {j: e for j, e in gates}
+    plain = [j for j in range(len(nums)) if j not in gated_at]
+    lams, num_vals = projection([nums[j][1].values for j in plain])
+    u_lin = lin_sum(nums[j][1].lin.scale(lam) for j, lam in zip(plain, lams))
+    # each gated number's row: 1 at its extreme value, at most 0 at every other value
+    gate_rows: list[Lin] = []
+    num_tolerances: list[tuple[int, float]] = []
+    for j, e in gates:
+        vals = all_vals[j]
+        near = vals[e - 1] if e == len(vals) - 1 else vals[1]
+        gate_rows.append((nums[j][1].lin - Lin.const(near)).scale(1.0 / (vals[e] - near)))
+        num_tolerances.append((nums[j][0], abs(vals[e] - near)))
 
-    def points_of(combo: tuple[int, ...]) -> tuple[tuple[float, dict[str, float]], ...]:
-        points: list[tuple[float, dict[str, float]]] = []
-        for ncombo in itertools.product(*num_vals):
+    def value(ccombo: tuple[int, ...], ext: frozenset[int], ncombo: tuple[float, ...]):
+        """The encoding at these inputs, the gated numbers at their extreme value (those
+        in ``ext``) or at any other value where the function is defined."""
+        choices = [
+            (all_vals[j][gated_at[j]],)
+            if j in ext
+            else tuple(v for k, v in enumerate(all_vals[j]) if k != gated_at[j])
+            for j, _ in gates
+        ]
+        for gvals in itertools.product(*choices):
             args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
-            for (i, r), c in zip(cats, combo):
+            for (i, r), c in zip(cats, ccombo):
                 args[i] = r.values[c]
-            for (i, _), v, table in zip(nums, ncombo, atoms):
-                args[i] = table.get(v, v)
+            for j, v in zip(plain, ncombo):
+                args[nums[j][0]] = atoms[j].get(v, v)
+            for (j, _), v in zip(gates, gvals):
+                args[nums[j][0]] = atoms[j].get(v, v)
             y = job.fn(tuple(args))  # type: ignore[operator]
-            if y is None:
-                continue
-            u = sum(lam * v for lam, v in zip(lams, ncombo))
-            points.append((u, encode(y)))
-        points.sort(key=lambda p: p[0])
-        return tuple(points)
+            if y is not None:
+                return encode(y)
+        return None
 
-    groups = _gate_groups(
-        [len(r.values) for _, r in cats],
-        {
-            combo: points_of(combo)
-            for combo in itertools.product(*(range(len(r.values)) for _, r in cats))
-        },
-    )
+    subsets = [
+        frozenset(j for b, (j, _) in enumerate(gates) if mask >> b & 1)
+        for mask in range(1 << len(gates))
+    ]
+
+    def points_by_subset(ccombo: tuple[int, ...]) -> dict[frozenset[int], tuple]:
+        """Per set S of gated numbers, the table switched on when all of S are at their
+        extreme values: the Moebius difference over S's subsets, so that the tables on
+        for an input sum to its encoding."""
+        out: dict[frozenset[int], list[tuple[float, dict[str, float]]]] = {s: [] for s in subsets}
+        for ncombo in itertools.product(*num_vals):
+            found = {s: value(ccombo, s, ncombo) for s in subsets}
+            known = [v for v in found.values() if v is not None]
+            if not known:
+                continue
+            full = {s: (v if v is not None else known[0]) for s, v in found.items()}
+            u = sum(lam * v for lam, v in zip(lams, ncombo))
+            for s in subsets:
+                diff: dict[str, float] = {}
+                for t in subsets:
+                    if t <= s:
+                        sign = -1.0 if (len(s) - len(t)) % 2 else 1.0
+                        diff = _add(diff, {k: sign * x for k, x in full[t].items()})
+                out[s].append((u, diff))
+        return {s: tuple(sorted(pts, key=lambda p: p[0])) for s, pts in out.items()}
+
+    per_combo = {
+        combo: points_by_subset(combo)
+        for combo in itertools.product(*(range(len(r.values)) for _, r in cats))
+    }
+    groups: list[tuple[tuple[frozenset[int], ...], tuple, list[Lin]]] = []
+    for s in subsets:
+        rows = [row for (j, _), row in zip(gates, gate_rows) if j in s]
+        for sets, points in _gate_groups(
+            [len(r.values) for _, r in cats], {c: t[s] for c, t in per_combo.items()}
+        ):
+            groups.append((sets, points, rows))
     units: list[Unit] = []
     magnitude = 1.0
     max_gate = 1.0
     widest = 1
     a = 0
-    for sets, points in groups:
+    for sets, points, rows in groups:
         # the gate reads only the inputs it constrains: sum over each one of the rows in its
         # set is 1 inside the set and 0 outside, so ``gate`` is 1 inside the group, <= 0 out
         parts = [
             lin_sum(r.rows[c] for c in sorted(vs))
             for (_, r), vs in zip(cats, sets)
             if len(vs) < len(r.values)
-        ]
+        ] + rows
+        if all(not e for _, e in points):
+            continue
         a = max(a, len(parts))
         widest = max([widest] + [len(vs) for vs in sets])
         gate = lin_sum(parts) - Lin.const(len(parts) - 1) if parts else Lin.unit(ONE)
         gated = bool(parts)
-        if not points:
-            continue
         base = dict(points[0][1])
         u_min, u_max = points[0][0], points[-1][0]
         steps: list[Unit] = []
@@ -155,7 +216,15 @@ def table_units(job: MLPJob) -> Table | PlanError:
                 Unit(ramp - Lin.const(0.5) + gating, _out({k: -sign * v for k, v in delta.items()}))
             )
         pre = gate.scale(2.0) - Lin.const(1.0) if gated else Lin.unit(ONE)
-        if base:
+        if base and rows:
+            # a gate reading a number (an attention output, never exactly its value):
+            # the base is a step in the gate, flat within 1/4 of 1 and of 0, so that
+            # the number's error does not pass into the rows this table writes
+            units.append(Unit(gate.scale(2.0) - Lin.const(0.5), _out(base)))
+            units.append(
+                Unit(gate.scale(2.0) - Lin.const(1.5), _out({k: -v for k, v in base.items()}))
+            )
+        elif base:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
         if len(units) > MAX_UNITS:
@@ -164,7 +233,57 @@ def table_units(job: MLPJob) -> Table | PlanError:
                 f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
                 job.span,
             )
-    return Table(tuple(units), magnitude, 0.05 / (max_gate * max(a, 1) * widest))
+    cat_tolerance = 0.05 / (max_gate * max(a, 1) * widest)
+    return Table(
+        tuple(units),
+        magnitude,
+        cat_tolerance,
+        tuple((i, cat_tolerance * gap) for i, gap in num_tolerances),
+    )
+
+
+def numeric_gates(
+    job: MLPJob,
+    cats: list[tuple[int, CatRep]],
+    nums: list[tuple[int, NumRep]],
+    vals: list[tuple[float, ...]],
+    atoms: list[dict[float, Atom]],
+    encode,
+) -> list[tuple[int, int]]:
+    """The numbers the table reads only through "is it at its extreme value" (``count ==
+    0`` read from a counting head's ``1/(w+1)``, which is 1 there), as (index among the
+    numbers, index of that value): such a number gates its part of the table like a
+    one-hot row (``(x - x') / (x_e - x')`` is 1 at the extreme ``x_e`` and at most 0
+    elsewhere, ``x'`` its neighbour) instead of widening the projection, whose steep
+    steps round badly in float32.  Only where the table reads two numbers or more."""
+    total = math.prod(len(r.values) for _, r in cats) * math.prod(len(v) for v in vals)
+    if len(nums) < 2 or total > MAX_GATE_SCAN:
+        return []
+    grid: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple] = {}
+    for ccombo in itertools.product(*(range(len(r.values)) for _, r in cats)):
+        for ncombo in itertools.product(*(range(len(v)) for v in vals)):
+            args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
+            for (i, r), c in zip(cats, ccombo):
+                args[i] = r.values[c]
+            for (i, _), k, table, vs in zip(nums, ncombo, atoms, vals):
+                args[i] = table.get(vs[k], vs[k])
+            y = job.fn(tuple(args))  # type: ignore[operator]
+            if y is not None:
+                grid[(ccombo, ncombo)] = _out(encode(y))
+    gates: list[tuple[int, int]] = []
+    for j, vs in enumerate(vals):
+        if len(vs) < 2 or len(gates) == MAX_GATES:
+            continue
+        for e in (len(vs) - 1, 0):
+            seen: dict[tuple, tuple] = {}
+            if all(
+                seen.setdefault((cc, nc[:j] + nc[j + 1 :]), sig) == sig
+                for (cc, nc), sig in grid.items()
+                if nc[j] != e
+            ):
+                gates.append((j, e))
+                break
+    return gates
 
 
 def _gate_groups(

@@ -35,7 +35,7 @@ from ..value_sets import ValueSet, lookup_value
 from .digit_eq import digit_eq, digit_eq_head
 from .numeric_eq import numeric_eq as numeric_equality
 from .numeric_eq import numeric_eq_head, positional_values
-from .split import split_selector
+from .split import split_pays, split_selector
 from .state import PlanState
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
 
@@ -65,13 +65,11 @@ def selector_heads(
     indices, indices, <) and ...``) becomes the head's mask instead of a table over the
     index values, where the model allows masks (``PlanState.head_masks``)."""
     split = split_selector(p, sel)
-    if split is not sel:
-        heads = _direct_heads(p, split, uniform, owner)
+    order = [split, sel] if split is not sel and split_pays(p, sel) else [sel, split]
+    for candidate in order if split is not sel else [sel]:
+        heads = _direct_heads(p, candidate, uniform, owner)
         if heads is not None:
             return heads
-    heads = _direct_heads(p, sel, uniform, owner)
-    if heads is not None:
-        return heads
     key_ops, query_ops = distinct_operands(sel)
     # One table over the joint values: constants folded into the atoms, and where
     # a side compares several s-ops, an MLP first writes the class of their joint

@@ -20,6 +20,7 @@ layer ``l`` when its inputs exist at stage ``2l``; an MLP when they exist at ``2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ from ..numbers import num
 from ..residual import ONE, Lin, lin_sum, onehot_dirs
 from ..value_sets import ValueSet, lookup_value
 from . import attention, elementwise, length
+from .fusion import critical_path_inputs
 from .state import MapKind, NodeFailed, PlanState, fused_fn
 from .types import CatRep, NumRep
 
@@ -80,6 +82,10 @@ class Planner(PlanState):
     def count_feature(self, node: ir.SOp, role: str, f: Callable[[int], float]) -> NumRep:
         assert isinstance(node, ir.SelectorWidth)
         return elementwise.count_feature(self, node, role, f)
+
+    def fused_stage(self, node: ir.Map) -> int | None:
+        fused = critical_path_inputs(self, node)
+        return None if fused is None else 2 * max(0, math.ceil((fused.stage - 1) / 2)) + 2
 
     def _remember(self, node: ir.SOp, categorical: bool, make: Callable[[ir.SOp], R]) -> R:
         """``make(node)``, or NodeFailed again for an s-op whose planning failed before

@@ -51,6 +51,34 @@ def split_selector(p: PlanState, sel: ir.Selector) -> ir.Selector:
     return sel
 
 
+def split_pays(p: PlanState, sel: ir.Selector) -> bool:
+    """Does splitting ``sel`` let its head run earlier?  Not where one MLP table writes
+    every split key's one-hot from the inputs along its critical path by the time the
+    key's parts are ready: the selector then scores in fewer heads as it stands
+    (sort by most frequent: a counting head fewer, whose count a table then reads in
+    the same layer)."""
+    for atom in _atoms(sel):
+        if _split_atom(p, atom) is None:
+            continue
+        parts = _parts(p, atom.keys)
+        assert parts is not None and isinstance(atom.keys, ir.Map)
+        fused = p.fused_stage(atom.keys)
+        if fused is None or fused > max(p.best(x).stage for x in parts):
+            return True
+    return False
+
+
+def _atoms(sel: ir.Selector) -> list[ir.Select]:
+    match sel:
+        case ir.Select():
+            return [sel]
+        case ir.SelectorAnd(left=a, right=b) | ir.SelectorOr(left=a, right=b):
+            return _atoms(a) + _atoms(b)
+        case ir.SelectorNot(inner=a):
+            return _atoms(a)
+    return []
+
+
 def _parts(p: PlanState, node: ir.Operand) -> tuple[ir.SOp, ir.SOp] | None:
     """The two s-ops a computed key is a function of: below a chain of one-argument
     operations, the two arguments of the first operation reading two s-ops, each taken

@@ -325,6 +325,11 @@ class PlanState:
         names it)."""
         raise NotImplementedError
 
+    def fused_stage(self, node: ir.Map) -> int | None:
+        """The stage at which one MLP table could write ``node`` from the inputs along its
+        critical path (``fusion.critical_path_inputs``), or None when no such table fits."""
+        raise NotImplementedError
+
     def best(self, node: ir.Operand) -> Rep:
         """The representation an MLP should read: categorical if cheap, else numerical."""
         if isinstance(node, ir.Const) or self.cheap_cat(node):

@@ -178,11 +178,14 @@ class Unit:
 class Table:
     """The hidden units of one MLP job; the largest pre-activation any active unit
     computes (float rounding error is about this times the dtype's epsilon); and the
-    error each categorical input row may have for the units to stay exact."""
+    error each categorical input row may have for the units to stay exact; and, for the
+    numbers it reads as gates (``emit.mlp.numeric_gates``), the error each may have, by
+    input index."""
 
     units: tuple[Unit, ...]
     magnitude: float
     cat_tolerance: float
+    gate_tolerances: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
