@@ -82,6 +82,51 @@ def test_mlp_steps_over_a_number_tolerate_a_quarter_gap_of_noise():
             assert abs(got - (round(1 / xv) - 1)) < 1e-6
 
 
+def test_a_gated_step_stays_off_where_its_group_has_no_point():
+    # i / n where n >= i + 1 (other combinations undefined): index 1's steps start at
+    # n = 2, but index 0 at n = 1 lies below them, and its gate must still hold them off
+    i_rep = CatRep((0, 1, 2, 3), tuple(Lin.unit(f"i={v}") for v in range(4)), 0)
+    n_rep = NumRep(Lin.unit("n"), (1, 2, 3, 4), 0)
+
+    def fn(args):
+        i, n = args
+        return i / n if i < n else None
+
+    job = MLPJob(0, 0, "d", None, (i_rep, n_rep), fn, num_targets=("d",))
+    table = table_units(job)
+    assert isinstance(table, Table)
+    checked = 0
+    for i, n in itertools.product(range(4), range(1, 5)):
+        if i < n:
+            got = _relu_units(table.units, {ONE: 1.0, f"i={i}": 1.0, "n": float(n)})
+            assert abs(got.get("d", 0.0) - i / n) < 1e-9, (i, n)
+            checked += 1
+    assert checked == 10
+
+
+def test_a_number_read_only_at_its_extreme_value_is_a_gate():
+    # f(a, b) = a if b == 0 else a + 10, with b read as x = 1/(b+1): x only matters at
+    # its largest value 1.  The table projects a alone and gates on x; it is exact for
+    # every combination, also with x off by its stated tolerance.
+    a_rep = NumRep(Lin.unit("a"), tuple(range(8)), 0)
+    xs = tuple(1.0 / (b + 1) for b in range(6))
+    x_rep = NumRep(Lin.unit("x"), xs, 0)
+
+    def fn(args):
+        a, x = args
+        return a if round(1 / x) - 1 == 0 else a + 10
+
+    job = MLPJob(0, 0, "f", None, (a_rep, x_rep), fn, num_targets=("f",))
+    table = table_units(job)
+    assert isinstance(table, Table)
+    ((gate, tol),) = table.gate_tolerances
+    assert gate == 1 and tol > 0
+    for a, x in itertools.product(range(8), xs):
+        for noise in (-tol, 0.0, tol):
+            got = _relu_units(table.units, {ONE: 1.0, "a": float(a), "x": x + noise})
+            assert abs(got.get("f", 0.0) - fn((a, x))) < 1e-9, (a, x, noise)
+
+
 def test_projection_is_injective_with_the_first_gap():
     a = NumRep(Lin.unit("a"), (0, 1, 2), 0)
     b = NumRep(Lin.unit("b"), (0.0, 0.5), 0)

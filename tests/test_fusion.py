@@ -42,23 +42,34 @@ def test_a_map_of_a_count_split_over_two_heads_runs_in_the_counts_mlp():
 def test_only_the_inputs_on_the_critical_path_are_expanded():
     # ``(is_close and not fits) or level < 0``: ``fits`` waits for the opener's head, and
     # ``level < 0`` is ready in the first MLP; the table reads the opener, the tokens and
-    # ``level < 0`` (not level's own inputs), in the opener's layer: 5 layers (6 before)
-    sop, model = compile_source(NESTING, "(){}", 16)
-    assert model.config.n_layers == 5
-    checked, bad = mismatches(sop, model, random_inputs("(){}", 16, 300, seed=12))
-    assert checked == 300 and not bad, bad[:3]
-    sop, model = compile_source(NESTING, "(){}", 5)
+    # ``level < 0`` (not level's own inputs), in the opener's layer: the paper's 4 layers
+    # (6 before critical paths, 5 before ``level``'s two counts became one mean), every
+    # one with a head
+    for n in (16, 5):
+        sop, model = compile_source(NESTING, "(){}", n)
+        assert model.config.n_layers == 4
+        assert all(layer["attn"] for layer in model.spec.layers)
     checked, bad = mismatches(sop, model, all_inputs("(){}", 5))
     assert checked == 1364 and not bad, bad[:3]
-    # the one MLP-only layer left says what it waits for
+    sop, model = compile_source(NESTING, "(){}", 16)
+    checked, bad = mismatches(sop, model, random_inputs("(){}", 16, 300, seed=12))
+    assert checked == 300 and not bad, bad[:3]
+
+
+def test_an_mlp_only_layer_says_what_it_waits_for():
+    # examples/dyck2.rasp's depth is a difference of two counting heads' widths: the
+    # one-hot of ``level`` waits for both counts' MLPs, a layer without heads
+    text = (EXAMPLES / "dyck2.rasp").read_text(encoding="utf-8")
+    sop, model = compile_source(text, "(){}", 16)
     layers = model.spec.layers
     alone = [i for i, layer in enumerate(layers) if not layer["attn"]]
     assert alone == [1]
     (job,) = layers[1]["mlp"]
-    assert "aggregate(prefix, is_open)" in job["after"] and "layer 0's MLP" in job["after"]
+    assert "selector_width(prefix" in job["after"] and "layer 0's MLP" in job["after"]
     assert "after=reads" in describe(model, None, as_json=False)
     # layers with heads need no such note
-    assert all("after" not in job for i in range(5) if i != 1 for job in layers[i]["mlp"])
+    n = len(layers)
+    assert all("after" not in job for i in range(n) if i != 1 for job in layers[i]["mlp"])
 
 
 def test_max_prefix_runs_in_two_layers_at_any_length():
@@ -258,3 +269,30 @@ def test_random_programs_of_the_rewritten_shapes_match_the_interpreter():
             sop, model = compile_source(src, "abc", n)
             checked, bad = mismatches(sop, model, inputs)
             assert checked == len(inputs) and not bad, (src, bad[:1])
+
+
+def test_a_difference_of_prefix_counts_is_one_mean():
+    # level = (i+1)*mean(prefix, is_open) - (i+1)*mean(prefix, is_close) is
+    # (i+1)*mean(prefix, is_open - is_close) as the interpreter computes both, for every
+    # pair of counts at every width up to 21 (checked exhaustively; at 22, 22*(15/22) is
+    # 14.999999999999998): one head's mean and the index feed the one-hot of ``shifted``
+    # in the first MLP, a layer earlier than two means would
+    from rasp_compiler.compiler.pipeline import planned_program
+    from rasp_compiler.compiler.rewrite import _differences_exact
+    from rasp_compiler.language import ir
+
+    assert _differences_exact(21) and not _differences_exact(22)
+    sop, model = compile_source(NESTING, "(){}", 16)
+    planned = planned_program(sop, 16)
+    means = [n for n in ir.walk(planned) if isinstance(n, ir.Aggregate)]
+    level_means = [m for m in means if isinstance(m.values, ir.Map) and m.values.op == "sub"]
+    assert len(level_means) >= 1
+    layer0 = model.spec.layers[0]
+    assert any(
+        "level" in job["implements"] or "shifted" in job["implements"] for job in layer0["mlp"]
+    )
+    walks = _walks("(){}", 16, 1500, seed=21)
+    checked, bad = mismatches(sop, model, walks)
+    assert checked == 1500 and not bad, bad[:3]
+    balanced = [w for w, got in zip(walks, model.run_batch(walks)) if got[-1] == "T"]
+    assert len(balanced) > 50  # the walks reach the deep, balanced cases

@@ -41,7 +41,7 @@ from .plan.elementwise import kind_ambiguous
 from .plan.make import plan_sop
 from .plan.types import CatRep, Plan, PlanFailure
 from .probe import mixed_aggregates, rejected_inputs, undefined_everywhere
-from .rewrite import bos_widths, count_comparisons
+from .rewrite import bos_widths, count_comparisons, count_differences
 from .share import share_common
 from .value_sets import infer_value_sets, sort_values
 
@@ -69,7 +69,8 @@ def planned_program(sop: ir.SOp, max_len: int) -> ir.SOp:
     sub-expressions merged (:mod:`.share`).  Doing it again leaves it as it is, so what
     plans a program and reads its plan back (trace, circuits, draw) makes it once and
     passes the same nodes to :func:`make_plan`."""
-    return share_common(count_comparisons(bos_widths(sop, max_len), max_len))
+    compared = count_comparisons(bos_widths(sop, max_len), max_len)
+    return share_common(count_differences(compared, max_len))
 
 
 #: most times planning starts again with more s-ops kept from joint number tables

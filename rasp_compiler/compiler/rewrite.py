@@ -23,13 +23,22 @@ aggregate(prefix, y)`` (Dyck's ``balance < 0``) compares two counts the interpre
 computes as ``(a / w) * w``; the comparison is the sign of ``a - b``, which is the sign of
 ``aggregate(prefix, x - y)``: one head and a table over one number (see
 :func:`_count_comparison`).
+
+Differences of prefix counts.  ``(i + 1) * aggregate(prefix, x) - (i + 1) *
+aggregate(prefix, y)`` (Dyck-k's ``depth``) is ``(i + 1) * aggregate(prefix, x - y)``
+wherever the two give the same float for every pair of counts at every width up to the
+max length, which is checked exhaustively (see :func:`_count_difference`): one head's
+mean and the index, instead of two means and the index.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import cache
 from typing import Any
+
+import numpy as np
 
 from ..language import ir
 from .positions import affine_form, at_each_index, width_form
@@ -46,6 +55,51 @@ def count_comparisons(root: ir.SOp, max_len: int) -> ir.SOp:
     return _rebuild(
         root, lambda n: _count_comparison(n, max_len) if isinstance(n, ir.Map) else None
     )
+
+
+def count_differences(root: ir.SOp, max_len: int) -> ir.SOp:
+    """``root`` with every difference of two prefix counts over one selector rewritten to
+    the count of the difference (see :func:`_count_difference`)."""
+    return _rebuild(
+        root, lambda n: _count_difference(n, max_len) if isinstance(n, ir.Map) else None
+    )
+
+
+#: Longest max length at which a difference of counts is checked (and so rewritten): the
+#: check visits every pair of counts at every width, about max_len^3 / 3 pairs.
+MAX_DIFFERENCE_CHECK = 256
+
+
+def _count_difference(node: ir.Map, max_len: int) -> ir.Map | None:
+    """``w*aggregate(s, x) - w*aggregate(s, y)`` as ``w*aggregate(s, x - y)`` for
+    indicators x, y and ``w`` the never-zero number of keys ``s`` selects, where that is
+    the same atom for all counts ``a``, ``b`` of x and y at every width up to
+    ``max_len``: ``(a/w)*w - (b/w)*w`` against ``((a-b)/w)*w`` (at ``w = 1`` the mean is
+    the value itself, an int, on both sides)."""
+    if node.op != "sub" or len(node.args) != 2 or max_len > MAX_DIFFERENCE_CHECK:
+        return None
+    a, b = node.args
+    left, right = _count_parts(a, max_len), _count_parts(b, max_len)
+    if left is None or right is None or left[0].id != right[0].id:
+        return None
+    if left[2].id != right[2].id or not _differences_exact(max_len):
+        return None
+    sel, x, w = left[0], left[1], left[2]
+    diff = ir.Map(op="sub", args=(x, right[1]), span=node.span)
+    mean = ir.Aggregate(selector=sel, values=diff, default=0, span=node.span)
+    return ir.Map(op="mul", args=(w, mean), span=node.span, id=node.id)
+
+
+@cache
+def _differences_exact(max_len: int) -> bool:
+    for w in range(2, max_len + 1):
+        counts = np.arange(w + 1, dtype=np.float64)
+        each = (counts / w) * w
+        apart = each[:, None] - each[None, :]
+        together = ((counts[:, None] - counts[None, :]) / w) * w
+        if not np.array_equal(apart, together):
+            return False
+    return True
 
 
 def _rebuild(root: ir.SOp, replace: Callable[[ir.Node], ir.Node | None]) -> ir.SOp:
@@ -104,6 +158,12 @@ def _count_comparison(node: ir.Map, max_len: int) -> ir.Map | None:
 def _count(node: ir.Operand, max_len: int) -> tuple[ir.Selector, ir.Map] | None:
     """(s, x) for ``w * aggregate(s, x)`` (either order) with ``w`` the width of ``s``,
     never 0, and ``x`` an indicator."""
+    found = _count_parts(node, max_len)
+    return None if found is None else (found[0], found[1])
+
+
+def _count_parts(node: ir.Operand, max_len: int) -> tuple[ir.Selector, ir.Map, ir.SOp] | None:
+    """(s, x, w) for ``w * aggregate(s, x)`` as :func:`_count` finds it."""
     if not isinstance(node, ir.Map) or node.op != "mul" or len(node.args) != 2:
         return None
     for agg, w in (node.args, node.args[::-1]):
@@ -118,7 +178,8 @@ def _count(node: ir.Operand, max_len: int) -> tuple[ir.Selector, ir.Map] | None:
         k, j, c = form
         if any(k * n + j * i + c <= 0 for n in range(1, max_len + 1) for i in range(n)):
             return None
-        return agg.selector, x
+        assert isinstance(w, ir.SOp)
+        return agg.selector, x, w
     return None
 
 

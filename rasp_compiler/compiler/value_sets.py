@@ -290,6 +290,25 @@ def lookup_value(values: tuple[Atom, ...]) -> Callable[[Atom], int | None]:
     return find
 
 
+def possible_value(values: tuple[Atom, ...]) -> Callable[[Atom], bool]:
+    """A test for atoms some input can give an s-op whose value set is ``values``: a
+    member, or a number equal to a member's value within FLOAT_MERGE_TOL whatever its
+    kind (a table may see ``1`` where the program had ``1.0``: a mean's kind is not held)."""
+    exact = {ir.atom_key(v) for v in values}
+    nums = sorted(float(v) for v in values if not isinstance(v, str) and math.isfinite(float(v)))
+
+    def possible(y: Atom) -> bool:
+        if ir.atom_key(y) in exact:
+            return True
+        if isinstance(y, str) or not math.isfinite(float(y)):
+            return False
+        f = float(y)
+        j = bisect.bisect_left(nums, f)
+        return any(0 <= k < len(nums) and _one_value(nums[k], f) for k in (j - 1, j))
+
+    return possible
+
+
 def _merge_close(
     values: tuple[Atom, ...], merged: dict[float, list[float]] | None = None
 ) -> tuple[Atom, ...]:

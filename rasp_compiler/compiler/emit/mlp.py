@@ -99,6 +99,8 @@ def table_units(job: MLPJob) -> Table | PlanError:
     plain = [j for j in range(len(nums)) if j not in gated_at]
     lams, num_vals = projection([nums[j][1].values for j in plain])
     u_lin = lin_sum(nums[j][1].lin.scale(lam) for j, lam in zip(plain, lams))
+    u_lo = sum(lam * v[0] for lam, v in zip(lams, num_vals))
+    u_hi = sum(lam * v[-1] for lam, v in zip(lams, num_vals))
     # each gated number's row: 1 at its extreme value, at most 0 at every other value
     gate_rows: list[Lin] = []
     num_tolerances: list[tuple[int, float]] = []
@@ -187,7 +189,9 @@ def table_units(job: MLPJob) -> Table | PlanError:
         gate = lin_sum(parts) - Lin.const(len(parts) - 1) if parts else Lin.unit(ONE)
         gated = bool(parts)
         base = dict(points[0][1])
-        u_min, u_max = points[0][0], points[-1][0]
+        # the gate must switch a step off over every u some input gives, not only over
+        # this group's points (a combination another group holds may lie outside them)
+        u_min, u_max = min(points[0][0], u_lo), max(points[-1][0], u_hi)
         steps: list[Unit] = []
         for (ua, ea), (ub, eb) in zip(points, points[1:]):
             delta = _diff(ea, eb)

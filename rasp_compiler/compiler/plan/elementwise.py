@@ -15,6 +15,7 @@ from ...language import ir
 from ...language.ir import Atom
 from ..numbers import binding_pair, min_gap, num, projection
 from ..residual import Lin, onehot_dirs, role_dir
+from ..value_sets import possible_value
 from .attention import width_xs
 from .fusion import critical_path_inputs
 from .means import only_possible_means
@@ -130,7 +131,16 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                 here = (max((r.stage for r in reps), default=0), _domain(reps))
                 if crit is not None and (crit.stage, _domain(crit.reps)) < here:
                     reps, fn, narrow = crit.reps, crit.fn, None
-                memo[key] = [_job(p, node, reps, fn, p.label(node), narrow)]
+                memo[key] = [
+                    _job(
+                        p,
+                        node,
+                        reps,
+                        _possible_only(p, node, fn),
+                        p.label(node),
+                        None if narrow is None else _possible_only(p, node, narrow),
+                    )
+                ]
             case ir.SelectorWidth():
                 xs = width_xs(p, node)
                 memo[key] = [_job(p, node, list(xs), _width_fn(p.max_len), p.label(node))]
@@ -154,9 +164,11 @@ def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
         if fused is not None and max(r.stage for r in fused[0]) < num.stage:
             if crit is not None and crit.stage < max(r.stage for r in fused[0]):
                 fused = (crit.reps, crit.fn)
-            p.job_memo[key] = [_job(p, node, fused[0], fused[1], label)]
+            fn = _possible_only(p, node, fused[1])
+            p.job_memo[key] = [_job(p, node, fused[0], fn, label)]
         elif crit is not None and crit.stage < num.stage:
-            p.job_memo[key] = [_job(p, node, crit.reps, crit.fn, label)]
+            fn = _possible_only(p, node, crit.fn)
+            p.job_memo[key] = [_job(p, node, crit.reps, fn, label)]
         else:
             p.job_memo[key] = [_job(p, node, [num], _identity, label)]
     return p.job_memo[key]
@@ -374,6 +386,19 @@ def _job(
     )
     p.jobs.append(job)
     return job
+
+
+def _possible_only(p: PlanState, node: ir.SOp, fn: TableFn) -> TableFn:
+    """``fn``, undefined where it gives a value outside ``node``'s value set: no input
+    gives those input combinations (a mean of 1/7 beside index 3), so the table need not
+    step there."""
+    possible = possible_value(p.values(node))
+
+    def table(args: tuple[Atom, ...]) -> Atom | None:
+        y = fn(args)
+        return y if y is None or possible(y) else None
+
+    return table
 
 
 def _identity(args: tuple[Atom, ...]) -> Atom:
