@@ -296,3 +296,28 @@ def test_a_difference_of_prefix_counts_is_one_mean():
     assert checked == 1500 and not bad, bad[:3]
     balanced = [w for w, got in zip(walks, model.run_batch(walks)) if got[-1] == "T"]
     assert len(balanced) > 50  # the walks reach the deep, balanced cases
+
+
+EXISTS = """
+mA = aggregate(select(tokens, tokens, ==), indicator(indices < 2));
+mB = aggregate(select(tokens, tokens, !=), indicator(tokens == "a"));
+mC = aggregate(select(indices, indices, <=), indicator(tokens == "b"));
+res = (mA > 0 and tokens == "a") or (mB > 0 and tokens == "b") or (mC > 0 and tokens == "c");
+"""
+
+
+def test_tests_of_means_for_their_smallest_value_are_gates_of_one_table():
+    # ``mean > 0`` for a mean of 0/1 values only tells the mean's smallest value from the
+    # rest: the chain reads the three means as gates of one table in the heads' own
+    # layer (1 layer, not 2; rover's ``e_REL_item`` chains: 23 -> 17 layers at 8)
+    sop, model = compile_source(EXISTS, "abcd", 16)
+    assert model.config.n_layers == 1
+    (job,) = model.spec.layers[0]["mlp"]
+    _, plan, _ = model.compiled_from
+    (mlp,) = plan.mlps
+    assert len(mlp.gates) == 3 and all(not top for _, top in mlp.gates)
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 1000, seed=31))
+    assert checked == 1000 and not bad, bad[:3]
+    sop, model = compile_source(EXISTS, "abcd", 5)
+    checked, bad = mismatches(sop, model, all_inputs("abcd", 5))
+    assert checked == 1364 and not bad, bad[:3]

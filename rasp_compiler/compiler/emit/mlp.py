@@ -260,6 +260,9 @@ def numeric_gates(
     one-hot row (``(x - x') / (x_e - x')`` is 1 at the extreme ``x_e`` and at most 0
     elsewhere, ``x'`` its neighbour) instead of widening the projection, whose steep
     steps round badly in float32.  Only where the table reads two numbers or more."""
+    if job.gates:  # the plan knows them (a fused ``mean > 0``): no scan
+        index = {i: j for j, (i, _) in enumerate(nums)}
+        return [(index[i], len(vals[index[i]]) - 1 if top else 0) for i, top in job.gates]
     total = math.prod(len(r.values) for _, r in cats) * math.prod(len(v) for v in vals)
     if len(nums) < 2 or total > MAX_GATE_SCAN:
         return []

@@ -129,8 +129,9 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                 # the critical path's table when it runs earlier, or as early over fewer
                 # combinations (17 booleans "and"-ed: 131,072 combinations, not 4)
                 here = (max((r.stage for r in reps), default=0), _domain(reps))
-                if crit is not None and (crit.stage, _domain(crit.reps)) < here:
-                    reps, fn, narrow = crit.reps, crit.fn, None
+                gates: tuple[tuple[int, bool], ...] = ()
+                if crit is not None and (crit.stage, _domain(crit.reps, crit.gates)) < here:
+                    reps, fn, narrow, gates = crit.reps, crit.fn, None, crit.gates
                 memo[key] = [
                     _job(
                         p,
@@ -139,6 +140,7 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                         _possible_only(p, node, fn),
                         p.label(node),
                         None if narrow is None else _possible_only(p, node, narrow),
+                        gates,
                     )
                 ]
             case ir.SelectorWidth():
@@ -162,13 +164,14 @@ def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
         num = p.num(node)
         crit = critical_path_inputs(p, node) if isinstance(node, ir.Map) else None
         if fused is not None and max(r.stage for r in fused[0]) < num.stage:
+            gates: tuple[tuple[int, bool], ...] = ()
             if crit is not None and crit.stage < max(r.stage for r in fused[0]):
-                fused = (crit.reps, crit.fn)
+                fused, gates = (crit.reps, crit.fn), crit.gates
             fn = _possible_only(p, node, fused[1])
-            p.job_memo[key] = [_job(p, node, fused[0], fn, label)]
+            p.job_memo[key] = [_job(p, node, fused[0], fn, label, gates=gates)]
         elif crit is not None and crit.stage < num.stage:
             fn = _possible_only(p, node, crit.fn)
-            p.job_memo[key] = [_job(p, node, crit.reps, fn, label)]
+            p.job_memo[key] = [_job(p, node, crit.reps, fn, label, gates=crit.gates)]
         else:
             p.job_memo[key] = [_job(p, node, [num], _identity, label)]
     return p.job_memo[key]
@@ -351,16 +354,19 @@ def _job(
     fn: TableFn,
     label: str,
     narrow_fn: TableFn | None = None,
+    gates: tuple[tuple[int, bool], ...] = (),
 ) -> JobDraft:
-    """A new MLP job in the earliest layer its inputs allow; asks for their precision."""
-    size = math.prod(len(r.values) for r in reps)
+    """A new MLP job in the earliest layer its inputs allow; asks for their precision
+    (a gate's, see ``emit.mlp.numeric_gates``, once its table is built)."""
+    size = _domain(reps, gates)
     if size > MAX_MLP_DOMAIN:
         raise p.fail(
             f"this elementwise operation needs a table over {size} input combinations "
             f"at max length {p.max_len} (limit {MAX_MLP_DOMAIN})",
             node,
         )
-    nums = [r for r in reps if isinstance(r, NumRep)]
+    gated = {i for i, _ in gates}
+    nums = [r for i, r in enumerate(reps) if isinstance(r, NumRep) and i not in gated]
     tolerances = []
     if nums:
         lams, vals = projection([r.values for r in nums])
@@ -372,6 +378,10 @@ def _job(
                 tolerances.append(binding_pair(r.values, 8.0))
             else:
                 tolerances.append((max(abs(num(v)) for v in r.values), tol))
+    for i, top in gates:  # a gate tells its extreme value from the one next to it
+        gv = sorted({num(v) for v in reps[i].values})
+        edge = gv[-1] - gv[-2] if top else gv[1] - gv[0]
+        tolerances.append((max(abs(v) for v in gv), edge / 8.0))
     stage = max((r.stage for r in reps), default=0)
     job = JobDraft(
         id=len(p.jobs),
@@ -383,6 +393,7 @@ def _job(
         tolerances=tuple(tolerances),
         narrow_fn=narrow_fn,
         node_id=node.id,
+        gates=tuple((i, top) for i, top in gates),
     )
     p.jobs.append(job)
     return job
@@ -405,8 +416,10 @@ def _identity(args: tuple[Atom, ...]) -> Atom:
     return args[0]
 
 
-def _domain(reps: list[Rep]) -> int:
-    return math.prod(len(r.values) for r in reps)
+def _domain(reps: list[Rep], gates: tuple[tuple[int, bool], ...] = ()) -> int:
+    """Input combinations a table over ``reps`` steps through (a gate has two classes)."""
+    gated = {i for i, _ in gates}
+    return math.prod(2 if i in gated else len(r.values) for i, r in enumerate(reps))
 
 
 def _width_fn(max_len: int) -> TableFn:

@@ -9,6 +9,12 @@ inputs that set the layer (the critical path), one step at a time, and keeps the
 earliest-running set whose table stays small; inputs that are ready earlier (``depth
 < 0``, computed in the first MLP) stay as they are, so the table does not grow with
 what is not on the critical path.
+
+A boolean of a number that only says whether the number is at its smallest or largest
+value (``aggregate(s, indicator(p)) > 0``: is the mean above 0) is expanded to the number
+read as a *gate* of the table (``emit.mlp.numeric_gates``): two classes, not all its
+values, and not in the projection; several such booleans (``found_a or found_b or
+found_c``) then fit one table in the layer of their heads.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from .types import NumRep, Rep, TableFn
 MAX_CRITICAL_DOMAIN = 1 << 13
 #: Expansion steps tried before settling on the best found.
 MAX_STEPS = 12
+#: Most numbers one table reads as gates (it is 2^k tables over the rest).
+MAX_GATES = 3
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,13 @@ class Fused:
     stage: int
     reps: list[Rep]
     fn: TableFn
+    #: (index in ``reps``, at the largest value?) of the numbers read as gates
+    gates: tuple[tuple[int, bool], ...] = ()
 
 
-#: how a leaf is read: as the planner prefers, as its number, or (a count) as its heads
-BEST, NUMBER, HEADS = "best", "number", "heads"
+#: how a leaf is read: as the planner prefers, as its number, (a count) as its heads, or
+#: (a number some boolean tests for its smallest or largest value) as a gate
+BEST, NUMBER, HEADS, GATE = "best", "number", "heads", "gate"
 
 
 def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
@@ -48,7 +59,7 @@ def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
         if mode == HEADS:
             assert isinstance(leaf, ir.SelectorWidth)
             return list(width_xs(p, leaf))
-        if mode == NUMBER:
+        if mode in (NUMBER, GATE):
             return [p.num(leaf)]
         return [p.best(leaf)]
     except NodeFailed:
@@ -56,7 +67,7 @@ def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
 
 
 def _expandable(p: PlanState, leaf: ir.SOp, mode: str) -> bool:
-    if mode == HEADS:
+    if mode in (HEADS, GATE):
         return False
     if isinstance(leaf, ir.Map):
         return True
@@ -80,12 +91,13 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
         if isinstance(a, ir.SOp) and all(a.id != x.id for x, _ in leaves):
             leaves.append((a, BEST))
     best: Fused | None = None
+    tops: dict[int, bool] = {}  # a gate's number: tested at its largest value?
     for _ in range(MAX_STEPS):
         reps: list[list[Rep] | None] = [_reps_of(p, leaf, h) for leaf, h in leaves]
         stages = [math.inf if r is None else max(x.stage for x in r) for r in reps]
         if all(r is not None for r in reps):
             flat = [x for r in reps for x in r]  # type: ignore[union-attr]
-            fused = _table(p, node, leaves, reps, flat)  # type: ignore[arg-type]
+            fused = _table(p, node, leaves, reps, flat, tops)  # type: ignore[arg-type]
             if fused is not None and (best is None or fused.stage < best.stage):
                 best = fused
         top = max(stages, default=0)
@@ -97,14 +109,22 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
             if i not in critical:
                 new = [(leaf, mode)]
             elif isinstance(leaf, ir.Map):
-                new = [(a, BEST) for a in leaf.args if isinstance(a, ir.SOp)]
+                gated = extreme_test(p, leaf)
+                if gated is not None and tops.get(gated[0].id, gated[1]) == gated[1]:
+                    new = [(gated[0], GATE)]
+                    tops[gated[0].id] = gated[1]
+                elif gated is not None:  # tested at both ends: read as a whole
+                    new = [(gated[0], NUMBER)]
+                else:
+                    new = [(a, BEST) for a in leaf.args if isinstance(a, ir.SOp)]
             else:
                 new = [(leaf, _next_mode(p, leaf, mode))]
             for x, m in new:
                 if all(x.id != y.id or m != n for y, n in expanded):
                     expanded.append((x, m))
-        # a node read in several ways: keep the furthest expanded
-        rank = {BEST: 0, NUMBER: 1, HEADS: 2}
+        # a node read in several ways: keep the furthest expanded (a gate only where it
+        # is read no other way: another read needs its whole value)
+        rank = {GATE: -1, BEST: 0, NUMBER: 1, HEADS: 2}
         leaves = [
             (x, m)
             for x, m in expanded
@@ -113,16 +133,53 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
     return best
 
 
+def extreme_test(p: PlanState, leaf: ir.Map) -> tuple[ir.SOp, bool] | None:
+    """(x, at its largest?) when ``leaf`` is a function of one mean x (a head's output:
+    nothing earlier to expand to; a count is read from its heads instead) that only
+    tells x's smallest or largest value from the rest (``mean > 0`` for a mean of 0/1
+    values), else None."""
+    args = {a.id: a for a in leaf.args if isinstance(a, ir.SOp)}
+    if len(args) != 1:
+        return None
+    (x,) = args.values()
+    if not isinstance(x, ir.Aggregate):
+        return None
+    values = list(p.values(x))
+    if not all(type(v) in (int, float) for v in values):
+        return None
+    if len({num(v) for v in values}) < 3:
+        return None
+    fn = fused_fn(leaf, [x])
+    out = [(num(v), fn((v,))) for v in values]
+    if any(y is None for _, y in out):
+        return None
+    for top, edge in ((False, min(v for v, _ in out)), (True, max(v for v, _ in out))):
+        at = {ir.atom_key(y) for v, y in out if v == edge}  # type: ignore[arg-type]
+        rest = {ir.atom_key(y) for v, y in out if v != edge}  # type: ignore[arg-type]
+        if len(at) == 1 and len(rest) == 1:
+            return x, top
+    return None
+
+
 def _table(
     p: PlanState,
     node: ir.Map,
     leaves: list[tuple[ir.SOp, str]],
     reps: list[list[Rep]],
     flat: list[Rep],
+    tops: dict[int, bool],
 ) -> Fused | None:
-    if math.prod(len(r.values) for r in flat) > MAX_CRITICAL_DOMAIN:
+    # a gate reads one input, its number, so its index in ``flat`` is its leaf's
+    at = [sum(len(x) for x in reps[:i]) for i in range(len(reps))]
+    gates = tuple((at[i], tops[leaf.id]) for i, (leaf, mode) in enumerate(leaves) if mode == GATE)
+    if len(gates) > MAX_GATES:
         return None
-    if not p.joint_ok(node, [r.values for r in flat if isinstance(r, NumRep)]):
+    gated = {i for i, _ in gates}
+    sizes = [2 if i in gated else len(r.values) for i, r in enumerate(flat)]
+    if math.prod(sizes) > MAX_CRITICAL_DOMAIN:
+        return None
+    projected = [r for i, r in enumerate(flat) if isinstance(r, NumRep) and i not in gated]
+    if not p.joint_ok(node, [r.values for r in projected]):
         return None
     if node.id in {leaf.id for leaf, _ in leaves}:
         return None
@@ -147,4 +204,4 @@ def _table(
         return base(tuple(vals))
 
     stage = max((r.stage for r in flat), default=0)
-    return Fused(stage, flat, fn)
+    return Fused(stage, flat, fn, gates)

@@ -205,6 +205,7 @@ def _pruned(planner: Planner, output: Rep, kinds: OutputKinds | None = None) -> 
             tolerances=m.tolerances,
             narrow_fn=m.narrow_fn,
             node_id=m.node_id,
+            gates=m.gates,
         )
         for m in planner.jobs
         if m.id in jobs

@@ -69,6 +69,8 @@ class JobDraft:
     narrow_fn: TableFn | None = None
     #: the s-op whose representation the job writes
     node_id: int = -1
+    #: numerical inputs read only at their largest (True) or smallest value (``MLPJob``)
+    gates: tuple[tuple[int, bool], ...] = ()
     cat_targets: list[CatTarget] = field(default_factory=list)
     num_targets: list[str] = field(default_factory=list)
 

@@ -161,6 +161,9 @@ class MLPJob:
     narrow_fn: TableFn | None = None
     #: the s-op whose representation the job writes
     node_id: int = -1
+    #: numerical inputs ``fn`` reads only through "is it at its largest (True) or smallest
+    #: (False) value", by input index: gates of the table (``emit.mlp.numeric_gates``)
+    gates: tuple[tuple[int, bool], ...] = ()
 
     def targets(self) -> tuple[str, ...]:
         return tuple(d for t in self.cat_targets for d in t.dirs) + self.num_targets
