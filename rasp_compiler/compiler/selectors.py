@@ -79,7 +79,7 @@ def build_pairs(
 ) -> list[Pair]:
     groups: dict[tuple, list[ir.Select]] = {}
     for atom in atoms(sel):
-        groups.setdefault((operand_key(atom.keys), operand_key(atom.queries)), []).append(atom)
+        groups.setdefault(_group_of(atom), []).append(atom)
     pairs = []
     for group in groups.values():
         kv, qv = values_of(group[0].keys), values_of(group[0].queries)
@@ -87,12 +87,32 @@ def build_pairs(
         region_of = {}
         for ki, k in enumerate(kv):
             for qi, q in enumerate(qv):
-                t = tuple(_truth(a.cmp, k, q) for a in group)
+                # an atom comparing with a constant uses its own (a group may hold several)
+                t = tuple(
+                    _truth(
+                        a.cmp,
+                        a.keys.value if isinstance(a.keys, ir.Const) else k,
+                        a.queries.value if isinstance(a.queries, ir.Const) else q,
+                    )
+                    for a in group
+                )
                 region_of[(ki, qi)] = regions.setdefault(t, len(regions))
         pairs.append(
             Pair(group[0].keys, group[0].queries, tuple(group), kv, qv, tuple(regions), region_of)
         )
     return pairs
+
+
+def _group_of(atom: ir.Select) -> tuple:
+    """Atoms scored by one table: those comparing the same two operands, and those
+    comparing one operand with constants (``select(pos, 2, ==) or select(pos, 6, ==)`` is
+    one predicate on the key's ``pos``, not two tables an ``or`` would have to join)."""
+    keys, queries = atom.keys, atom.queries
+    if isinstance(queries, ir.Const) and not isinstance(keys, ir.Const):
+        return (operand_key(keys), "constant")
+    if isinstance(keys, ir.Const) and not isinstance(queries, ir.Const):
+        return ("constant", operand_key(queries))
+    return (operand_key(keys), operand_key(queries))
 
 
 def evaluate(sel: ir.Selector, truth: dict[int, bool]) -> bool:
