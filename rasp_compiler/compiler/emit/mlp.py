@@ -38,15 +38,13 @@ import math
 
 from ...language.ir import Atom
 from ..numbers import num, projection
-from ..plan.types import CatRep, MLPJob, NumRep, PlanError, Table, Unit
+from ..plan.types import MAX_GATES, CatRep, MLPJob, NumRep, PlanError, Table, Unit
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import lookup_value
 
 #: Most hidden units one elementwise table may use.
 MAX_UNITS = 1 << 16
-#: Most numbers one table reads as gates (it is then 2^k tables), and most input
-#: combinations scanned to find them.
-MAX_GATES = 3
+#: Most input combinations scanned for numbers a table may read as gates.
 MAX_GATE_SCAN = 1 << 16
 
 
@@ -95,7 +93,7 @@ def table_units(job: MLPJob) -> Table | PlanError:
     atoms = [{float(x): x for x in r.values} for _, r in nums]
     encode = encoder(job)
     gates = numeric_gates(job, cats, nums, all_vals, atoms, encode)
-    gated_at = {j: e for j, e in gates}
+    gated_at = dict(gates)
     plain = [j for j in range(len(nums)) if j not in gated_at]
     lams, num_vals = projection([nums[j][1].values for j in plain])
     u_lin = lin_sum(nums[j][1].lin.scale(lam) for j, lam in zip(plain, lams))
@@ -120,14 +118,8 @@ def table_units(job: MLPJob) -> Table | PlanError:
             for j, _ in gates
         ]
         for gvals in itertools.product(*choices):
-            args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
-            for (i, r), c in zip(cats, ccombo):
-                args[i] = r.values[c]
-            for j, v in zip(plain, ncombo):
-                args[nums[j][0]] = atoms[j].get(v, v)
-            for (j, _), v in zip(gates, gvals):
-                args[nums[j][0]] = atoms[j].get(v, v)
-            y = job.fn(tuple(args))  # type: ignore[operator]
+            placed = [*zip(plain, ncombo), *((j, v) for (j, _), v in zip(gates, gvals))]
+            y = _call(job, cats, ccombo, [(nums[j][0], atoms[j].get(v, v)) for j, v in placed])
             if y is not None:
                 return encode(y)
         return None
@@ -269,12 +261,10 @@ def numeric_gates(
     grid: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple] = {}
     for ccombo in itertools.product(*(range(len(r.values)) for _, r in cats)):
         for ncombo in itertools.product(*(range(len(v)) for v in vals)):
-            args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
-            for (i, r), c in zip(cats, ccombo):
-                args[i] = r.values[c]
-            for (i, _), k, table, vs in zip(nums, ncombo, atoms, vals):
-                args[i] = table.get(vs[k], vs[k])
-            y = job.fn(tuple(args))  # type: ignore[operator]
+            placed = [
+                (i, t.get(vs[k], vs[k])) for (i, _), k, t, vs in zip(nums, ncombo, atoms, vals)
+            ]
+            y = _call(job, cats, ccombo, placed)
             if y is not None:
                 grid[(ccombo, ncombo)] = _out(encode(y))
     gates: list[tuple[int, int]] = []
@@ -291,6 +281,22 @@ def numeric_gates(
                 gates.append((j, e))
                 break
     return gates
+
+
+def _call(
+    job: MLPJob,
+    cats: list[tuple[int, CatRep]],
+    ccombo: tuple[int, ...],
+    placed: list[tuple[int, Atom]],
+) -> Atom | None:
+    """The job's function with its categorical inputs at ``ccombo`` (value indices) and
+    its numbers at ``placed`` ((input index, atom) pairs)."""
+    args: list[Atom] = [None] * len(job.inputs)  # type: ignore[list-item]
+    for (i, r), c in zip(cats, ccombo):
+        args[i] = r.values[c]
+    for i, v in placed:
+        args[i] = v
+    return job.fn(tuple(args))  # type: ignore[operator]
 
 
 def _gate_groups(

@@ -27,15 +27,13 @@ from ...language.ir import Atom
 from ..numbers import num
 from .attention import width_xs
 from .state import NodeFailed, PlanState, fused_fn
-from .types import NumRep, Rep, TableFn
+from .types import MAX_GATES, NumRep, Rep, TableFn
 
 #: Most input combinations a table fused along the critical path may have (the MLP
 #: has about two units per combination where its value changes).
 MAX_CRITICAL_DOMAIN = 1 << 13
 #: Expansion steps tried before settling on the best found.
 MAX_STEPS = 12
-#: Most numbers one table reads as gates (it is 2^k tables over the rest).
-MAX_GATES = 3
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from ...language import ir
 from ...language.ir import Atom
+from ..selectors import atoms
 from .state import PlanState, fused_fn
 
 #: Most (key value, query value) combinations of the two parts checked for one select.
@@ -57,7 +58,7 @@ def split_pays(p: PlanState, sel: ir.Selector) -> bool:
     key's parts are ready: the selector then scores in fewer heads as it stands
     (sort by most frequent: a counting head fewer, whose count a table then reads in
     the same layer)."""
-    for atom in _atoms(sel):
+    for atom in atoms(sel):
         if _split_atom(p, atom) is None:
             continue
         parts = _parts(p, atom.keys)
@@ -66,17 +67,6 @@ def split_pays(p: PlanState, sel: ir.Selector) -> bool:
         if fused is None or fused > max(p.best(x).stage for x in parts):
             return True
     return False
-
-
-def _atoms(sel: ir.Selector) -> list[ir.Select]:
-    match sel:
-        case ir.Select():
-            return [sel]
-        case ir.SelectorAnd(left=a, right=b) | ir.SelectorOr(left=a, right=b):
-            return _atoms(a) + _atoms(b)
-        case ir.SelectorNot(inner=a):
-            return _atoms(a)
-    return []
 
 
 def _parts(p: PlanState, node: ir.Operand) -> tuple[ir.SOp, ir.SOp] | None:

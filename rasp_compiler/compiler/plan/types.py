@@ -177,6 +177,11 @@ class Unit:
     out: tuple[tuple[str, float], ...]
 
 
+#: Most numbers one MLP table reads as gates (``emit.mlp.numeric_gates``: it is then 2^k
+#: tables over the other inputs).
+MAX_GATES = 3
+
+
 @dataclass(frozen=True)
 class Table:
     """The hidden units of one MLP job; the largest pre-activation any active unit
