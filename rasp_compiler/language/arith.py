@@ -76,3 +76,24 @@ def _identity(node: ir.Map, kinds: Mapping[int, str]) -> ir.SOp | None:
         if kind == "int" or (kind == "float" and node.op != "add"):
             return other
     return None
+
+
+def unit_operand(node: ir.Node) -> tuple[int, frozenset[str]] | None:
+    """For ``x + 0``, ``0 + x``, ``x - 0``, ``x * 1``, ``1 * x`` (int constants): the id
+    of ``x`` and the kinds of ``x`` it leaves unchanged (:func:`_identity`, found once
+    per program instead of once per input)."""
+    if not (isinstance(node, ir.Map) and node.op in _ARITH and len(node.args) == 2):
+        return None
+    a, b = node.args
+    for const, other in ((b, a), (a, b)):
+        if not (isinstance(const, ir.Const) and type(const.value) is int):
+            continue
+        if not isinstance(other, ir.SOp) or isinstance(other, ir.Const):
+            continue
+        if const.value != {"add": 0, "sub": 0, "mul": 1}.get(node.op):
+            continue
+        if node.op == "sub" and const is a:
+            continue
+        kinds = frozenset({"int"} if node.op == "add" else {"int", "float"})
+        return other.id, kinds
+    return None

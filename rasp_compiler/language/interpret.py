@@ -31,7 +31,7 @@ from ..limits import MAX_INPUT_LEN, MAX_INT_DIGITS, MAX_STRING_LEN
 from . import ir
 from .arith import INT_SAFE, arith
 from .ir import Atom
-from .order import evaluation_order
+from .order import evaluation_steps
 
 SOpValue = list[Atom]
 Value = list[Atom] | np.ndarray
@@ -115,12 +115,15 @@ class Interpreter:
 
     def _ensure(self, root: ir.Node) -> None:
         """Compute ``root`` and whatever it needs, children first, without recursion (in
-        the order :func:`.order.evaluation_order` finds once per program)."""
+        the order :func:`.order.evaluation_steps` finds once per program)."""
         if root.id in self._memo:
             return
-        memo = self._memo
-        for node in evaluation_order(root):
+        memo, kinds = self._memo, self._kinds
+        for node, unit in evaluation_steps(root):
             if node.id not in memo:
+                if unit is not None and kinds.get(unit[0]) in unit[1]:  # x + 0: x itself
+                    memo[node.id], kinds[node.id] = list(memo[unit[0]]), kinds[unit[0]]  # type: ignore[call-overload]
+                    continue
                 if isinstance(node, ir.Map):
                     fast = arith(node, self.n, memo, self._kinds)
                     if fast is not None:  # its kind is known: no scan of its types

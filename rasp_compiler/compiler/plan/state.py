@@ -266,22 +266,31 @@ class PlanState:
         return kind
 
     def chain_leaf(self, node: ir.Map) -> ir.SOp | None:
-        """The one non-elementwise s-op a chain of elementwise operations reads, if one."""
-        if node.id not in self._leaf:
+        """The one non-elementwise s-op a chain of elementwise operations reads, if one.
+
+        Found bottom-up, each Map once (its leaf is its operands' leaves), so a chain of
+        n maps costs O(n), not O(n^2); iterative, so a deep chain needs no recursion."""
+        if node.id in self._leaf:
+            return self._leaf[node.id]
+        stack: list[tuple[ir.Map, bool]] = [(node, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if n.id in self._leaf:
+                continue
+            kids = [a for a in n.children() if isinstance(a, ir.Map) and a.id not in self._leaf]
+            if kids and not expanded:
+                stack.append((n, True))
+                stack.extend((k, False) for k in kids)
+                continue
             leaves: dict[int, ir.SOp] = {}
-            stack: list[ir.SOp] = [node]
-            seen: set[int] = {node.id}  # a shared operation is walked once
-            while stack and len(leaves) <= 1:
-                for a in stack.pop().children():
-                    assert isinstance(a, ir.SOp)
-                    if a.id in seen:
-                        continue
-                    seen.add(a.id)
-                    if isinstance(a, ir.Map):
-                        stack.append(a)
-                    else:
-                        leaves[a.id] = a
-            self._leaf[node.id] = next(iter(leaves.values())) if len(leaves) == 1 else None
+            for a in n.children():
+                assert isinstance(a, ir.SOp)
+                leaf = self._leaf[a.id] if isinstance(a, ir.Map) else a
+                if leaf is None:  # that operand reads several: so does n
+                    leaves = {}
+                    break
+                leaves[leaf.id] = leaf
+            self._leaf[n.id] = next(iter(leaves.values())) if len(leaves) == 1 else None
         return self._leaf[node.id]
 
     def _linear_ok(self, node: ir.Map) -> bool:
