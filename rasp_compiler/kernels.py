@@ -96,35 +96,52 @@ SPARSE_FRACTION = 0.5
 
 def _support(w: torch.Tensor, dim: int) -> torch.Tensor | None:
     """The indices of ``w``'s rows (dim 1: any nonzero along the columns) or columns
-    (dim 0) that hold a nonzero, or None when most do (a dense product is cheaper).
-    Found again on every call (one pass over ``w``, small beside the product): weights
-    may change in place, and a cache keyed on tensors could outlive them."""
+    (dim 0) that hold a nonzero, or None when most do (a dense product is cheaper)."""
     used = (w != 0).any(dim=dim).nonzero().flatten()
     return used if len(used) < SPARSE_FRACTION * w.shape[1 - dim] else None
 
 
-def linear_in(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+#: a weight cut down to its used rows or columns: (their indices, the cut weight), or
+#: (None, None) to use it whole
+Cut = tuple[torch.Tensor | None, torch.Tensor | None]
+
+
+def cut(w: torch.Tensor, dim: int) -> Cut:
+    """``w``'s rows (``dim`` 1) or columns (``dim`` 0) that hold a nonzero, and ``w``
+    restricted to them.  Found per call: weights may change in place (even through
+    ``.data``, which no version counter sees), so nothing is kept between calls; a
+    caller that runs one weight on many chunks cuts it once and passes the cut."""
+    idx = _support(w, dim)
+    return (idx, None if idx is None else w.index_select(1 - dim, idx))
+
+
+def linear_in(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, used: Cut | None = None
+) -> torch.Tensor:
     """``x @ w + b`` for x [..., M], w [M, N], reading only the rows of ``w`` that are
-    nonzero: the rows left out add exact zeros (x is finite), so the sums are the same
-    sums, over fewer terms."""
+    nonzero (``used``: ``cut(w, 1)`` when the caller has it): the rows left out add
+    exact zeros (x is finite), so the sums are the same sums, over fewer terms."""
     if w.shape[0] == 0 or w.shape[1] == 0 or x.numel() == 0:
         return x @ w + b
-    rows = _support(w, 1)
-    if rows is None:
+    rows, sub = used or cut(w, 1)
+    if rows is None or sub is None:
         return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
     xs = x.reshape(-1, x.shape[-1]).index_select(1, rows)
-    return torch.addmm(b, xs, w.index_select(0, rows)).view(*x.shape[:-1], w.shape[1])
+    return torch.addmm(b, xs, sub).view(*x.shape[:-1], w.shape[1])
 
 
-def linear_out(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def linear_out(
+    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, used: Cut | None = None
+) -> torch.Tensor:
     """``h @ w + b`` for h [..., K], w [K, M], computing only the columns of ``w`` that
-    are nonzero; every other column is ``b`` exactly, as the full product gives."""
+    are nonzero (``used``: ``cut(w, 0)`` when the caller has it); every other column is
+    ``b`` exactly, as the full product gives."""
     if w.shape[0] == 0 or w.shape[1] == 0 or h.numel() == 0:
         return h @ w + b
-    cols = _support(w, 0)
+    cols, sub = used or cut(w, 0)
     flat = h.reshape(-1, h.shape[-1])
-    if cols is None:
+    if cols is None or sub is None:
         return torch.addmm(b, flat, w).view(*h.shape[:-1], w.shape[1])
     out = b.expand(flat.shape[0], w.shape[1]).clone()
-    out[:, cols] = torch.addmm(b.index_select(0, cols), flat, w.index_select(1, cols))
+    out[:, cols] = torch.addmm(b.index_select(0, cols), flat, sub)
     return out.view(*h.shape[:-1], w.shape[1])

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
-from .kernels import attend, linear_in, linear_out, static_masks
+from .kernels import attend, cut, linear_in, linear_out, static_masks
 from .model_config import (  # noqa: F401 - re-exported: the config lives beside the model
     ACT_FNS,
     HEAD_MASKS,
@@ -160,9 +160,12 @@ class MLP(nn.Module):
             hidden = linear_in(flat, self.W_in, self.b_in).relu_()  # [B * T, d_mlp]
             return linear_out(hidden, self.W_out, self.b_out).view(B, T, -1)
         out = x.new_empty(B * T, self.W_out.shape[1])
+        used_rows, used_cols = cut(self.W_in, 1), cut(self.W_out, 0)  # once, for every chunk
         for start in range(0, flat.shape[0], rows):
-            hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in).relu_()
-            out[start : start + rows] = linear_out(hidden, self.W_out, self.b_out)
+            hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in, used_rows)
+            out[start : start + rows] = linear_out(
+                hidden.relu_(), self.W_out, self.b_out, used_cols
+            )
         return out.view(B, T, -1)
 
 
