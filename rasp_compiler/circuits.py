@@ -132,7 +132,10 @@ def _shape(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, int]]:
 
 
 def _dims(lins: Sequence[Lin], index: Mapping[str, int]) -> list[int]:
-    return sorted({index[d] for lin in lins for d in lin.names()})
+    """The directions the read-outs ``lins`` read; the constant direction only where it
+    is all they read (a coded output's logits add constants to the code they read)."""
+    names = {d for lin in lins for d in lin.names()}
+    return sorted(index[d] for d in (names - {ONE} or names))
 
 
 def _components(plan: Plan, layout: Layout) -> list[dict[str, Any]]:

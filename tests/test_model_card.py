@@ -97,9 +97,16 @@ def test_labels_name_every_residual_dimension(saved_example):
     out_spec = model.spec.output
     if out_spec.encoding == "categorical":  # the output s-op's one-hot is read off W_U
         W_U = model.transformer.unembed.W_U.detach().numpy()
+        coded = [i for i, lab in enumerate(labels) if lab.endswith(":code")]
         for k, value in enumerate(out_spec.values):
-            (dim,) = np.flatnonzero(W_U[:, k])
-            assert labels[dim].endswith(f":{value}")
+            dims = set(np.flatnonzero(W_U[:, k]))
+            if coded:  # a coded output: every logit reads the code (and the constant;
+                # the middle code is 0, and its logit the constant 0)
+                assert dims - {0} <= set(coded), (k, value)
+                assert k == (len(out_spec.values) - 1) / 2 or dims, (k, value)
+            else:
+                (dim,) = dims
+                assert labels[dim].endswith(f":{value}")
 
 
 def test_reverse_labels_are_readable(tmp_path):

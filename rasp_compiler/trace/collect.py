@@ -37,6 +37,7 @@ from ..compiler.assemble import build_layout
 from ..compiler.graph import build_graph, spans_of_use
 from ..compiler.pipeline import make_plan, planned_program
 from ..compiler.plan.builder import Planner
+from ..compiler.plan.make import output_rep
 from ..compiler.plan.state import NodeFailed
 from ..compiler.plan.types import CatRep, NumRep, Plan, Rep
 from ..compiler.residual import Lin
@@ -297,7 +298,7 @@ def _planner(
         head_masks=plan.head_masks, dtype=plan.dtype, plain_counts=plan.plain_counts,
     )  # fmt: skip
     with deep_recursion():
-        planner.best(sop)
+        output_rep(planner, sop)  # as make_plan plans it (a coded output, for one)
     return planner
 
 

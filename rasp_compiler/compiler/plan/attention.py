@@ -257,10 +257,18 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
 # ---------------------------------------------------------------- aggregate
 
 
-def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
-    """One head averaging ``node.values`` over the selected keys (BOS where none is)."""
+def aggregate(p: PlanState, node: ir.Aggregate, codes: tuple[float, ...] | None = None) -> Rep:
+    """One head averaging ``node.values`` over the selected keys (BOS where none is).
+
+    ``codes`` (a categorical aggregate only; one number per value of ``node``, in the
+    order of its value set): the head moves the selected key's code, one number, instead
+    of its one-hot, and the result is a :class:`NumRep` over the codes.  Only for what
+    nothing but the unembedding reads (the output; see ``make._coded_output``): the
+    value path is one dimension wide instead of one per value."""
     label = p.label(node)
     categorical = p.agg_is_categorical(node)
+    if codes is not None and not categorical:
+        raise ValueError("codes apply to a categorical aggregate only")
     numeric_eq = numeric_equality(p, node.selector)
     by_digits = None
     sel = node.selector
@@ -285,7 +293,10 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
     name = p.name(node)
     src: Rep
     averages: tuple[Rep, ...] = ()
-    if categorical:
+    if codes is not None:
+        src = p.cat(node.values)
+        value_lins, leak, value_span, averages = _coded_values(p, node, src, codes)
+    elif categorical:
         src = p.cat(node.values)
         dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {label}")
         value_lins = []
@@ -339,11 +350,46 @@ def aggregate(p: PlanState, node: ir.Aggregate) -> Rep:
         )
         head = _scored_head(p, pairs, scores, spec)
     stage = 2 * head.layer + 1
+    if codes is not None:
+        return NumRep(Lin.unit(value_lins[0][0]), codes, stage, ((head.id, 1.0),))
     if categorical:
         return CatRep(vals, tuple(Lin.unit(d) for d, _ in value_lins), stage, (head.id,))
     assert isinstance(src, NumRep)
     p.require(src, min_gap(nums) / 8.0)  # the mean of numbers off by e is off by e
     return NumRep(Lin.unit(d), vals, stage, ((head.id, 1.0),))
+
+
+def _coded_values(
+    p: PlanState, node: ir.Aggregate, src: Rep, codes: tuple[float, ...]
+) -> tuple[list[tuple[str, Lin]], float, float, tuple[Rep, ...]]:
+    """A coded aggregate's value read-out (the code of the key's value, the default's
+    code at BOS), its leak and value span, and what it averages.
+
+    The selected keys all hold one value, so their mean is that value's code; a leak
+    of weight e moves it by at most e times the codes' span.  A copy of an inexact
+    one-hot moves it by a row's error times the sum of the codes' sizes, so the copied
+    one-hot is required to a tolerance that keeps that under the head's own share."""
+    assert isinstance(src, CatRep)
+    vals, name, label = p.values(node), p.name(node), p.label(node)
+    if len(codes) != len(vals):
+        raise ValueError(f"{len(codes)} codes for {len(vals)} values")
+    d = role_dir(name, "code")
+    p.add_block(d, (d,), f"{label} (the code of its value)")
+    lin = Lin()
+    for v, c in zip(vals, codes):
+        row = src.row(v)
+        if row is not None:
+            lin = lin + key_side(row).scale(c)
+        if ir.atom_key(v) == ir.atom_key(node.default):
+            lin = lin + Lin.unit(BOS, c)
+    span_v = max(abs(c) for c in codes) + 1.0
+    gap = min_gap(codes)
+    leak, value_span = gap / (8 * span_v), 2.0 * span_v
+    averages: tuple[Rep, ...] = ()
+    if src.sources:
+        averages = (src,)
+        p.require(src, gap / (16.0 * sum(abs(c) for c in codes)))
+    return [(d, lin)], leak, value_span, averages
 
 
 # ---------------------------------------------------------------- widths

@@ -32,7 +32,7 @@ from ..value_sets import ValueSet, lookup_value
 from . import attention, elementwise, length
 from .fusion import critical_path_inputs
 from .state import MapKind, NodeFailed, PlanState, fused_fn
-from .types import CatRep, NumRep
+from .types import CatRep, NumRep, Rep
 
 R = TypeVar("R", CatRep, NumRep)
 
@@ -57,6 +57,15 @@ class Planner(PlanState):
         if node.id not in self._num:
             self._num[node.id] = self._remember(node, False, self._make_num)
         return self._num[node.id]
+
+    def adopt(self, node: ir.SOp, rep: Rep) -> None:
+        """Make ``rep`` the s-op's representation of its kind (the output's coded form,
+        which only the unembedding reads: see ``make.output_rep``)."""
+        if isinstance(rep, CatRep):
+            self._cat[node.id] = rep
+        else:
+            assert isinstance(rep, NumRep)
+            self._num[node.id] = rep
 
     def cat_groups(self, node: ir.Operand, groups: tuple[tuple[Atom, ...], ...]) -> CatRep:
         """A read-out per group of values (~1 when the s-op's value is in the group).

@@ -7,14 +7,15 @@ from dataclasses import replace
 from ...dtypes import UNIT_ROUNDOFF
 from ...errors import RaspError, Span
 from ...language import ir
-from ..numbers import min_gap
-from ..residual import BOS, ONE
+from ..numbers import min_gap, num
+from ..residual import BOS, ONE, Lin
 from ..value_sets import ValueSet
-from .attention import width_xs
+from .attention import aggregate, width_xs
 from .builder import Planner
 from .elementwise import kind_ambiguous, kinds_of_means
 from .state import JobDraft, NodeFailed
 from .types import (
+    CatRep,
     Draft,
     Head,
     MLPJob,
@@ -53,7 +54,7 @@ def plan_sop(
     kinds: OutputKinds | None = None
     known = False
     try:
-        made, known = _output(planner, sop)
+        made, known = output_rep(planner, sop)
         kinds = _output_kinds(planner, sop, made)
         known = known or kinds is not None
         output: Rep | None = made
@@ -67,7 +68,7 @@ def plan_sop(
                 except NodeFailed:
                     pass
         return PlanFailure(_unique(planner.problems))
-    # the output is its counting head's 1/(w+1) itself (see _output)
+    # the output is its counting head's 1/(w+1) itself (see output_rep)
     reciprocal = output is not None and output is planner.width_heads.get(sop.id, [None])[0]
     return replace(_pruned(planner, output, kinds), kinds_known=known, output_reciprocal=reciprocal)
 
@@ -84,7 +85,7 @@ def _numeric_output_from(planner: Planner) -> int:
     return NUMERIC_OUTPUT_MIN_VALUES if planner.eps <= UNIT_ROUNDOFF["float32"] else 2
 
 
-def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
+def output_rep(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
     """The output's representation: a number, decoded by rounding to the nearest of its
     values, when its values are numbers that stay distinct as floats (no ``1`` beside
     ``1.0``, whose kinds a number cannot carry) and there are enough of them for a
@@ -96,6 +97,7 @@ def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
     numbers = [v for v in vals if ir.is_number(v) and not isinstance(v, bool)]
     kinds = None
     share = 0.25  # of the gap between its closest values: the rest is the dtype's
+    coded = _coded(planner, sop)
     if isinstance(sop, ir.Map) and kind_ambiguous(vals):
         kinds = kinds_of_means(planner, sop, lambda agg: _key_count(planner, agg))
     if kinds is not None:
@@ -104,7 +106,11 @@ def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
         len(numbers) == len(vals) >= _numeric_output_from(planner)
         and len({float(v) for v in numbers}) == len(vals)  # type: ignore[arg-type]
     ):
-        if isinstance(sop, ir.SelectorWidth) and len(width_xs(planner, sop)) == 1:
+        if coded and isinstance(sop, ir.Aggregate):
+            # a copy of one key's number: the head moves the number itself (one
+            # dimension) rather than its one-hot, which would only be summed again
+            rep = aggregate(planner, sop, codes=tuple(num(v) for v in vals))
+        elif isinstance(sop, ir.SelectorWidth) and len(width_xs(planner, sop)) == 1:
             # a count is read from its head's 1/(w+1) and decoded outside the model
             # (OutputSpec.reciprocal): no MLP of two ReLUs per count.  Its leak gets an
             # eighth of the gap, the dtype's two roundings the rest (certify)
@@ -112,11 +118,50 @@ def _output(planner: Planner, sop: ir.SOp) -> tuple[Rep, bool]:
             share = RECIPROCAL_LEAK_SHARE
         else:
             rep = planner.num(sop)
+    elif coded:
+        rep = _coded_output(planner, sop)
     else:
         rep = planner.best(sop)
+    if coded:  # what reads the output (trace, circuits) finds this form
+        planner.adopt(sop, rep)
     if isinstance(rep, NumRep):
         planner.require(rep, min_gap(float(v) for v in rep.values) * share)  # type: ignore[arg-type]
     return rep, kinds is not None
+
+
+def _coded(planner: Planner, sop: ir.SOp) -> bool:
+    """Is the output a categorical aggregate with enough values that moving one number
+    per key beats moving a one-hot (in float32 and wider: the logits' squares below
+    need the precision)?"""
+    return (
+        isinstance(sop, ir.Aggregate)
+        and planner.agg_is_categorical(sop)
+        and len(planner.values(sop)) >= CODED_OUTPUT_MIN_VALUES
+        and planner.eps <= UNIT_ROUNDOFF["float32"]
+    )
+
+
+def _coded_output(planner: Planner, sop: ir.SOp) -> CatRep:
+    """A categorical aggregate output moved as a code: value j of n is the number
+    ``c_j = j - (n - 1) / 2``, one residual direction ``x`` instead of n, and its logits
+    are ``2 c_j x - c_j^2 = c_k^2 - (x - c_j)^2 + const``: the largest is the code
+    nearest ``x``, by at least ``1 - 2 |x - c_k|`` over the others.  So ``x`` within a
+    quarter of its code decodes right (argmax, as any categorical output)."""
+    assert isinstance(sop, ir.Aggregate)
+    vals = planner.values(sop)
+    codes = tuple(j - (len(vals) - 1) / 2.0 for j in range(len(vals)))
+    x = aggregate(planner, sop, codes=codes)
+    assert isinstance(x, NumRep)
+    planner.require(x, CODE_TOLERANCE)
+    rows = tuple(x.lin.scale(2.0 * c) + Lin.unit(ONE, -c * c) for c in codes)
+    return CatRep(vals, rows, x.stage, tuple(h for h, _ in x.sources))
+
+
+#: a categorical aggregate output is moved as a code from this many values on (below,
+#: its one-hot, one labelled direction per value, is hardly wider than the head's scores)
+CODED_OUTPUT_MIN_VALUES = 8
+#: how far a coded output's number may be off its code (decoding needs under 1/2)
+CODE_TOLERANCE = 0.25
 
 
 #: aggregate id -> the selector_width of its selector that reads the output's kind
