@@ -41,13 +41,19 @@ def attend(
     """softmax(q k^T / attn_scale, pad keys hidden, outside ``static`` [H, T, T]
     hidden) v, fused, for q/k/v [B, H, T, D].
 
-    A head whose query is the same at every token position (its scores depend on
-    the key alone, like the one reading the length) gives every token position the
-    same output: it runs for BOS and the first token only, in O(T) instead of
-    O(T^2), and the first token's row is repeated.  The test is exact equality of
-    the query rows, so the scores, and the maths, are those of the full product;
-    pad positions, whose outputs nothing reads, get the repeated row too.  Heads with a
-    static mask always run in full."""
+    Two shortcuts, each taken only on exact equality, so the scores, and the maths,
+    are those of the full product:
+
+    - A head whose query is the same at every token position (its scores depend on
+      the key alone, like the one reading the length) gives every token position the
+      same output: it runs for BOS and the first token only, in O(T) instead of
+      O(T^2), and the first token's row is repeated (pad positions, whose outputs
+      nothing reads, get it too).  Heads with a static mask always run in full.
+    - A head whose queries and keys are the same for every input of the batch (they
+      read positions and the length only, like reverse's, and ``run_batch`` groups
+      inputs by length) has one attention pattern for the whole batch: it is computed
+      once, and applied to every input's values in one product (see :func:`_shared`).
+    """
     scale = 1.0 / attn_scale
     # every key real (run_batch groups inputs by length): no pad mask to apply, so a
     # static mask stays [1, H, T, T] instead of being expanded to [B, H, T, T]
@@ -60,21 +66,48 @@ def attend(
     const = same.all(dim=-1).all(dim=0)  # [H]
     if static is not None:
         const &= static.all(dim=-1).all(dim=-1)  # a masked head's rows differ
-    if not bool(const.any()):
+    shared = torch.zeros_like(const)
+    if B > 1 and (mask is None or bool((key_mask == key_mask[:1]).all())):
+        shared = ((q == q[:1]).flatten(2).all(-1) & (k == k[:1]).flatten(2).all(-1)).all(0)
+        shared &= ~const
+    if not bool(const.any()) and not bool(shared.any()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
     z = q.new_empty(B, H, T, D)
-    c = const.nonzero().flatten()
-    two = F.scaled_dot_product_attention(
-        q[:, c, :2], k[:, c], v[:, c], attn_mask=mask, scale=scale
-    )  # [B, Hc, 2, D]: BOS and the first token
-    z[:, c, :1] = two[:, :, :1]
-    z[:, c, 1:] = two[:, :, 1:2]
-    if not bool(const.all()):
-        o = (~const).nonzero().flatten()
+    if bool(const.any()):
+        c = const.nonzero().flatten()
+        two = F.scaled_dot_product_attention(
+            q[:, c, :2], k[:, c], v[:, c], attn_mask=mask, scale=scale
+        )  # [B, Hc, 2, D]: BOS and the first token
+        z[:, c, :1] = two[:, :, :1]
+        z[:, c, 1:] = two[:, :, 1:2]
+    if bool(shared.any()):
+        s = shared.nonzero().flatten()
+        first = None if mask is None else mask[:1]
+        z[:, s] = _shared(q[:1, s], k[:1, s], v[:, s], _with(first, static, s), scale)
+    rest = ~(const | shared)
+    if bool(rest.any()):
+        o = rest.nonzero().flatten()
         z[:, o] = F.scaled_dot_product_attention(
             q[:, o], k[:, o], v[:, o], attn_mask=_with(mask, static, o), scale=scale
         )
     return z
+
+
+def _shared(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None, scale: float
+) -> torch.Tensor:
+    """Attention whose pattern every input of the batch shares: q, k [1, Hs, T, D] (the
+    first input's), v [B, Hs, T, D], ``allowed`` broadcasting to [1, Hs, T, T] (None:
+    every key).  The pattern is the first input's softmax, exactly as the unfused
+    product computes it (the model's ``need_pattern`` path); its product with all B
+    inputs' values is one [T, T] x [T, B * D] matmul per head."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # [1, Hs, T, T]
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    pattern = torch.softmax(scores, dim=-1)[0]  # [Hs, T, T]
+    B, Hs, T, D = v.shape
+    values = v.permute(1, 2, 0, 3).reshape(Hs, T, B * D)
+    return torch.bmm(pattern, values).view(Hs, T, B, D).permute(2, 0, 1, 3)
 
 
 def _with(

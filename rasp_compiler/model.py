@@ -183,6 +183,8 @@ class Block(nn.Module):
         """x [B, T, d_model] -> (after attn, after mlp, pattern [B, n_heads, T, T] or None)."""
         attn_out, pattern = self.attn(x, key_mask, need_pattern)
         x_mid = x + attn_out
+        if self.mlp.W_in.shape[1] == 0:  # a layer without hidden units adds b_out alone
+            return x_mid, x_mid + self.mlp.b_out, pattern
         x_out = x_mid + self.mlp(x_mid)
         return x_mid, x_out, pattern
 

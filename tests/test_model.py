@@ -639,6 +639,46 @@ def test_a_head_with_one_query_for_every_token_runs_once_per_sequence():
     torch.testing.assert_close(attend(q, k, v, mask, 2.0)[0], full[0], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("pads", [False, True])
+def test_a_head_the_whole_batch_shares_computes_its_pattern_once(pads, monkeypatch):
+    """kernels.attend: a head whose queries and keys agree across the batch (positional
+    heads, inputs grouped by length) computes one pattern; every input's output equals
+    the full kernel's, beside other heads (a const-query one, a token-dependent one,
+    one with a static mask), with or without pad keys the inputs share."""
+    import torch.nn.functional as F
+
+    from rasp_compiler import kernels
+    from rasp_compiler.kernels import attend, static_masks
+
+    gen = torch.Generator().manual_seed(5)
+    B, H, T, D = 4, 4, 11, 3
+    q = torch.randn(B, H, T, D, generator=gen)
+    k = torch.randn(B, H, T, D, generator=gen)
+    v = torch.randn(B, H, T, D, generator=gen)
+    for h in (0, 3):  # heads 0 and 3 shared by the batch (3 under a static mask)
+        q[:, h], k[:, h] = q[:1, h], k[:1, h]
+    q[:, 1, 1:] = q[:, 1, 1:2]  # head 1: one query for every token
+    mask = torch.ones(B, T, dtype=torch.bool)
+    if pads:
+        mask[:, 9:] = False  # the same pads in every input
+    static = static_masks(("all", "all", "all", "<"), T, q.device)
+    calls = []
+    shared = kernels._shared
+    monkeypatch.setattr(kernels, "_shared", lambda *a: calls.append(a[0].shape[1]) or shared(*a))
+    got = attend(q, k, v, mask, attn_scale=1.0, static=static)
+    allowed = mask[:, None, None, :] & static[None]
+    full = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
+    real = int(mask[0].sum())
+    torch.testing.assert_close(got[:, :, :real], full[:, :, :real], rtol=1e-5, atol=1e-6)
+    assert calls == [2]  # heads 0 and 3, in one call
+    q[2, 0, 4, 1] += 0.25  # one input's query differs: head 0 is no longer shared
+    calls.clear()
+    got = attend(q, k, v, mask, attn_scale=1.0, static=static)
+    full = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
+    torch.testing.assert_close(got[:, :, :real], full[:, :, :real], rtol=1e-5, atol=1e-6)
+    assert calls == [1]
+
+
 def test_products_read_and_write_only_the_nonzero_rows_and_columns():
     """kernels.linear_in / linear_out equal the dense products (the terms left out are
     exact zeros), including columns with only a bias, and notice weights changed in place."""
