@@ -27,9 +27,9 @@ import torch
 
 from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from .emit.attention import score_noise
-from .plan.types import Head, MLPJob, Plan, PlanError, Table
+from .plan.types import CatRep, Head, MLPJob, NumRep, Plan, PlanError, Table
 from .residual import BOS, ONE
-from .rounding import _input_layout, _points, table_arrays
+from .rounding import _input_layout, _points, encoder, table_arrays
 
 #: the measured error, taken this many times over (other kernels, other orders)
 SAFETY = 4.0
@@ -115,3 +115,68 @@ def table_error(job: MLPJob, table: Table, d: str, dtype: str) -> float:
             got = (hidden @ W_out)[:, 0].double().numpy()
         worst = max(worst, float(np.abs(got - ideal[:, 0]).max()))
     return worst
+
+
+def imprecise_numbers(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
+    """Numbers tables write that are less accurate than what reads them needs
+    (``Plan.needs``: an output, or a mean head averaging them).
+
+    A table over several numbers at once (a mixed-radix projection) sums steep steps'
+    large activations, and its rounding in ``dtype`` moves what it writes: its numbers,
+    and its one-hot rows, which a later table reading them passes on in proportion to
+    its own outputs (a table over one-hots is linear in its rows).  Both are measured
+    (:func:`table_error`, ``SAFETY`` times over).  Per number off by more than its need:
+    the error and the joint tables' s-ops, which the pipeline then plans from one number
+    at a time (``no_joint``)."""
+    needs = dict(plan.needs)
+    joint: dict[str, tuple[MLPJob, Table]] = {}
+    for job, table in zip(plan.mlps, plan.tables):
+        projected = sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances)
+        if projected >= 2:  # one number: small pre-activations, rounding far below any need
+            for d in job.targets():
+                joint[d] = (job, table)
+    measured: dict[str, float] = {}
+
+    def error_of(d: str) -> float:
+        if d not in measured:
+            job, table = joint[d]
+            measured[d] = SAFETY * table_error(job, table, d, dtype)
+        return measured[d]
+
+    problems: list[tuple[PlanError, frozenset[int]]] = []
+    for job in plan.mlps:
+        for d in job.num_targets:
+            if d not in needs:
+                continue
+            err, sources = 0.0, set()
+            if d in joint:
+                err, sources = error_of(d), {job.node_id}
+            rows = {n for r in job.inputs if isinstance(r, CatRep) for n in _row_dirs(r)}
+            inputs = [n for n in rows if n in joint and error_of(n) > 0.0]
+            if inputs:
+                err += _largest_output(job, d) * sum(error_of(n) for n in inputs)
+                sources |= {joint[n][0].node_id for n in inputs}
+            if err > needs[d]:
+                error = PlanError(
+                    f"a table over several numbers rounds, in {dtype}, what this "
+                    f"elementwise operation computes by up to {err:.2g} (measured, "
+                    f"{SAFETY:g} times over), more than the {needs[d]:.2g} what reads it "
+                    f"needs at max length {plan.max_len}",
+                    job.span,
+                )
+                problems.append((error, frozenset(sources)))
+    return problems
+
+
+def _row_dirs(rep: CatRep) -> set[str]:
+    return {n for row in rep.rows for n in row.names()} - {ONE, BOS}
+
+
+def _largest_output(job: MLPJob, d: str) -> float:
+    """The largest |value| ``job``'s table writes into ``d`` (inf when its points are too
+    many to list)."""
+    points = _points(job, MAX_POINTS)
+    if points is None:
+        return math.inf
+    encode = encoder(job)
+    return max((abs(encode(y).get(d, 0.0)) for _, y in points), default=0.0)

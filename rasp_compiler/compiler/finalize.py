@@ -61,7 +61,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
             for i, tol in table.gate_tolerances
         )
     )
-    leaks = settle_leaks(draft.all_heads, requirements)
+    leaks, needs = _propagate(draft.all_heads, requirements)
     heads = tuple(replace(h, leak=leaks[h.id]) for h in draft.heads)
     n_layers = max(
         [h.layer + 1 for h in heads]
@@ -82,6 +82,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         output_kinds=draft.output_kinds,
         kinds_known=draft.kinds_known,
         output_reciprocal=draft.output_reciprocal,
+        needs=tuple(sorted(needs.items())),
     )
 
 
@@ -111,9 +112,22 @@ def settle_leaks(
     its heads' outputs, each with a coefficient: the tolerance is shared equally among
     them; a mean head's error is its leak times its value span plus the error of the
     numbers it averages, and half of its share goes to each, recursively."""
-    leak = {h.id: h.leak for h in heads}
+    return _propagate(heads, requirements)[0]
 
-    def need(rep: Rep, tol: float) -> None:
+
+def _propagate(
+    heads: tuple[Head, ...], requirements: tuple[Requirement, ...]
+) -> tuple[dict[int, float], dict[str, float]]:
+    """(:func:`settle_leaks`'s leaks, and residual direction -> how accurate a number
+    read through it must be).  Where the requirements reach a number that a mean head
+    averages, its directions share the tolerance it gets (the head's leak has the other
+    half), and MLP tables writing them are measured against it
+    (``count_precision.imprecise_numbers``).  A number read directly (an output, a
+    table's input) is not recorded: the dtype checks of ``certify`` cover its tables."""
+    leak = {h.id: h.leak for h in heads}
+    needs: dict[str, float] = {}
+
+    def need(rep: Rep, tol: float, averaged: bool = False) -> None:
         if isinstance(rep, CatRep):
             for hid in rep.sources:
                 copied = heads[hid].averages
@@ -122,12 +136,16 @@ def settle_leaks(
                 for inner in copied:
                     need(inner, tol / 2.0)
             return
+        if averaged:  # a number a mean head averages: its directions share the tolerance
+            terms = {d: c for d, c in rep.lin.as_dict().items() if c != 0.0}
+            for d, c in terms.items():
+                needs[d] = min(needs.get(d, math.inf), tol / (len(terms) * abs(c)))
         for hid, coef in rep.sources:
             share = tol / (len(rep.sources) * abs(coef))
             leak[hid] = min(leak[hid], share / (2.0 * heads[hid].value_span))
-            for averaged in heads[hid].averages:
-                need(averaged, share / 2.0)
+            for inner in heads[hid].averages:
+                need(inner, share / 2.0, averaged=True)
 
     for r in requirements:
         need(r.rep, r.tol)
-    return leak
+    return leak, needs

@@ -34,7 +34,7 @@ from ..progress import ProgressFn
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify, tilted_heads
-from .count_precision import measure_count_keys
+from .count_precision import imprecise_numbers, measure_count_keys
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.elementwise import kind_ambiguous
@@ -136,7 +136,7 @@ def make_plan(
         if imprecise:  # those counts are compared through one-hots instead
             plain = plain.union(node for _, node in imprecise)
             continue
-        tilted = tilted_heads(plan, dtype)
+        tilted = tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype)
         more = no_joint.union(*(sources for _, sources in tilted))
         if not tilted or more == no_joint:
             break

@@ -259,6 +259,9 @@ class Plan:
     #: same model needs both: they decide between constructions)
     head_masks: bool = True
     dtype: str = "float32"
+    #: residual direction -> how accurate the number read through it must be (the
+    #: requirements, followed through mean heads: ``finalize._propagate``)
+    needs: tuple[tuple[str, float], ...] = ()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
