@@ -97,24 +97,29 @@ def table_error(job: MLPJob, table: Table, d: str, dtype: str) -> float:
     """The largest error of direction ``d`` of ``job``'s table run in ``dtype`` on its
     points and on points moved by ``INPUT_ULPS`` units of round-off (inf when the points
     cannot be set up)."""
+    return table_errors(job, table, [d], dtype)[d]
+
+
+def table_errors(job: MLPJob, table: Table, dirs: list[str], dtype: str) -> dict[str, float]:
+    """:func:`table_error` of each of ``dirs``, from one run of the table."""
     layout = _input_layout(job)
     points = _points(job, MAX_POINTS)
     if layout is None or points is None:
-        return math.inf
+        return {d: math.inf for d in dirs}
     if not points:
-        return 0.0
-    x, w_in, w_out, ideal, numeric = table_arrays(job, table, [d], layout, points)
+        return {d: 0.0 for d in dirs}
+    x, w_in, w_out, ideal, numeric = table_arrays(job, table, dirs, layout, points)
     t = torch_dtype(dtype)
     W_in, W_out = torch.from_numpy(w_in).to(t), torch.from_numpy(w_out).to(t)
-    worst = 0.0
+    worst = np.zeros(len(dirs))
     for shift in (0.0, 1.0, -1.0):
         moved = x * np.where(numeric, 1.0 + shift * INPUT_ULPS * UNIT_ROUNDOFF[dtype], 1.0)
         X = torch.from_numpy(moved).to(t)
         with torch.no_grad():
             hidden = torch.relu(X @ W_in)
-            got = (hidden @ W_out)[:, 0].double().numpy()
-        worst = max(worst, float(np.abs(got - ideal[:, 0]).max()))
-    return worst
+            got = (hidden @ W_out).double().numpy()
+        worst = np.maximum(worst, np.abs(got - ideal).max(axis=0))
+    return {d: float(e) for d, e in zip(dirs, worst)}
 
 
 def imprecise_numbers(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
@@ -138,9 +143,10 @@ def imprecise_numbers(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset
     measured: dict[str, float] = {}
 
     def error_of(d: str) -> float:
-        if d not in measured:
+        if d not in measured:  # every direction of d's table, from one run of it
             job, table = joint[d]
-            measured[d] = SAFETY * table_error(job, table, d, dtype)
+            errors = table_errors(job, table, list(job.targets()), dtype)
+            measured.update({n: SAFETY * e for n, e in errors.items()})
         return measured[d]
 
     problems: list[tuple[PlanError, frozenset[int]]] = []
