@@ -599,3 +599,27 @@ def test_and_or_not_on_sops_give_booleans_by_truthiness(expr, expected):
 def test_and_or_between_atoms_stay_pythons():
     assert evaluate(_sop("x = 2 or 0; y = indices + x;", "y"), "ab") == [2, 3]
     assert evaluate(_sop('x = 0 and "z"; y = indices + x;', "y"), "ab") == [0, 1]
+
+
+def test_unit_maps_keep_each_kind_and_sign_as_python_does():
+    # evaluation_steps finds ``x + 0``, ``x - 0``, ``x * 1`` once per program and passes
+    # x on; only where Python's operator would leave x unchanged (an int plus 0; a
+    # float minus 0 or times 1; never a float plus 0: -0.0 + 0 is 0.0)
+    from rasp_compiler.language.lower import get_sop, load_source
+
+    session = load_source(
+        "ints = indices + 0 - 0;"
+        "floats = (indices * -0.0) * 1 - 0;"
+        "plus = (indices * -0.0) + 0;"
+        "chain = ((((indices + 0) + 0) * 1) - 0) + 0;"
+        "mixed = (indices + 0.0) * 1;"
+    )
+    got = {
+        n: evaluate(get_sop(session, n), "abc")
+        for n in ("ints", "floats", "plus", "chain", "mixed")
+    }
+    assert got["ints"] == [0, 1, 2] and all(type(v) is int for v in got["ints"])
+    assert [math.copysign(1.0, v) for v in got["floats"]] == [-1.0] * 3
+    assert got["plus"] == [0.0] * 3 and [math.copysign(1.0, v) for v in got["plus"]] == [1.0] * 3
+    assert got["chain"] == [0, 1, 2] and all(type(v) is int for v in got["chain"])
+    assert got["mixed"] == [0.0, 1.0, 2.0] and all(type(v) is float for v in got["mixed"])
