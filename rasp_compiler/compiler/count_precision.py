@@ -123,8 +123,8 @@ def table_errors(job: MLPJob, table: Table, dirs: list[str], dtype: str) -> dict
 
 
 def imprecise_numbers(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
-    """Numbers tables write that are less accurate than what reads them needs
-    (``Plan.needs``: an output, or a mean head averaging them).
+    """Numbers tables write that are less accurate than the mean heads averaging them
+    need (``Plan.needs``).
 
     A table over several numbers at once (a mixed-radix projection) sums steep steps'
     large activations, and its rounding in ``dtype`` moves what it writes: its numbers,
