@@ -346,3 +346,90 @@ def test_comparisons_of_one_operand_with_constants_are_one_predicate():
     sop, model = compile_source(CLAUSE_LOADER, "a,:", 7)
     checked, bad = mismatches(sop, model, all_inputs("a,:", 7))
     assert checked == 3279 and not bad, bad[:3]
+
+
+# rover's clause kinds: ``base`` reads two MLP outputs, one of them a count tested for 0
+CLAUSE_KINDS = """
+clause = selector_width(select(tokens, ",", ==) and select(indices, indices, <));
+last = clause[-1];
+sep = tokens == ",";
+rule = selector_width(select(clause, clause, ==) and select(tokens, ":", ==)) > 0 and not sep;
+question = (clause == last) and not sep;
+base = (not (question or rule)) and not sep;
+item = (tokens in ["a", "b"]) and base;
+"""
+
+
+def test_a_count_tested_for_zero_is_a_gate_on_its_head():
+    # ``width > 0`` only tells the count's smallest value from the rest: the table reads
+    # the counting head's 1/(w+1) as a gate (1 exactly where the count is 0), so ``item``
+    # runs in the MLP of the heads' layer (2 layers, not 3; rover at 16: 18 -> 17)
+    sop, model = compile_source(CLAUSE_KINDS, "ab,:", 16)
+    assert model.config.n_layers == 2
+    (job,) = [m for m in model.compiled_from[1].mlps if "and base" in m.label]
+    assert len(job.gates) == 1 and job.gates[0][1]  # at its largest: the count is 0
+    checked, bad = mismatches(sop, model, random_inputs("ab,:", 16, 1000, seed=5))
+    assert checked == 1000 and not bad, bad[:3]
+    sop, model = compile_source(CLAUSE_KINDS, "ab,:", 7)
+    checked, bad = mismatches(sop, model, all_inputs("ab,:", 7))
+    assert checked == 21844 and not bad, bad[:3]
+
+
+# rover's answer, made small: an ``or`` over tests of more means than a table may gate
+ANY_SEEN = """
+sa = select(tokens, "a", ==);
+sb = select(tokens, "b", ==);
+m1 = aggregate(sa, indicator(indices > 2));
+m2 = aggregate(sb, indicator(indices > 3));
+m3 = aggregate(sa, indicator(indices == 1));
+m4 = aggregate(sb, indicator(indices == 0));
+m5 = aggregate(select(indices, indices, <), indicator(tokens == "c"));
+w = selector_width(select(tokens, "d", ==));
+found = False;
+found = found or (m1 > 0 and tokens == "a");
+found = found or (m2 > 0 and tokens == "b");
+found = found or (m3 > 0 and tokens == "c");
+found = found or (m4 > 0 and tokens == "d");
+found = found or (m1 > 0 and tokens == "b");
+found = found or (m5 < 1 and tokens == "a");
+found = found or (w > 0 and tokens == "c");
+res = "yes" if found else ("never" if tokens == "d" else "no");
+"""
+
+
+def test_an_or_over_many_tests_of_means_is_one_table_linear_in_them():
+    # 6 gates (five means, one tested at its largest and one twice, a count tested for 0):
+    # more than a table may gate one by one (2^6 tables), but at each combination of
+    # the categorical inputs the answer is one value if any of a set of them is off its
+    # extreme, another if none is: one step over the sum of their distances
+    # (``plan/disjunction.py``), in the heads' own layer
+    sop, model = compile_source(ANY_SEEN, "abcd", 16)
+    assert model.config.n_layers == 1
+    (job,) = model.compiled_from[1].mlps
+    assert len(job.gates) == 6 and job.forms is not None
+    # five kinds of position (tokens a-d, and the ``found`` so far), three units each at most
+    assert len(model.compiled_from[1].tables[0].units) <= 24
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 2000, seed=8))
+    assert checked == 2000 and not bad, bad[:3]
+    sop, model = compile_source(ANY_SEEN, "abcd", 7)
+    checked, bad = mismatches(sop, model, all_inputs("abcd", 7))
+    assert checked == 21844 and not bad, bad[:3]
+
+
+ALL_SEEN = """
+m1 = aggregate(select(tokens, "a", ==), indicator(indices > 2));
+m2 = aggregate(select(tokens, "b", ==), indicator(indices > 3));
+m3 = aggregate(select(tokens, "a", ==), indicator(indices == 1));
+m4 = aggregate(select(tokens, "b", ==), indicator(indices == 0));
+res = (m1 > 0 and m2 > 0) or (m3 > 0 and m4 > 0 and tokens == "c");
+"""
+
+
+def test_a_table_over_many_gates_without_an_or_form_takes_another_layer():
+    # ``m1 > 0 and m2 > 0`` is on only where both are: no single ``or`` (and 4 gates
+    # would be 16 tables): the conjunctions run first, in their own MLPs
+    sop, model = compile_source(ALL_SEEN, "abcd", 12)
+    assert model.config.n_layers == 2
+    assert all(m.forms is None for m in model.compiled_from[1].mlps)
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 12, 1000, seed=9))
+    assert checked == 1000 and not bad, bad[:3]

@@ -87,6 +87,8 @@ def table_units(job: MLPJob) -> Table | PlanError:
 
     The table also says how precise the job's categorical inputs must be: a gate
     multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger."""
+    if job.forms is not None:
+        return or_units(job)
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
     nums = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, NumRep)]
     all_vals = [tuple(sorted({float(v) for v in r.values})) for _, r in nums]
@@ -300,20 +302,22 @@ def _call(
 
 
 def _gate_groups(
-    sizes: list[int], tables: dict[tuple[int, ...], tuple]
+    sizes: list[int], tables: dict[tuple[int, ...], tuple], signature=None
 ) -> list[tuple[tuple[frozenset[int], ...], tuple]]:
     """Merge combinations of categorical values whose tables are identical into boxes
     (one value set per input), so one gate serves them all.
 
     Merging runs along one input at a time: boxes that agree on every other input's set
-    and have the same table become one box whose set on this input is the union."""
+    and have the same table become one box whose set on this input is the union
+    (``signature`` keys a table; by default a table is a tuple of (u, encoding))."""
+    signature = signature or _signature
     boxes: list[tuple[tuple[frozenset[int], ...], tuple]] = [
         (tuple(frozenset((c,)) for c in combo), tables[combo]) for combo in tables
     ]
     for k in range(len(sizes)):
         merged: dict[tuple, list] = {}
         for sets, pts in boxes:
-            key = (sets[:k] + sets[k + 1 :], _signature(pts))
+            key = (sets[:k] + sets[k + 1 :], signature(pts))
             if key in merged:
                 merged[key][0] = merged[key][0] | sets[k]
             else:
@@ -324,3 +328,78 @@ def _gate_groups(
 
 def _signature(points: tuple) -> tuple:
     return tuple((u, tuple(sorted(e.items()))) for u, e in points)
+
+
+def or_units(job: MLPJob) -> Table | PlanError:
+    """The units of a table with an ``or`` form over its gates (``plan.disjunction``):
+    per box of categorical combinations with the same form ``(S, on, off)``, a gate unit
+    writes ``off`` and a step in ``u = sum over S of d_i`` adds ``on - off``, where
+    ``d_i = (x_i - e_i) / (x'_i - e_i)`` is 0 at the gated number's extreme ``e_i`` and at
+    least 1 at every other value (``x'_i`` the nearest).  The step,
+    ``ReLU(2u - 1/2) - ReLU(2u - 3/2)``, is flat for ``u`` within 1/4 of 0 and above 3/4,
+    so it is exactly 0 or 1; ``G (gate - 1)``, with ``G`` above the step's largest
+    pre-activation, switches it off outside its box."""
+    assert job.forms is not None
+    cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
+    encode = encoder(job)
+    dist: dict[int, Lin] = {}
+    reach: dict[int, float] = {}
+    gaps: dict[int, float] = {}
+    for i, top in job.gates:
+        rep = job.inputs[i]
+        assert isinstance(rep, NumRep)
+        vals = sorted({num(v) for v in rep.values})
+        e, near = (vals[-1], vals[-2]) if top else (vals[0], vals[1])
+        dist[i] = (rep.lin - Lin.const(e)).scale(1.0 / (near - e))
+        reach[i] = max((v - e) / (near - e) for v in vals)
+        gaps[i] = abs(near - e)
+    tables: dict[tuple[int, ...], tuple] = {}
+    for combo in itertools.product(*(range(len(r.values)) for _, r in cats)):
+        form = job.forms(tuple(r.values[c] for (_, r), c in zip(cats, combo)))
+        if form is None:
+            continue
+        on_set, on, off = form
+        low = encode(off)
+        tables[combo] = (on_set, _out(low), _out(_diff(low, encode(on))) if on_set else ())
+    units: list[Unit] = []
+    magnitude, max_gate, widest, a, most = 1.0, 1.0, 1, 0, 1
+    for sets, (on_set, low, delta) in _gate_groups(
+        [len(r.values) for _, r in cats], tables, signature=lambda t: t
+    ):
+        parts = [
+            lin_sum(r.rows[c] for c in sorted(vs))
+            for (_, r), vs in zip(cats, sets)
+            if len(vs) < len(r.values)
+        ]
+        if not low and not delta:
+            continue
+        a = max(a, len(parts))
+        widest = max([widest] + [len(vs) for vs in sets])
+        gate = lin_sum(parts) - Lin.const(len(parts) - 1) if parts else Lin.unit(ONE)
+        if low:
+            units.append(Unit(gate.scale(2.0) - Lin.const(1.0) if parts else gate, low))
+        if delta:
+            most = max(most, len(on_set))
+            u = lin_sum(dist[i] for i in sorted(on_set)).scale(2.0)
+            u_max = 2.0 * sum(reach[i] for i in on_set)
+            g = u_max + 1.0
+            off_switch = (gate - Lin.const(1.0)).scale(g) if parts else Lin()
+            units.append(Unit(u - Lin.const(0.5) + off_switch, delta))
+            units.append(Unit(u - Lin.const(1.5) + off_switch, tuple((k, -v) for k, v in delta)))
+            magnitude = max(magnitude, u_max + g)
+            max_gate = max(max_gate, g)
+        if len(units) > MAX_UNITS:
+            return PlanError(
+                f"this elementwise table needs more than {MAX_UNITS} hidden units "
+                f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
+                job.span,
+            )
+    # row noise moves a step's pre-activation by up to G a widest times it; the gated
+    # numbers' by twice the sum of their distances' errors: 0.05 + 0.1, within 1/4
+    cat_tolerance = 0.05 / (max_gate * max(a, 1) * widest)
+    return Table(
+        tuple(units),
+        magnitude,
+        cat_tolerance,
+        tuple((i, 0.05 * gaps[i] / most) for i, _ in job.gates),
+    )

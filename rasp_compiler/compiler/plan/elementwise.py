@@ -20,7 +20,7 @@ from .attention import width_xs
 from .fusion import critical_path_inputs
 from .means import only_possible_means
 from .state import JobDraft, JobKind, MapKind, PlanState, fused_fn
-from .types import CatRep, CatTarget, NumRep, Rep, TableFn
+from .types import CatRep, CatTarget, GateForms, NumRep, Rep, TableFn
 
 #: Most input combinations one fused elementwise MLP may have before the compiler refuses.
 MAX_MLP_DOMAIN = 1 << 21
@@ -130,8 +130,17 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                 # combinations (17 booleans "and"-ed: 131,072 combinations, not 4)
                 here = (max((r.stage for r in reps), default=0), _domain(reps))
                 gates: tuple[tuple[int, bool], ...] = ()
-                if crit is not None and (crit.stage, _domain(crit.reps, crit.gates)) < here:
-                    reps, fn, narrow, gates = crit.reps, crit.fn, None, crit.gates
+                forms: GateForms | None = None
+                if (
+                    crit is not None
+                    and (
+                        crit.stage,
+                        _domain(crit.reps, crit.gates, crit.forms),
+                    )
+                    < here
+                ):
+                    reps, fn, narrow = crit.reps, crit.fn, None
+                    gates, forms = crit.gates, crit.forms
                 memo[key] = [
                     _job(
                         p,
@@ -141,6 +150,7 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                         p.label(node),
                         None if narrow is None else _possible_only(p, node, narrow),
                         gates,
+                        forms,
                     )
                 ]
             case ir.SelectorWidth():
@@ -165,13 +175,16 @@ def _conversion(p: PlanState, node: ir.SOp) -> list[JobDraft]:
         crit = critical_path_inputs(p, node) if isinstance(node, ir.Map) else None
         if fused is not None and max(r.stage for r in fused[0]) < num.stage:
             gates: tuple[tuple[int, bool], ...] = ()
+            forms: GateForms | None = None
             if crit is not None and crit.stage < max(r.stage for r in fused[0]):
-                fused, gates = (crit.reps, crit.fn), crit.gates
+                fused, gates, forms = (crit.reps, crit.fn), crit.gates, crit.forms
             fn = _possible_only(p, node, fused[1])
-            p.job_memo[key] = [_job(p, node, fused[0], fn, label, gates=gates)]
+            p.job_memo[key] = [_job(p, node, fused[0], fn, label, gates=gates, forms=forms)]
         elif crit is not None and crit.stage < num.stage:
             fn = _possible_only(p, node, crit.fn)
-            p.job_memo[key] = [_job(p, node, crit.reps, fn, label, gates=crit.gates)]
+            p.job_memo[key] = [
+                _job(p, node, crit.reps, fn, label, gates=crit.gates, forms=crit.forms)
+            ]
         else:
             p.job_memo[key] = [_job(p, node, [num], _identity, label)]
     return p.job_memo[key]
@@ -355,10 +368,11 @@ def _job(
     label: str,
     narrow_fn: TableFn | None = None,
     gates: tuple[tuple[int, bool], ...] = (),
+    forms: GateForms | None = None,
 ) -> JobDraft:
     """A new MLP job in the earliest layer its inputs allow; asks for their precision
     (a gate's, see ``emit.mlp.numeric_gates``, once its table is built)."""
-    size = _domain(reps, gates)
+    size = _domain(reps, gates, forms)
     if size > MAX_MLP_DOMAIN:
         raise p.fail(
             f"this elementwise operation needs a table over {size} input combinations "
@@ -394,6 +408,7 @@ def _job(
         narrow_fn=narrow_fn,
         node_id=node.id,
         gates=tuple((i, top) for i, top in gates),
+        forms=forms,
     )
     p.jobs.append(job)
     return job
@@ -416,9 +431,14 @@ def _identity(args: tuple[Atom, ...]) -> Atom:
     return args[0]
 
 
-def _domain(reps: list[Rep], gates: tuple[tuple[int, bool], ...] = ()) -> int:
-    """Input combinations a table over ``reps`` steps through (a gate has two classes)."""
+def _domain(
+    reps: list[Rep], gates: tuple[tuple[int, bool], ...] = (), forms: GateForms | None = None
+) -> int:
+    """Input combinations a table over ``reps`` steps through (a gate has two classes;
+    a table with an ``or`` form, per combination of the others: any gate off, or none)."""
     gated = {i for i, _ in gates}
+    if forms is not None:
+        return 2 * math.prod(len(r.values) for i, r in enumerate(reps) if i not in gated)
     return math.prod(2 if i in gated else len(r.values) for i, r in enumerate(reps))
 
 

@@ -14,20 +14,25 @@ A boolean of a number that only says whether the number is at its smallest or la
 value (``aggregate(s, indicator(p)) > 0``: is the mean above 0) is expanded to the number
 read as a *gate* of the table (``emit.mlp.numeric_gates``): two classes, not all its
 values, and not in the projection; several such booleans (``found_a or found_b or
-found_c``) then fit one table in the layer of their heads.
+found_c``) then fit one table in the layer of their heads.  A count tested only for 0
+(``selector_width(s) > 0``) is read the same way, from its head's ``1/(w+1)``, which is
+1 exactly when the count is 0.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import num
 from .attention import width_xs
+from .disjunction import NoForm, gate_forms
 from .state import NodeFailed, PlanState, fused_fn
-from .types import MAX_GATES, NumRep, Rep, TableFn
+from .types import MAX_GATES, CatRep, GateForm, GateForms, NumRep, Rep, TableFn
 
 #: Most input combinations a table fused along the critical path may have (the MLP
 #: has about two units per combination where its value changes).
@@ -45,18 +50,25 @@ class Fused:
     fn: TableFn
     #: (index in ``reps``, at the largest value?) of the numbers read as gates
     gates: tuple[tuple[int, bool], ...] = ()
+    #: with more gates than ``MAX_GATES``: the table's ``or`` form per combination of its
+    #: categorical inputs (:mod:`.disjunction`)
+    forms: GateForms | None = None
 
 
 #: how a leaf is read: as the planner prefers, as its number, (a count) as its heads, or
-#: (a number some boolean tests for its smallest or largest value) as a gate
-BEST, NUMBER, HEADS, GATE = "best", "number", "heads", "gate"
+#: (a number some boolean tests for its smallest or largest value) as a gate, or (a
+#: count of one head tested for its smallest or largest value) as a gate on that head
+BEST, NUMBER, HEADS, GATE, HEAD_GATE = "best", "number", "heads", "gate", "head gate"
+#: modes whose number gates its table
+GATED = (GATE, HEAD_GATE)
 
 
 def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
     try:
-        if mode == HEADS:
+        if mode in (HEADS, HEAD_GATE):
             assert isinstance(leaf, ir.SelectorWidth)
-            return list(width_xs(p, leaf))
+            xs: list[Rep] = list(width_xs(p, leaf))
+            return None if mode == HEAD_GATE and len(xs) != 1 else xs
         if mode in (NUMBER, GATE):
             return [p.num(leaf)]
         return [p.best(leaf)]
@@ -65,7 +77,7 @@ def _reps_of(p: PlanState, leaf: ir.SOp, mode: str) -> list[Rep] | None:
 
 
 def _expandable(p: PlanState, leaf: ir.SOp, mode: str) -> bool:
-    if mode in (HEADS, GATE):
+    if mode in (HEADS, *GATED):
         return False
     if isinstance(leaf, ir.Map):
         return True
@@ -109,7 +121,7 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
             elif isinstance(leaf, ir.Map):
                 gated = extreme_test(p, leaf)
                 if gated is not None and tops.get(gated[0].id, gated[1]) == gated[1]:
-                    new = [(gated[0], GATE)]
+                    new = [(gated[0], gated[2])]
                     tops[gated[0].id] = gated[1]
                 elif gated is not None:  # tested at both ends: read as a whole
                     new = [(gated[0], NUMBER)]
@@ -122,7 +134,7 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
                     expanded.append((x, m))
         # a node read in several ways: keep the furthest expanded (a gate only where it
         # is read no other way: another read needs its whole value)
-        rank = {GATE: -1, BEST: 0, NUMBER: 1, HEADS: 2}
+        rank = {GATE: -1, HEAD_GATE: -1, BEST: 0, NUMBER: 1, HEADS: 2}
         leaves = [
             (x, m)
             for x, m in expanded
@@ -131,16 +143,23 @@ def critical_path_inputs(p: PlanState, node: ir.Map) -> Fused | None:
     return best
 
 
-def extreme_test(p: PlanState, leaf: ir.Map) -> tuple[ir.SOp, bool] | None:
-    """(x, at its largest?) when ``leaf`` is a function of one mean x (a head's output:
-    nothing earlier to expand to; a count is read from its heads instead) that only
-    tells x's smallest or largest value from the rest (``mean > 0`` for a mean of 0/1
-    values), else None."""
+def extreme_test(p: PlanState, leaf: ir.Map) -> tuple[ir.SOp, bool, str] | None:
+    """(x, at its largest?, how x is read) when ``leaf`` is a function of one mean x (a
+    head's output: nothing earlier to expand to), or of one count x whose selector one
+    head scores, that only tells x's smallest or largest value from the rest (``mean > 0``
+    for a mean of 0/1 values, ``width > 0``), else None.  A count is read from its head's
+    ``1/(w+1)``, largest where the count is smallest."""
     args = {a.id: a for a in leaf.args if isinstance(a, ir.SOp)}
     if len(args) != 1:
         return None
     (x,) = args.values()
-    if not isinstance(x, ir.Aggregate):
+    if isinstance(x, ir.SelectorWidth):
+        try:
+            if len(width_xs(p, x)) != 1:
+                return None
+        except NodeFailed:
+            return None
+    elif not isinstance(x, ir.Aggregate):
         return None
     values = list(p.values(x))
     if not all(type(v) in (int, float) for v in values):
@@ -155,7 +174,9 @@ def extreme_test(p: PlanState, leaf: ir.Map) -> tuple[ir.SOp, bool] | None:
         at = {ir.atom_key(y) for v, y in out if v == edge}  # type: ignore[arg-type]
         rest = {ir.atom_key(y) for v, y in out if v != edge}  # type: ignore[arg-type]
         if len(at) == 1 and len(rest) == 1:
-            return x, top
+            if isinstance(x, ir.SelectorWidth):
+                return x, not top, HEAD_GATE
+            return x, top, GATE
     return None
 
 
@@ -169,13 +190,17 @@ def _table(
 ) -> Fused | None:
     # a gate reads one input, its number, so its index in ``flat`` is its leaf's
     at = [sum(len(x) for x in reps[:i]) for i in range(len(reps))]
-    gates = tuple((at[i], tops[leaf.id]) for i, (leaf, mode) in enumerate(leaves) if mode == GATE)
-    if len(gates) > MAX_GATES:
-        return None
+    gates = tuple((at[i], tops[leaf.id]) for i, (leaf, mode) in enumerate(leaves) if mode in GATED)
     gated = {i for i, _ in gates}
-    sizes = [2 if i in gated else len(r.values) for i, r in enumerate(flat)]
-    if math.prod(sizes) > MAX_CRITICAL_DOMAIN:
-        return None
+    forms: GateForms | None = None
+    if len(gates) > MAX_GATES:
+        forms = _or_forms(p, node, leaves, reps, tops)
+        if forms is None:
+            return None
+    else:
+        sizes = [2 if i in gated else len(r.values) for i, r in enumerate(flat)]
+        if math.prod(sizes) > MAX_CRITICAL_DOMAIN:
+            return None
     projected = [r for i, r in enumerate(flat) if isinstance(r, NumRep) and i not in gated]
     if not p.joint_ok(node, [r.values for r in projected]):
         return None
@@ -183,7 +208,7 @@ def _table(
         return None
     base = fused_fn(node, [leaf for leaf, _ in leaves])
     sizes = [len(r) for r in reps]
-    decode = [m == HEADS for _, m in leaves]
+    decode = [m in (HEADS, HEAD_GATE) for _, m in leaves]
     max_len = p.max_len
 
     def fn(args: tuple[Atom, ...]) -> Atom | None:
@@ -202,4 +227,78 @@ def _table(
         return base(tuple(vals))
 
     stage = max((r.stage for r in flat), default=0)
-    return Fused(stage, flat, fn, gates)
+    return Fused(stage, flat, fn, gates, forms)
+
+
+def _or_forms(
+    p: PlanState,
+    node: ir.Map,
+    leaves: list[tuple[ir.SOp, str]],
+    reps: list[list[Rep]],
+    tops: dict[int, bool],
+) -> GateForms | None:
+    """The table's ``or`` form (:mod:`.disjunction`) where every input but the gates is
+    one one-hot, their combinations are few, and each has the form; else None."""
+    extremes: dict[int, tuple[Atom, tuple[Atom, ...]]] = {}
+    sizes: list[int] = []
+    for i, ((leaf, mode), r) in enumerate(zip(leaves, reps)):
+        if len(r) != 1:
+            return None
+        if mode in GATED:
+            values = sorted(p.values(leaf), key=num)
+            # a count's head holds 1/(w+1): at its largest where the count is smallest
+            at_top = tops[leaf.id] != (mode == HEAD_GATE)
+            e = values[-1] if at_top else values[0]
+            extremes[i] = (e, tuple(v for v in values if num(v) != num(e)))
+        elif isinstance(r[0], CatRep):
+            sizes.append(len(r[0].values))
+        else:
+            return None
+    if math.prod(sizes) > MAX_CRITICAL_DOMAIN:
+        return None
+    cat_leaves = [leaf for i, (leaf, _) in enumerate(leaves) if i not in extremes]
+    feasible = _feasible(p, cat_leaves)
+    every = gate_forms(node, [leaf for leaf, _ in leaves], extremes, p.values(node))
+
+    def forms(combo: tuple[Atom, ...]) -> GateForm | None:
+        return every(combo) if feasible(combo) else None
+
+    cats = [r[0].values for i, r in enumerate(reps) if i not in extremes]
+    try:
+        for combo in itertools.product(*cats):  # type: ignore[arg-type]
+            forms(combo)
+    except NoForm:
+        return None
+    return forms
+
+
+def _feasible(p: PlanState, leaves: list[ir.SOp]) -> Callable[[tuple[Atom, ...]], bool]:
+    """Does a combination of these leaves' values occur?  Leaves that are maps of one
+    and the same s-op (``tokens == "a"``, ``tokens == "b"``) take only the value tuples
+    its values give (not both true); a combination of others is assumed to occur."""
+    by_source: dict[int, list[int]] = {}
+    for k, leaf in enumerate(leaves):
+        args = (
+            {a.id: a for a in leaf.args if isinstance(a, ir.SOp)}
+            if isinstance(leaf, ir.Map)
+            else {}
+        )
+        if len(args) == 1:
+            by_source.setdefault(next(iter(args)), []).append(k)
+    groups: list[tuple[list[int], set[tuple]]] = []
+    for ks in by_source.values():
+        if len(ks) < 2:
+            continue
+        (x,) = {a.id: a for a in leaves[ks[0]].args if isinstance(a, ir.SOp)}.values()  # type: ignore[attr-defined]
+        fns = [fused_fn(leaves[k], [x]) for k in ks]  # type: ignore[arg-type]
+        seen: set[tuple] = set()
+        for v in p.values(x):
+            ys = [f((v,)) for f in fns]
+            if all(y is not None for y in ys):
+                seen.add(tuple(ir.atom_key(y) for y in ys))  # type: ignore[arg-type]
+        groups.append((ks, seen))
+
+    def occurs(combo: tuple[Atom, ...]) -> bool:
+        return all(tuple(ir.atom_key(combo[k]) for k in ks) in seen for ks, seen in groups)
+
+    return occurs

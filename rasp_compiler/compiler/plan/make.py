@@ -251,6 +251,7 @@ def _pruned(planner: Planner, output: Rep, kinds: OutputKinds | None = None) -> 
             narrow_fn=m.narrow_fn,
             node_id=m.node_id,
             gates=m.gates,
+            forms=m.forms,
         )
         for m in planner.jobs
         if m.id in jobs

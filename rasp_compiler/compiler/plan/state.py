@@ -23,7 +23,17 @@ from ..numbers import projection_ratio
 from ..positions import is_functional
 from ..residual import BOS, ONE, Block, Lin
 from ..value_sets import ValueSet
-from .types import CatRep, CatTarget, Head, NumRep, PlanError, Rep, Requirement, TableFn
+from .types import (
+    CatRep,
+    CatTarget,
+    GateForms,
+    Head,
+    NumRep,
+    PlanError,
+    Rep,
+    Requirement,
+    TableFn,
+)
 
 #: A numerical aggregate over a functional selector is read as categories while its
 #: values are at most this many.
@@ -71,6 +81,8 @@ class JobDraft:
     node_id: int = -1
     #: numerical inputs read only at their largest (True) or smallest value (``MLPJob``)
     gates: tuple[tuple[int, bool], ...] = ()
+    #: the table's ``or`` form over its gates, where it reads more than ``MAX_GATES``
+    forms: GateForms | None = None
     cat_targets: list[CatTarget] = field(default_factory=list)
     num_targets: list[str] = field(default_factory=list)
 

@@ -132,6 +132,13 @@ class Requirement:
 #: an elementwise table's function over one combination of input values (None: the
 #: combination fails in the interpreter too, so it never occurs)
 TableFn = Callable[[tuple[Atom, ...]], Atom | None]
+#: (gated inputs, on, off): a table's value ``on`` where one of those inputs is off its
+#: extreme value, else ``off`` (None for either: the interpreter fails there, so any
+#: value will do), see ``plan.disjunction``
+GateForm = tuple[frozenset[int], Atom | None, Atom | None]
+#: a table's GateForm per combination of its categorical inputs' values (None: none
+#: occurs)
+GateForms = Callable[[tuple[Atom, ...]], GateForm | None]
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,9 @@ class MLPJob:
     #: numerical inputs ``fn`` reads only through "is it at its largest (True) or smallest
     #: (False) value", by input index: gates of the table (``emit.mlp.numeric_gates``)
     gates: tuple[tuple[int, bool], ...] = ()
+    #: with more gates than ``MAX_GATES``: the table's value per combination of its
+    #: categorical inputs, as (gates, on, off) (``plan.disjunction``)
+    forms: GateForms | None = None
 
     def targets(self) -> tuple[str, ...]:
         return tuple(d for t in self.cat_targets for d in t.dirs) + self.num_targets
