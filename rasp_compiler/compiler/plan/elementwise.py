@@ -395,7 +395,9 @@ def _job(
     for i, top in gates:  # a gate tells its extreme value from the one next to it
         gv = sorted({num(v) for v in reps[i].values})
         edge = gv[-1] - gv[-2] if top else gv[1] - gv[0]
-        tolerances.append((max(abs(v) for v in gv), edge / 8.0))
+        # an ``or`` form sums the gated numbers' distances (``emit.mlp.or_units``)
+        share = 8.0 if forms is None else 20.0 * len(gates)
+        tolerances.append((max(abs(v) for v in gv), edge / share))
     stage = max((r.stage for r in reps), default=0)
     job = JobDraft(
         id=len(p.jobs),
