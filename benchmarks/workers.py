@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .inputs import SEED, edge_inputs, full_length_inputs, make_inputs, tracr_program
+from .inputs import (
+    SEED,
+    count_sweep,
+    edge_inputs,
+    full_length_inputs,
+    make_inputs,
+    tracr_program,
+)
 from .jobs import Job, Result, emit
 
 SANITY = 8  # inputs on which tracr's batched forward is compared with model.apply
@@ -392,7 +399,7 @@ def worker_certify(job: Job) -> None:
         model = compile_program(program, vocab=vocab, max_len=best, dtype=dtype)
         count = job.check if best < 512 else job.check_long
         inputs = make_inputs(vocab, best, count, job.style, SEED + 2)
-        inputs += edge_inputs(vocab, best, job.style)
+        inputs += edge_inputs(vocab, best, job.style) + count_sweep(vocab, best, job.style)
         ok, bad, _, _ = _check_ours(model, sop, inputs, chunk=32)
         emit(Result(checked=ok + bad, exact=ok))
     if dtype != "float32":
@@ -406,7 +413,8 @@ def _sampled_exact(
     """(the largest max length, powers of two up to ``job.upto``, at which the model
     compiled for float32 and cast to ``dtype`` equals the interpreter on every sampled
     input; the first length where it did not, or None).  20 random inputs per length (a
-    quarter at full length) and the :func:`edge_inputs` at full length."""
+    quarter at full length), the :func:`edge_inputs` and the :func:`count_sweep` at full
+    length."""
     from rasp_compiler import CompileError, compile_program
     from rasp_compiler.dtypes import torch_dtype
 
@@ -418,6 +426,7 @@ def _sampled_exact(
             return best, n
         model = model.to(torch_dtype(dtype))
         inputs = make_inputs(vocab, n, 20, job.style, SEED + 3) + edge_inputs(vocab, n, job.style)
+        inputs += count_sweep(vocab, n, job.style)
         try:
             ok, bad, _, _ = _check_ours(model, sop, inputs, chunk=16)
         except Exception:  # noqa: BLE001 (a model that cannot decode its logits is wrong)

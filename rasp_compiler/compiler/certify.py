@@ -9,11 +9,15 @@ values.  (The attention sharpness itself already accounts for score rounding, se
 
 from __future__ import annotations
 
-from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF
+import numpy as np
+import torch
+
+from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError, Span
 from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
 from .numbers import binding_pair, num
+from .plan.make import RECIPROCAL_LEAK_SHARE
 from .plan.types import NumRep, Plan, PlanError
 from .rounding import table_row_errors
 
@@ -150,14 +154,20 @@ def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
         if score_noise(h, eps) > h.gap / 4
     ]
     out = plan.output
-    if isinstance(out, NumRep) and len(out.values) > 1:
+    if isinstance(out, NumRep) and len(out.values) > 1 and plan.output_reciprocal:
+        wrong = misdecoded_count(out.values, dtype)
+        if wrong is not None:
+            problems.append(
+                PlanError(
+                    f"the output is a count read from its head's 1/(count+1); {dtype} "
+                    f"rounds 1/{wrong + 1:g} so that it may decode as a neighbouring count "
+                    f"at max length {plan.max_len}",
+                    None,
+                )
+            )
+    elif isinstance(out, NumRep) and len(out.values) > 1:
         vmax, tol = binding_pair(out.values, 4.0)
-        # a count read from its head (plan.output_reciprocal) is the head's output as it
-        # is: the dtype rounds its weights and its sum, each by at most eps relative, and
-        # its leak has an eighth of the gap (RECIPROCAL_LEAK_SHARE): decoding to the
-        # nearest count is right while the rest stays under half the gap
-        too_far = 2 * vmax * eps > 1.5 * tol if plan.output_reciprocal else vmax * eps * 4 > tol
-        if too_far:
+        if vmax * eps * 4 > tol:
             problems.append(
                 PlanError(
                     f"the output's possible values near {vmax:.4g} are {4 * tol:.3g} apart; "
@@ -166,3 +176,36 @@ def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
                 )
             )
     return problems
+
+
+def misdecoded_count(values: tuple[Atom, ...], dtype: str) -> int | None:
+    """The smallest count a reciprocal output may decode wrongly in ``dtype``, else None.
+
+    The output is the counting head's ``1/(w+1)``, off by at most its leak (the plan
+    holds it to ``RECIPROCAL_LEAK_SHARE`` of the closest values' gap) plus float32-sized
+    slack for the softmax's own sums, and then rounded once to ``dtype``, where the head
+    writes it (the output projection and the unembedding multiply it by exactly 1, one
+    term each: no further rounding).  Rounding is monotone and so is decoding (``1/x - 1``,
+    then the nearest count), so the two ends of that interval, each rounded as ``dtype``
+    rounds it, decide every value between them: each count is checked at its own value,
+    where its rounding is what it is (``1/128`` is exact in bfloat16, ``1/127`` is not),
+    instead of at the worst rounding of any value."""
+    xs = sorted(num(v) for v in values)
+    counts = sorted(round(1.0 / x) - 1 for x in xs)
+    leak = RECIPROCAL_LEAK_SHARE * min(b - a for a, b in zip(xs, xs[1:]))
+    ends = []
+    for x in xs:
+        slack = leak + x * 2.0**-20
+        ends += [x - slack, x + slack]
+    rounded = torch.tensor(ends, dtype=torch.float64).to(torch_dtype(dtype)).double().tolist()
+    grid = np.array(counts, dtype=np.float64)
+    for i, x in enumerate(xs):
+        w = round(1.0 / x) - 1
+        for y in rounded[2 * i : 2 * i + 2]:
+            if not y > 0.0:
+                return w
+            d = 1.0 / y - 1.0
+            j = int(np.argmin(np.abs(grid - d)))  # the nearest count, the smaller on a tie
+            if counts[j] != w:
+                return w
+    return None
