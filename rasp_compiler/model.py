@@ -168,6 +168,32 @@ class MLP(nn.Module):
             )
         return out.view(B, T, -1)
 
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + self(x)``, the same sums, writing only the columns ``W_out`` writes.
+
+        A compiled MLP writes a few of the residual's columns (its tables' outputs):
+        the rest of ``x + self(x)`` is ``x + b_out`` there, since those columns of the
+        product are exact zeros.  So the sum is ``x`` (plus ``b_out`` off those
+        columns, where it is rarely nonzero) and, on them, ``x + (b_out + h W_out)``
+        per chunk of positions, as :meth:`forward` computes each term; no [positions,
+        d_model] output per chunk, and no second pass to add it to ``x``."""
+        cols, sub = cut(self.W_out, 0)
+        if cols is None or sub is None or x.numel() == 0:
+            return x + self(x)
+        B, T, M = x.shape
+        flat = x.reshape(B * T, M)
+        off = self.b_out.index_fill(0, cols, 0.0)
+        out = flat + off if bool(off.any()) else flat.clone()
+        bias = self.b_out.index_select(0, cols)
+        used_rows = cut(self.W_in, 1)
+        rows = max(1, MLP_CHUNK // max(1, self.W_in.shape[1]))
+        for start in range(0, flat.shape[0], rows):
+            part = out[start : start + rows]
+            hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in, used_rows)
+            y = torch.addmm(bias, hidden.relu_(), sub)
+            part.index_copy_(1, cols, part.index_select(1, cols) + y)
+        return out.view(B, T, M)
+
 
 class Block(nn.Module):
     """One layer: x + attn(x), then + mlp(x).  No layer norm."""
@@ -185,7 +211,7 @@ class Block(nn.Module):
         x_mid = x + attn_out
         if self.mlp.W_in.shape[1] == 0:  # a layer without hidden units adds b_out alone
             return x_mid, x_mid + self.mlp.b_out, pattern
-        x_out = x_mid + self.mlp(x_mid)
+        x_out = self.mlp.residual(x_mid)
         return x_mid, x_out, pattern
 
 

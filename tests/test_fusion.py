@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from check import all_inputs, compile_source, mismatches, random_inputs
 from test_constructions import NESTING  # the paper's Dyck-k shape
 from test_precision import MOST_FREQUENT_FIRST as MOST_FREQUENT
@@ -433,3 +434,78 @@ def test_a_table_over_many_gates_without_an_or_form_takes_another_layer():
     assert all(m.forms is None for m in model.compiled_from[1].mlps)
     checked, bad = mismatches(sop, model, random_inputs("abcd", 12, 1000, seed=9))
     assert checked == 1000 and not bad, bad[:3]
+
+
+def _or_chain(rng) -> str:
+    """A random chain of ``or``/``and``/``not``/``if`` over tests of means and counts at
+    their extremes, each beside a token or index condition (the shapes an ``or`` form
+    must accept, and some it must refuse: an ``and`` of two tests)."""
+    lines, tests = [], []
+    for i in range(rng.randint(5, 9)):
+        if rng.random() < 0.2:
+            t = rng.choice("abcd")
+            lines.append(
+                f'w{i} = selector_width(select(tokens, "{t}", ==) and select(indices, indices, <));'
+            )
+            tests.append(f"w{i} > 0" if rng.random() < 0.7 else f"not (w{i} > 0)")
+            continue
+        sel = rng.choice(
+            [
+                f'select(tokens, "{rng.choice("abcd")}", ==)',
+                "select(indices, indices, <)",
+                "select(tokens, tokens, ==)",
+                "select(indices, indices, >)",
+                "select(tokens, tokens, !=)",
+            ]
+        )
+        val = rng.choice(
+            [
+                f"indicator(indices > {rng.randint(0, 4)})",
+                f'indicator(tokens == "{rng.choice("abcd")}")',
+                f"indicator(indices == {rng.randint(0, 3)})",
+            ]
+        )
+        lines.append(f"m{i} = aggregate({sel}, {val});")
+        tests.append(f"m{i} > 0" if rng.random() < 0.6 else f"m{i} < 1")
+    lines.append("f = False;")
+    for test in tests:
+        cond = rng.choice([f'tokens == "{rng.choice("abcd")}"', f"indices < {rng.randint(1, 5)}"])
+        r = rng.random()
+        if r < 0.6:
+            lines.append(f"f = f or (({test}) and {cond});")
+        elif r < 0.75:
+            lines.append(f"f = f or ((not ({test})) and {cond});")
+        elif r < 0.85:
+            lines.append(f"f = f or (({test}) and ({rng.choice(tests)}));")
+        else:
+            lines.append(f"f = (({test}) if {cond} else f);")
+    outputs = ['res = "y" if f else "n";', "res = f;"]
+    outputs.append('res = 3 if f else (1 if tokens == "a" else 2);')
+    lines.append(rng.choice(outputs))
+    return "\n".join(lines)
+
+
+def _check_or_chains(seed: int, count: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    with_forms = 0
+    for _ in range(count):
+        src = _or_chain(rng)
+        sop, model = compile_source(src, "abcd", 8)
+        with_forms += any(m.forms is not None for m in model.compiled_from[1].mlps)
+        inputs = all_inputs("abcd", 5) + random_inputs("abcd", 8, 200, seed=seed)
+        checked, bad = mismatches(sop, model, inputs)
+        assert checked == len(inputs) and not bad, (src, bad[:2])
+    assert with_forms >= count // 5  # the chains do reach the ``or`` form
+
+
+@pytest.mark.slow
+def test_random_or_chains_over_many_gates_are_exact_ci_sample():
+    # seed 2 of a 60-program sweep made by hand: 18 of them compiled an ``or`` form
+    _check_or_chains(2, 12)
+
+
+@pytest.mark.slow
+def test_random_or_chains_over_many_gates_are_exact():
+    _check_or_chains(20261205, 60)
