@@ -730,3 +730,28 @@ def test_run_batch_keeps_each_pass_under_its_memory_budget_and_the_input_order()
     assert model.run_batch(inputs, memory_budget=1) == want  # one input per pass at least
     assert seen == [1] * 40
     assert model.activation_bytes(13) > model.activation_bytes(7) > 0
+
+
+@pytest.mark.parametrize("b_off", [False, True])
+def test_an_mlp_adds_to_the_residual_only_where_it_writes(b_off, monkeypatch):
+    # MLP.residual writes x + mlp(x) on the columns W_out writes (and x + b_out off them):
+    # the same sums as x + mlp(x), bit for bit, in chunks of positions or not
+    import rasp_compiler.model as model_module
+    from rasp_compiler.model_config import LayerShape
+
+    cfg = make_config(d_model=40, d_mlp=7)
+    mlp = model_module.MLP(cfg, LayerShape(n_heads=1, d_head=3, d_mlp=7))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        mlp.W_in.copy_(torch.randn(40, 7, generator=g) * (torch.rand(40, 1, generator=g) < 0.2))
+        mlp.b_in.copy_(torch.randn(7, generator=g))
+        w_out = torch.zeros(7, 40)
+        w_out[:, [3, 17, 18]] = torch.randn(7, 3, generator=g)  # 3 of 40 columns
+        mlp.W_out.copy_(w_out)
+        mlp.b_out.copy_(torch.randn(40, generator=g) * (torch.rand(40, generator=g) < 0.5))
+        if not b_off:
+            mlp.b_out[[i for i in range(40) if i not in (3, 17, 18)]] = 0.0
+    x = torch.randn(3, 50, 40, generator=g)
+    assert torch.equal(mlp.residual(x), x + mlp(x))
+    monkeypatch.setattr(model_module, "MLP_CHUNK", 7 * 16)  # 16 positions a chunk
+    assert torch.equal(mlp.residual(x), x + mlp(x))
