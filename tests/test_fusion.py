@@ -317,6 +317,7 @@ def test_tests_of_means_for_their_smallest_value_are_gates_of_one_table():
     _, plan, _ = model.compiled_from
     (mlp,) = plan.mlps
     assert len(mlp.gates) == 3 and all(not top for _, top in mlp.gates)
+    assert job["gates"].endswith("each a gate (8 tables, one per set of them)")
     checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 1000, seed=31))
     assert checked == 1000 and not bad, bad[:3]
     sop, model = compile_source(EXISTS, "abcd", 5)
@@ -408,6 +409,9 @@ def test_an_or_over_many_tests_of_means_is_one_table_linear_in_them():
     assert model.config.n_layers == 1
     (job,) = model.compiled_from[1].mlps
     assert len(job.gates) == 6 and job.forms is not None
+    # inspect says so
+    (info,) = model.spec.layers[0]["mlp"]
+    assert info["gates"].startswith("6 numbers read only at their extreme, as an 'or'")
     # five kinds of position (tokens a-d, and the ``found`` so far), three units each at most
     assert len(model.compiled_from[1].tables[0].units) <= 24
     checked, bad = mismatches(sop, model, random_inputs("abcd", 16, 2000, seed=8))

@@ -67,6 +67,9 @@ class MLPInfo:
     #: in a layer without heads: why the job could not run a layer earlier (it reads
     #: what the previous layer's MLP writes)
     after: str | None = None
+    #: the numbers the table reads only at their extreme value (``mean > 0``, ``width >
+    #: 0``), and how: one table per set of them, or one step as an ``or`` of them
+    gates: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -74,6 +77,8 @@ class MLPInfo:
             "line": self.line,
             "hidden_units": self.hidden_units,
         }
+        if self.gates is not None:
+            out["gates"] = self.gates
         if self.after is not None:
             out["after"] = self.after
         return out
@@ -314,11 +319,28 @@ def layer_weights(
             for hi, (h, b) in enumerate(zip(heads, betas))
         ),
         mlp=tuple(
-            MLPInfo(m.label, _line(m.span), len(t.units), None if heads else _after(plan, m))
+            MLPInfo(
+                m.label,
+                _line(m.span),
+                len(t.units),
+                None if heads else _after(plan, m),
+                _gates(m),
+            )
             for m, t in plan.mlps_in(layer)
         ),
     )
     return w, info
+
+
+def _gates(job: MLPJob) -> str | None:
+    """How the job reads numbers only at their extreme value, if it does."""
+    if not job.gates:
+        return None
+    n = len(job.gates)
+    what = f"{n} number{'s' if n > 1 else ''} read only at {'their' if n > 1 else 'its'} extreme"
+    if job.forms is not None:
+        return f"{what}, as an 'or': one step over the sum of their distances from it"
+    return f"{what}, each a gate ({1 << n} tables, one per set of them)"
 
 
 def _after(plan: Plan, job: MLPJob) -> str | None:
