@@ -191,7 +191,8 @@ def misdecoded_count(values: tuple[Atom, ...], dtype: str) -> int | None:
     where its rounding is what it is (``1/128`` is exact in bfloat16, ``1/127`` is not),
     instead of at the worst rounding of any value."""
     xs = sorted(num(v) for v in values)
-    counts = sorted(round(1.0 / x) - 1 for x in xs)
+    count_of = [round(1.0 / x) - 1 for x in xs]
+    counts = sorted(count_of)
     leak = RECIPROCAL_LEAK_SHARE * min(b - a for a, b in zip(xs, xs[1:]))
     ends = []
     for x in xs:
@@ -199,8 +200,7 @@ def misdecoded_count(values: tuple[Atom, ...], dtype: str) -> int | None:
         ends += [x - slack, x + slack]
     rounded = torch.tensor(ends, dtype=torch.float64).to(torch_dtype(dtype)).double().tolist()
     grid = np.array(counts, dtype=np.float64)
-    for i, x in enumerate(xs):
-        w = round(1.0 / x) - 1
+    for i, w in enumerate(count_of):
         for y in rounded[2 * i : 2 * i + 2]:
             if not y > 0.0:
                 return w

@@ -48,6 +48,14 @@ MAX_UNITS = 1 << 16
 MAX_GATE_SCAN = 1 << 16
 
 
+def _too_many_units(job: MLPJob) -> PlanError:
+    return PlanError(
+        f"this elementwise table needs more than {MAX_UNITS} hidden units "
+        f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
+        job.span,
+    )
+
+
 def encoder(job: MLPJob):
     """y -> its encoding over the job's target directions (one-hots and numbers)."""
     tables = [(lookup_value(t.values), t.dirs) for t in job.cat_targets]
@@ -226,11 +234,7 @@ def table_units(job: MLPJob) -> Table | PlanError:
             units.append(Unit(pre, _out(base)))
         units.extend(steps)
         if len(units) > MAX_UNITS:
-            return PlanError(
-                f"this elementwise table needs more than {MAX_UNITS} hidden units "
-                f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
-                job.span,
-            )
+            return _too_many_units(job)
     cat_tolerance = 0.05 / (max_gate * max(a, 1) * widest)
     return Table(
         tuple(units),
@@ -389,11 +393,7 @@ def or_units(job: MLPJob) -> Table | PlanError:
             magnitude = max(magnitude, u_max + g)
             max_gate = max(max_gate, g)
         if len(units) > MAX_UNITS:
-            return PlanError(
-                f"this elementwise table needs more than {MAX_UNITS} hidden units "
-                f"({len(job.inputs)} inputs); simplify the expression or lower --max-len",
-                job.span,
-            )
+            return _too_many_units(job)
     # row noise moves a step's pre-activation by up to G a widest times it; the gated
     # numbers' by twice the sum of their distances' errors: 0.05 + 0.1, within 1/4
     cat_tolerance = 0.05 / (max_gate * max(a, 1) * widest)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from ...language import ir
 from ...language.ir import Atom
 from ..value_sets import possible_value
+from .state import map_dag
 from .types import GateForm, GateForms
 
 #: Most distinct ``Sel`` operands one operation may combine (its on/off patterns are
@@ -153,24 +154,10 @@ def gate_forms(
     has no such form (see the module docstring).  ``gate_extremes`` maps a gated leaf's
     index to its extreme value and its other values; ``possible`` is ``node``'s value
     set (a value outside it never occurs: a don't-care, as in ``_possible_only``)."""
-    index = {leaf.id: i for i, leaf in enumerate(leaves)}
     cat_at = [i for i in range(len(leaves)) if i not in gate_extremes]
-    order: list[ir.Map] = []
-    deps: dict[int, tuple[int, ...]] = {}
-
-    def visit(n: ir.Operand) -> tuple[int, ...]:
-        if isinstance(n, ir.Const):
-            return ()
-        if n.id in index:
-            i = index[n.id]
-            return () if i in gate_extremes else (i,)
-        if n.id not in deps:
-            assert isinstance(n, ir.Map)
-            deps[n.id] = tuple(sorted({i for a in n.args for i in visit(a)}))
-            order.append(n)
-        return deps[n.id]
-
-    visit(node)
+    order, read = map_dag(node, leaves)
+    # an operation is remembered per combination of the categorical leaves it reads
+    deps = {n: tuple(i for i in ids if i not in gate_extremes) for n, ids in read.items()}
     extremes: dict[int, tuple[object, list[object]]] = {
         j: (e, list(rest)) for j, (e, rest) in gate_extremes.items()
     }

@@ -131,14 +131,10 @@ def _jobs_for(p: PlanState, node: ir.SOp, categorical: bool) -> list[JobDraft]:
                 here = (max((r.stage for r in reps), default=0), _domain(reps))
                 gates: tuple[tuple[int, bool], ...] = ()
                 forms: GateForms | None = None
-                if (
-                    crit is not None
-                    and (
-                        crit.stage,
-                        _domain(crit.reps, crit.gates, crit.forms),
-                    )
-                    < here
-                ):
+                later = crit is None or (
+                    (crit.stage, _domain(crit.reps, crit.gates, crit.forms)) >= here
+                )
+                if crit is not None and not later:
                     reps, fn, narrow = crit.reps, crit.fn, None
                     gates, forms = crit.gates, crit.forms
                 memo[key] = [

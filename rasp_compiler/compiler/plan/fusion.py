@@ -276,7 +276,7 @@ def _feasible(p: PlanState, leaves: list[ir.SOp]) -> Callable[[tuple[Atom, ...]]
     """Does a combination of these leaves' values occur?  Leaves that are maps of one
     and the same s-op (``tokens == "a"``, ``tokens == "b"``) take only the value tuples
     its values give (not both true); a combination of others is assumed to occur."""
-    by_source: dict[int, list[int]] = {}
+    by_source: dict[int, tuple[ir.SOp, list[int]]] = {}
     for k, leaf in enumerate(leaves):
         args = (
             {a.id: a for a in leaf.args if isinstance(a, ir.SOp)}
@@ -284,12 +284,12 @@ def _feasible(p: PlanState, leaves: list[ir.SOp]) -> Callable[[tuple[Atom, ...]]
             else {}
         )
         if len(args) == 1:
-            by_source.setdefault(next(iter(args)), []).append(k)
+            (x,) = args.values()
+            by_source.setdefault(x.id, (x, []))[1].append(k)
     groups: list[tuple[list[int], set[tuple]]] = []
-    for ks in by_source.values():
+    for x, ks in by_source.values():
         if len(ks) < 2:
             continue
-        (x,) = {a.id: a for a in leaves[ks[0]].args if isinstance(a, ir.SOp)}.values()  # type: ignore[attr-defined]
         fns = [fused_fn(leaves[k], [x]) for k in ks]  # type: ignore[arg-type]
         seen: set[tuple] = set()
         for v in p.values(x):

@@ -11,7 +11,7 @@ extends this class; the steps in ``attention`` and ``elementwise`` are functions
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -367,13 +367,11 @@ def _typed(a: Atom) -> tuple[type, object]:
     return (a.__class__, a)
 
 
-def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
-    """Evaluate the Map DAG above ``leaves`` on one combination of leaf values
-    (None where the interpreter fails on that combination).
-
-    Tables call this for every combination of their inputs' values, so each operation
-    is evaluated once per combination of the leaves *it* reads (and remembered): a chain
-    over one input of a three-input table is not recomputed for the other two."""
+def map_dag(
+    node: ir.Map, leaves: Sequence[ir.SOp]
+) -> tuple[list[ir.Map], dict[int, tuple[int, ...]]]:
+    """The Map operations above ``leaves`` that ``node`` reads, inputs first, and for
+    each (by id) the indices of the leaves it reads."""
     index = {leaf.id: i for i, leaf in enumerate(leaves)}
     order: list[ir.Map] = []
     deps: dict[int, tuple[int, ...]] = {}
@@ -390,6 +388,17 @@ def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
         return deps[n.id]
 
     visit(node)
+    return order, deps
+
+
+def fused_fn(node: ir.Map, leaves: list[ir.SOp]) -> TableFn:
+    """Evaluate the Map DAG above ``leaves`` on one combination of leaf values
+    (None where the interpreter fails on that combination).
+
+    Tables call this for every combination of their inputs' values, so each operation
+    is evaluated once per combination of the leaves *it* reads (and remembered): a chain
+    over one input of a three-input table is not recomputed for the other two."""
+    order, deps = map_dag(node, leaves)
     failed = object()
     steps: list[
         tuple[ir.Map, tuple[int, ...], tuple[tuple[Atom | None, int | None], ...], dict]
