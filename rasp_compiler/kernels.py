@@ -30,19 +30,26 @@ def static_masks(masks: tuple[str, ...], T: int, device: torch.device) -> torch.
     return torch.stack(out)
 
 
+#: static masks the causal kernel runs: the keys before the query (and BOS), in the
+#: input's order ("<", "<=") or, with the token positions reversed, after it (">", ">=")
+TRIANGULAR = ("<", "<=", ">", ">=")
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     key_mask: torch.Tensor,
     attn_scale: float,
-    static: torch.Tensor | None = None,
+    masks: tuple[str, ...] = (),
 ) -> torch.Tensor:
-    """softmax(q k^T / attn_scale, pad keys hidden, outside ``static`` [H, T, T]
-    hidden) v, fused, for q/k/v [B, H, T, D].
+    """softmax(q k^T / attn_scale, pad keys hidden, keys outside each head's static
+    mask hidden) v, fused, for q/k/v [B, H, T, D]; ``masks`` gives each head's static
+    mask (see :func:`static_masks`; empty: none).
 
-    Two shortcuts, each taken only on exact equality, so the scores, and the maths,
-    are those of the full product:
+    Three shortcuts, each taken only where the maths is that of the full product
+    (the same scores, the same keys allowed; only the kernel's order of summation
+    may differ, which the certification allows for):
 
     - A head whose query is the same at every token position (its scores depend on
       the key alone, like the one reading the length) gives every token position the
@@ -53,24 +60,36 @@ def attend(
       read positions and the length only, like reverse's, and ``run_batch`` groups
       inputs by length) has one attention pattern for the whole batch: it is computed
       once, and applied to every input's values in one product (see :func:`_shared`).
+    - A head whose static mask keeps the keys on one side of the query (and BOS) runs
+      the causal kernel, which skips the blocks of keys no query sees: half the work
+      (see :func:`_triangular`).
     """
     scale = 1.0 / attn_scale
+    masks = masks if any(m != "all" for m in masks) else ()
     # every key real (run_batch groups inputs by length): no pad mask to apply, so a
     # static mask stays [1, H, T, T] instead of being expanded to [B, H, T, T]
     mask: torch.Tensor | None = None if bool(key_mask.all()) else key_mask[:, None, None, :]
     B, H, T, D = q.shape
+    static = static_masks(masks, T, q.device) if masks else None  # [H, T, T]
     if T <= 2 or H == 0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
     rows = q[:, :, 1:, :]
     same = (rows == q[:, :, 1:2, :]).all(dim=-1) | ~key_mask[:, None, 1:]  # [B, H, T-1]
     const = same.all(dim=-1).all(dim=0)  # [H]
-    if static is not None:
-        const &= static.all(dim=-1).all(dim=-1)  # a masked head's rows differ
+    if masks:
+        const &= torch.tensor([m == "all" for m in masks], device=q.device)
     shared = torch.zeros_like(const)
     if B > 1 and (mask is None or bool((key_mask == key_mask[:1]).all())):
         shared = ((q == q[:1]).flatten(2).all(-1) & (k == k[:1]).flatten(2).all(-1)).all(0)
         shared &= ~const
-    if not bool(const.any()) and not bool(shared.any()):
+    tri = torch.zeros_like(const)
+    if masks:
+        # pads (if any) after every input's tokens: a query before them never sees them
+        padded_right = mask is None or bool((key_mask[:, 1:] <= key_mask[:, :-1]).all())
+        ok: tuple[str, ...] = ("<", "<=") if padded_right else ()
+        ok += (">", ">=") if mask is None else ()
+        tri = torch.tensor([m in ok for m in masks], device=q.device) & ~(const | shared)
+    if not bool(const.any()) and not bool(shared.any()) and not bool(tri.any()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
     z = q.new_empty(B, H, T, D)
     if bool(const.any()):
@@ -84,12 +103,49 @@ def attend(
         s = shared.nonzero().flatten()
         first = None if mask is None else mask[:1]
         z[:, s] = _shared(q[:1, s], k[:1, s], v[:, s], _with(first, static, s), scale)
-    rest = ~(const | shared)
+    for kind in TRIANGULAR:
+        heads = [h for h in range(H) if bool(tri[h]) and masks[h] == kind]
+        if heads:
+            t = torch.tensor(heads, device=q.device)
+            z[:, t] = _triangular(q[:, t], k[:, t], v[:, t], kind, scale)
+    rest = ~(const | shared | tri)
     if bool(rest.any()):
         o = rest.nonzero().flatten()
         z[:, o] = F.scaled_dot_product_attention(
             q[:, o], k[:, o], v[:, o], attn_mask=_with(mask, static, o), scale=scale
         )
+    return z
+
+
+def _triangular(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str, scale: float
+) -> torch.Tensor:
+    """Heads under the static mask ``kind`` ("<", "<=", ">", ">="), through the causal
+    kernel (``is_causal``: query i sees keys 0..i), for q/k/v [B, Hk, T, D].
+
+    "<=" is the causal pattern itself (BOS is key 0).  "<" shifts the keys one place:
+    query position p (p >= 1) against keys 0..p-1; the BOS query sees BOS alone, whose
+    softmax weight is exactly 1, so its output is BOS's value.  ">=" and ">" run the
+    same on the positions reordered BOS, T-1, ..., 1 (an involution); there the BOS
+    query sees every key, which one more row computes.  For "<" and "<=", pads after
+    the tokens are never seen by a token's query (only by pads', which nothing reads);
+    ">" and ">=" are only run without pads."""
+    if kind in (">", ">="):
+        T = q.shape[2]
+        order = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(T - 1, 0, -1)])
+        order = order.to(q.device)
+        q, k, v = q[:, :, order], k[:, :, order], v[:, :, order]
+    if kind in ("<=", ">="):
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    else:
+        z = q.new_empty(q.shape[:3] + (v.shape[3],))
+        z[:, :, 1:] = F.scaled_dot_product_attention(
+            q[:, :, 1:], k[:, :, :-1], v[:, :, :-1], is_causal=True, scale=scale
+        )
+        z[:, :, :1] = v[:, :, :1]
+    if kind in (">", ">="):
+        z[:, :, :1] = F.scaled_dot_product_attention(q[:, :, :1], k, v, scale=scale)
+        z = z[:, :, order]
     return z
 
 
@@ -148,19 +204,37 @@ def cut(w: torch.Tensor, dim: int) -> Cut:
     return (idx, None if idx is None else w.index_select(1 - dim, idx))
 
 
+def cut_in(w: torch.Tensor, b: torch.Tensor) -> Cut:
+    """:func:`cut` of ``w``'s rows for :func:`linear_in`, with the bias ``b`` as one more
+    row: (the used rows' indices, ``[w[rows]; b]``), or (None, None) for the whole of
+    ``w``."""
+    rows, sub = cut(w, 1)
+    if rows is None or sub is None:
+        return None, None
+    return rows, torch.cat([sub, b[None, :]], dim=0)
+
+
 def linear_in(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, used: Cut | None = None
 ) -> torch.Tensor:
     """``x @ w + b`` for x [..., M], w [M, N], reading only the rows of ``w`` that are
-    nonzero (``used``: ``cut(w, 1)`` when the caller has it): the rows left out add
-    exact zeros (x is finite), so the sums are the same sums, over fewer terms."""
+    nonzero (``used``: ``cut_in(w, b)`` when the caller has it): the rows left out add
+    exact zeros (x is finite), so the sums are the same sums, over fewer terms.
+
+    With few rows in use, the bias is one more term of each sum (a column of ones
+    times the row ``b``), as ``count_precision`` measures tables: ``addmm`` would first
+    copy ``b`` into every row of the [positions, N] output, a pass over memory as long
+    as the product itself when the product reads a handful of rows."""
     if w.shape[0] == 0 or w.shape[1] == 0 or x.numel() == 0:
         return x @ w + b
-    rows, sub = used or cut(w, 1)
+    rows, sub = used or cut_in(w, b)
     if rows is None or sub is None:
         return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
-    xs = x.reshape(-1, x.shape[-1]).index_select(1, rows)
-    return torch.addmm(b, xs, sub).view(*x.shape[:-1], w.shape[1])
+    flat = x.reshape(-1, x.shape[-1])
+    xs = flat.new_empty(flat.shape[0], len(rows) + 1)
+    xs[:, :-1] = flat.index_select(1, rows)
+    xs[:, -1] = 1.0
+    return torch.mm(xs, sub).view(*x.shape[:-1], w.shape[1])
 
 
 def linear_out(

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
-from .kernels import attend, cut, linear_in, linear_out, static_masks
+from .kernels import attend, cut, cut_in, linear_in, linear_out, static_masks
 from .model_config import (  # noqa: F401 - re-exported: the config lives beside the model
     ACT_FNS,
     HEAD_MASKS,
@@ -119,8 +119,8 @@ class Attention(nn.Module):
         qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
         q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
         pattern = None
-        static = static_masks(self.masks, T, x.device) if self.masks else None  # [H, T, T]
         if need_pattern:
+            static = static_masks(self.masks, T, x.device) if self.masks else None  # [H, T, T]
             scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.attn_scale  # [B, H, T, T]
             allowed = key_mask[:, None, None, :]  # [B, 1, 1, T]: broadcast over heads, queries
             if static is not None:
@@ -129,7 +129,7 @@ class Attention(nn.Module):
             pattern = torch.softmax(scores, dim=-1)  # [B, H, T, T]
             z = pattern @ v  # [B, H, T, d_head]
         else:
-            z = attend(q, k, v, key_mask, self.attn_scale, static)  # [B, H, T, d_head]
+            z = attend(q, k, v, key_mask, self.attn_scale, self.masks)  # [B, H, T, d_head]
         # sum over heads of z_h @ W_O[h]
         out = linear_out(
             z.permute(0, 2, 1, 3).reshape(B, T, H * D), self.W_O.reshape(H * D, M), self.b_O
@@ -160,7 +160,10 @@ class MLP(nn.Module):
             hidden = linear_in(flat, self.W_in, self.b_in).relu_()  # [B * T, d_mlp]
             return linear_out(hidden, self.W_out, self.b_out).view(B, T, -1)
         out = x.new_empty(B * T, self.W_out.shape[1])
-        used_rows, used_cols = cut(self.W_in, 1), cut(self.W_out, 0)  # once, for every chunk
+        used_rows, used_cols = (
+            cut_in(self.W_in, self.b_in),
+            cut(self.W_out, 0),
+        )  # once, for every chunk
         for start in range(0, flat.shape[0], rows):
             hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in, used_rows)
             out[start : start + rows] = linear_out(
@@ -185,7 +188,7 @@ class MLP(nn.Module):
         off = self.b_out.index_fill(0, cols, 0.0)
         out = flat + off if bool(off.any()) else flat.clone()
         bias = self.b_out.index_select(0, cols)
-        used_rows = cut(self.W_in, 1)
+        used_rows = cut_in(self.W_in, self.b_in)
         rows = max(1, MLP_CHUNK // max(1, self.W_in.shape[1]))
         for start in range(0, flat.shape[0], rows):
             part = out[start : start + rows]

@@ -661,11 +661,12 @@ def test_a_head_the_whole_batch_shares_computes_its_pattern_once(pads, monkeypat
     mask = torch.ones(B, T, dtype=torch.bool)
     if pads:
         mask[:, 9:] = False  # the same pads in every input
-    static = static_masks(("all", "all", "all", "<"), T, q.device)
+    masks = ("all", "all", "all", "<")
+    static = static_masks(masks, T, q.device)
     calls = []
     shared = kernels._shared
     monkeypatch.setattr(kernels, "_shared", lambda *a: calls.append(a[0].shape[1]) or shared(*a))
-    got = attend(q, k, v, mask, attn_scale=1.0, static=static)
+    got = attend(q, k, v, mask, attn_scale=1.0, masks=masks)
     allowed = mask[:, None, None, :] & static[None]
     full = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
     real = int(mask[0].sum())
@@ -673,7 +674,7 @@ def test_a_head_the_whole_batch_shares_computes_its_pattern_once(pads, monkeypat
     assert calls == [2]  # heads 0 and 3, in one call
     q[2, 0, 4, 1] += 0.25  # one input's query differs: head 0 is no longer shared
     calls.clear()
-    got = attend(q, k, v, mask, attn_scale=1.0, static=static)
+    got = attend(q, k, v, mask, attn_scale=1.0, masks=masks)
     full = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
     torch.testing.assert_close(got[:, :, :real], full[:, :, :real], rtol=1e-5, atol=1e-6)
     assert calls == [1]
@@ -755,3 +756,39 @@ def test_an_mlp_adds_to_the_residual_only_where_it_writes(b_off, monkeypatch):
     assert torch.equal(mlp.residual(x), x + mlp(x))
     monkeypatch.setattr(model_module, "MLP_CHUNK", 7 * 16)  # 16 positions a chunk
     assert torch.equal(mlp.residual(x), x + mlp(x))
+
+
+@pytest.mark.parametrize("pads", [False, True])
+@pytest.mark.parametrize("kind", ["<", "<=", ">", ">=", "==", "!="])
+def test_a_head_under_a_one_sided_mask_runs_the_causal_kernel_with_the_same_output(
+    pads, kind, monkeypatch
+):
+    """kernels.attend: heads whose static mask keeps the keys before (or after) the
+    query run the causal kernel (keys shifted for "<", positions reversed for ">" and
+    ">="); every token's output equals the fully masked kernel's, beside an unmasked
+    head, with pads after the tokens (one-sided masks after the query then take the
+    masked kernel), BOS's row included."""
+    import torch.nn.functional as F
+
+    from rasp_compiler import kernels
+    from rasp_compiler.kernels import attend, static_masks
+
+    calls = []
+    tri = kernels._triangular
+    monkeypatch.setattr(kernels, "_triangular", lambda *a: calls.append(a[3]) or tri(*a))
+    gen = torch.Generator().manual_seed(11)
+    B, H, T, D = 3, 3, 10, 4
+    q, k, v = (torch.randn(B, H, T, D, generator=gen) for _ in range(3))
+    mask = torch.ones(B, T, dtype=torch.bool)
+    if pads:
+        mask[1, 7:] = False
+        mask[2, 4:] = False
+    masks = (kind, "all", kind)
+    allowed = mask[:, None, None, :] & static_masks(masks, T, q.device)[None]
+    full = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=0.5)
+    got = attend(q, k, v, mask, attn_scale=2.0, masks=masks)
+    for b in range(B):
+        real = int(mask[b].sum())
+        torch.testing.assert_close(got[b, :, :real], full[b, :, :real], rtol=1e-5, atol=1e-6)
+    causal = kind in ("<", "<=") or (kind in (">", ">=") and not pads)
+    assert calls == ([kind] if causal else [])  # both masked heads in one call
