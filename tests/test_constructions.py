@@ -3,6 +3,7 @@ shows the construction is exact (against the interpreter) and how large it is.""
 
 from __future__ import annotations
 
+import pytest
 from check import all_inputs, compile_source, mismatches, random_inputs
 
 from rasp_compiler.compiler.positions import index_gap, is_functional, is_invariant
@@ -313,6 +314,45 @@ def test_a_masked_count_costs_no_one_hot_of_the_indices_at_length():
     assert checked == 30 and not bad
 
 
+#: counts of "or"s whose index comparison splits them by cells: (selector, the masks
+#: their heads take)
+SPLIT_BY_CELLS = [
+    # sort's: tokens <= before the query, tokens < at and after it
+    (
+        "select(tokens, tokens, <) or (select(tokens, tokens, ==) and select(indices, indices, <))",
+        {">=", "<"},
+    ),
+    # the reverse tie-break: tokens < before and at the query, tokens <= after it
+    (
+        "select(tokens, tokens, <) or (select(tokens, tokens, ==) and select(indices, indices, >))",
+        {"<=", ">"},
+    ),
+    # an "and not": tokens != before the query, tokens == at and after it
+    (
+        "(select(tokens, tokens, !=) and select(indices, indices, <)) or "
+        "(select(tokens, tokens, ==) and select(indices, indices, >=))",
+        {"<", ">="},
+    ),
+]
+
+
+def test_a_count_split_by_index_cells_gives_each_head_a_one_sided_mask_exactly():
+    # selector_width of an "or" that no single head scores uniformly sums one head per
+    # part; split by where the key lies (before, at, after the query) each part is a
+    # comparison of tokens under a one-sided mask, which the causal kernel runs in half
+    # the time of an unmasked head
+    for sel, masks in SPLIT_BY_CELLS:
+        src = f"w = selector_width({sel});"
+        sop, model = compile_source(src, "abc", 6)
+        got = {m for row in model.config.head_masks or () for m in row} - {"all"}
+        assert got == masks, (sel, got)
+        checked, bad = mismatches(sop, model, all_inputs("abc", 6))
+        assert checked == 1092 and not bad, (sel, bad[:3])
+    sop, model = compile_source(f"w = selector_width({SPLIT_BY_CELLS[0][0]});", "abcd", 300)
+    checked, bad = mismatches(sop, model, random_inputs("abcd", 300, 20, seed=2))
+    assert checked == 20 and not bad
+
+
 def compile_source_unmasked(src: str, vocab: str, max_len: int):
     from rasp_compiler.compiler.pipeline import compile_sop
     from rasp_compiler.language.lower import choose_sop
@@ -381,7 +421,8 @@ def test_a_count_whose_tables_round_too_much_is_compared_through_digit_one_hots(
     # 512 the numerical comparison was wrong on most inputs (298 of 326).  The error is
     # measured once the tables are built; up to 64 it is within the head's margin (and
     # beta allows for it), beyond that the count is compared through the one-hots of its
-    # base-23 digits, which tolerate an error of 1/32
+    # three base-9 digits (25 classes; two base-23 digits would take 46), which tolerate
+    # an error of 1/48
     from rasp_compiler.compiler.count_precision import SAFETY
 
     vocab = "abcdefghijklmnopqrstuvwxyz"
@@ -394,7 +435,7 @@ def test_a_count_whose_tables_round_too_much_is_compared_through_digit_one_hots(
     assert plan.plain_counts and not any(h.count_node >= 0 for h in plan.heads)
     assert model.config.d_model < 200  # no one-hots of the count (513) or the indices (512)
     text = describe(model, None, as_json=False)
-    assert "query//23==22" in text and "query%23==22" in text
+    assert "query//81==6" in text and "query//9%9==8" in text and "query%9==8" in text
     inputs = random_inputs(vocab, 512, 12, seed=5)
     inputs += [list("zyxwvutsrqponmlkjihgfedcba" * 20)[:512], ["q"] * 512]
     checked, bad = mismatches(sop, model, inputs)
@@ -402,12 +443,16 @@ def test_a_count_whose_tables_round_too_much_is_compared_through_digit_one_hots(
     assert SAFETY >= 2  # measured errors are taken several times over
 
 
-def test_a_digit_comparison_without_a_match_attends_bos_and_averages_alike():
+@pytest.mark.parametrize("share", [0.0, 0.6])
+def test_a_digit_comparison_without_a_match_attends_bos_and_averages_alike(share, monkeypatch):
     # the query ``indices - 3`` is negative at the first three positions (no count equals
     # it: the default), and several keys share a count (their mean must weigh them
-    # alike); both digits must match, one matching digit (22 vs 45) is not enough
-    from rasp_compiler.compiler.plan.digit_eq import DIGIT_EQ_MIN_VALUES
+    # alike); every digit must match, one matching digit (22 vs 45) is not enough.
+    # Counts 0..299 take two base-18 digits (35 classes) or three base-7 digits (21):
+    # ``share`` 0 keeps two digits, the default takes three
+    from rasp_compiler.compiler.plan import digit_eq
 
+    monkeypatch.setattr(digit_eq, "THREE_DIGITS_SHARE", share)
     src = (
         "c = selector_width(select(tokens, tokens, <));"
         "m = aggregate(select(c, indices - 3, ==), indicator(indices % 3 == 0));"
@@ -415,7 +460,8 @@ def test_a_digit_comparison_without_a_match_attends_bos_and_averages_alike():
     sop, model = compile_source(src, "abc", 300)
     _, plan, _ = model.compiled_from
     (digits,) = [h for h in plan.heads if h.gap == 0.5 and h.uniform]
-    assert len(digits.qk) == 17 + 18 + 2 and 301 > DIGIT_EQ_MIN_VALUES  # base 18, and BOS
+    classes = 17 + 18 if share == 0.0 else 7 + 7 + 7
+    assert len(digits.qk) == classes + 2 and 301 > digit_eq.DIGIT_EQ_MIN_VALUES  # and BOS
     inputs = random_inputs("abc", 300, 40, seed=8) + [["a"] * 300, ["c"] * 40 + ["a"] * 260]
     checked, bad = mismatches(sop, model, inputs)
     assert checked == 42 and not bad

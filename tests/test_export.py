@@ -190,5 +190,5 @@ def test_export_usage_errors(tmp_path, capsys):
 def test_a_model_with_masked_heads_is_refused_with_the_way_out():
     model = compile_program("examples/sort.rasp", vocab="abcd", max_len=6)
     assert model.config.head_masks is not None  # its "indices <" is a mask
-    with pytest.raises(ExportError, match=r"layer 0 head 0 \(key < query\).*--no-head-masks"):
+    with pytest.raises(ExportError, match=r"layer 0 head 1 \(key < query\).*--no-head-masks"):
         tl_weights(model)

@@ -428,3 +428,45 @@ def term_mask(
     if cells is None or len(cells) == 3:
         return None, pairs, term
     return MASK_OF_CELLS[cells], pairs[:p0] + pairs[p0 + 1 :], term[:p0] + term[p0 + 1 :]
+
+
+#: what a head under each static mask costs the runtime, in full heads: the causal
+#: kernel skips the keys a one-sided mask hides (half of them)
+MASK_COST = {None: 1.0, "<": 0.5, "<=": 0.5, ">": 0.5, ">=": 0.5, "==": 1.0, "!=": 1.0}
+
+
+def cell_split(
+    pairs: list[Pair], table: dict[tuple[int, ...], bool]
+) -> list[tuple[str | None, list[Pair], dict[tuple[int, ...], bool]]] | None:
+    """The selector as one conjunction ``mask and rest`` per group of (key vs query
+    index) cells that treat the other pairs alike: (the group's mask, the other pairs,
+    rest's truth table), leaving out groups where it is never true; None without an
+    ``(indices, indices)`` pair.
+
+    Counting sums one head per group, as it sums one per disjoint term.  Where the
+    terms would leave a head unmasked (sort's ``tokens <`` or ``(tokens == and
+    indices <)`` is ``tokens <`` at every index plus ``tokens ==`` before the query),
+    the cells give each head a one-sided mask instead (``tokens <=`` before the query,
+    ``tokens <`` at and after it), which the causal kernel runs in half the time."""
+    p0 = index_pair(pairs)
+    if p0 is None:
+        return None
+    pair = pairs[p0]
+    region: dict[str, int] = {}
+    for (ki, qi), r in pair.region_of.items():
+        k, q = pair.key_values[ki], pair.query_values[qi]
+        cell = "lt" if k < q else "eq" if k == q else "gt"  # type: ignore[operator]
+        if region.setdefault(cell, r) != r:
+            return None  # (a cell split between regions: not a comparison of indices)
+    groups: dict[tuple[tuple[tuple[int, ...], bool], ...], set[str]] = {}
+    for cell, r in region.items():
+        rest = {c[:p0] + c[p0 + 1 :]: v for c, v in table.items() if c[p0] == r}
+        groups.setdefault(tuple(sorted(rest.items())), set()).add(cell)
+    out = []
+    for rest_items, cells in groups.items():
+        rest_table = dict(rest_items)
+        if not any(rest_table.values()):
+            continue
+        mask = None if len(cells) == 3 else MASK_OF_CELLS[frozenset(cells)]
+        out.append((mask, pairs[:p0] + pairs[p0 + 1 :], rest_table))
+    return out

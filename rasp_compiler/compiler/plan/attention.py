@@ -16,10 +16,12 @@ from ...language.ir import Atom
 from ..numbers import min_gap, num
 from ..residual import BOS, ONE, Lin, lin_sum, onehot_dirs, role_dir
 from ..selectors import (
+    MASK_COST,
     Pair,
     Scores,
     atoms,
     build_pairs,
+    cell_split,
     disjoint_terms,
     distinct_operands,
     factor_mask,
@@ -115,8 +117,36 @@ def _direct_heads(
         for t in disjoint_terms(pairs, table):
             t_mask, t_pairs, term = term_mask(pairs, t) if p.head_masks else (None, pairs, t)
             heads.append(HeadScores(t_pairs, term_scores(t_pairs, term), t_mask))
+        by_cells = _cell_heads(pairs, table) if p.head_masks else None
+        if by_cells is not None and _cheaper(by_cells, heads):
+            return by_cells
         return heads
     return None
+
+
+def _cell_heads(pairs: list[Pair], table: dict[tuple[int, ...], bool]) -> list[HeadScores] | None:
+    """One uniform head per group of index cells (:func:`cell_split`), or None when a
+    group's selector needs more than one head."""
+    split = cell_split(pairs, table)
+    if not split:
+        return None
+    heads = []
+    for mask, rest, rest_table in split:
+        scores = solve_scores(rest, rest_table, True)
+        if scores is None:
+            return None
+        heads.append(HeadScores(rest, scores, mask))
+    return heads
+
+
+def _cheaper(heads: list[HeadScores], than: list[HeadScores]) -> bool:
+    """No more heads (each count term is one more table to read), and less attention
+    work (one-sided masks run the causal kernel)."""
+
+    def cost(hs: list[HeadScores]) -> float:
+        return sum(MASK_COST[h.mask] for h in hs)
+
+    return len(heads) <= len(than) and cost(heads) < cost(than)
 
 
 def _check_tables(p: PlanState, sel: ir.Selector, owner: ir.SOp) -> None:
