@@ -73,15 +73,17 @@ def attend(
     static = static_masks(masks, T, q.device) if masks else None  # [H, T, T]
     if T <= 2 or H == 0:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
-    rows = q[:, :, 1:, :]
-    same = (rows == q[:, :, 1:2, :]).all(dim=-1) | ~key_mask[:, None, 1:]  # [B, H, T-1]
-    const = same.all(dim=-1).all(dim=0)  # [H]
+    # each test first on a few positions (cheap), in full only where those agree
+    const = _same_rows(q, key_mask, torch.tensor([1, T // 2, T - 1], device=q.device))
+    if bool(const.any()):
+        const &= _same_rows(q, key_mask, None)
     if masks:
         const &= torch.tensor([m == "all" for m in masks], device=q.device)
     shared = torch.zeros_like(const)
     if B > 1 and (mask is None or bool((key_mask == key_mask[:1]).all())):
-        shared = ((q == q[:1]).flatten(2).all(-1) & (k == k[:1]).flatten(2).all(-1)).all(0)
-        shared &= ~const
+        shared = _same_inputs(q[:, :, :2], k[:, :, :2]) & ~const
+        if bool(shared.any()):
+            shared &= _same_inputs(q, k)
     tri = torch.zeros_like(const)
     if masks:
         # pads (if any) after every input's tokens: a query before them never sees them
@@ -115,6 +117,20 @@ def attend(
             q[:, o], k[:, o], v[:, o], attn_mask=_with(mask, static, o), scale=scale
         )
     return z
+
+
+def _same_rows(q: torch.Tensor, key_mask: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
+    """[H] bool: per head, is every token position's query (those ``at``, or all) the
+    first token's, in every input (pad positions aside)?"""
+    rows = q[:, :, 1:] if at is None else q[:, :, at]
+    real = key_mask[:, 1:] if at is None else key_mask[:, at]
+    same = (rows == q[:, :, 1:2]).all(dim=-1) | ~real[:, None]  # [B, H, positions]
+    return same.all(dim=-1).all(dim=0)
+
+
+def _same_inputs(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """[H] bool: per head, are every input's queries and keys the first input's?"""
+    return ((q == q[:1]).flatten(2).all(-1) & (k == k[:1]).flatten(2).all(-1)).all(0)
 
 
 def _triangular(
