@@ -36,7 +36,7 @@ per-key ``attention_mask`` that hides padding.  Scores are divided by the explic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, cast, overload
 
 import numpy as np
 import torch
@@ -136,6 +136,28 @@ class Attention(nn.Module):
         )
         return out, pattern
 
+    def residual(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """``x + self(x, key_mask, False)[0]``, the same sums, writing only the columns
+        ``W_O`` writes (the heads' outputs: a few columns of the residual), as
+        :meth:`MLP.residual` does."""
+        B, T, M = x.shape
+        H, D = self.W_Q.shape[0], self.W_Q.shape[2]
+        w_o = self.W_O.reshape(H * D, M)
+        cols, sub = cut(w_o, 0)
+        if cols is None or sub is None or x.numel() == 0 or H == 0:
+            return x + self(x, key_mask, False)[0]
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
+        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)
+        z = attend(qkv[0], qkv[1], qkv[2], key_mask, self.attn_scale, self.masks)
+        y = torch.addmm(
+            self.b_O.index_select(0, cols), z.permute(0, 2, 1, 3).reshape(B * T, H * D), sub
+        )
+        off = self.b_O.index_fill(0, cols, 0.0)
+        out = (x + off if bool(off.any()) else x.clone()).view(B * T, M)
+        out.index_copy_(1, cols, out.index_select(1, cols) + y)
+        return out.view(B, T, M)
+
 
 class MLP(nn.Module):
     """relu(x @ W_in + b_in) @ W_out + b_out, position-wise."""
@@ -171,8 +193,10 @@ class MLP(nn.Module):
             )
         return out.view(B, T, -1)
 
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + self(x)``, the same sums, writing only the columns ``W_out`` writes.
+    def residual(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``x + self(x)``, the same sums, writing only the columns ``W_out`` writes
+        (into ``x`` itself with ``inplace``: each chunk of positions is read before it
+        is written).
 
         A compiled MLP writes a few of the residual's columns (its tables' outputs):
         the rest of ``x + self(x)`` is ``x + b_out`` there, since those columns of the
@@ -186,7 +210,10 @@ class MLP(nn.Module):
         B, T, M = x.shape
         flat = x.reshape(B * T, M)
         off = self.b_out.index_fill(0, cols, 0.0)
-        out = flat + off if bool(off.any()) else flat.clone()
+        if inplace:
+            out = flat.add_(off) if bool(off.any()) else flat
+        else:
+            out = flat + off if bool(off.any()) else flat.clone()
         bias = self.b_out.index_select(0, cols)
         used_rows = cut_in(self.W_in, self.b_in)
         rows = max(1, MLP_CHUNK // max(1, self.W_in.shape[1]))
@@ -216,6 +243,15 @@ class Block(nn.Module):
             return x_mid, x_mid + self.mlp.b_out, pattern
         x_out = self.mlp.residual(x_mid)
         return x_mid, x_out, pattern
+
+    def run(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The residual after this layer (:meth:`forward`'s second output, the same
+        sums), with no pattern and no intermediate residual kept: the MLP adds into
+        the attention's sum in place."""
+        x_mid = self.attn.residual(x, key_mask)
+        if self.mlp.W_in.shape[1] == 0:
+            return x_mid + self.mlp.b_out
+        return self.mlp.residual(x_mid, inplace=True)
 
 
 class Unembed(nn.Module):
@@ -292,10 +328,12 @@ class Transformer(nn.Module):
         x = self.embed(tokens) + self.pos_embed(T)  # [B, T, d_model]
         residuals, patterns = [x], []
         for block in self.blocks:
+            if not return_residuals:
+                x = cast(Block, block).run(x, attention_mask)
+                continue
             x_mid, x, pattern = block(x, attention_mask, return_residuals)
-            if return_residuals:
-                residuals += [x_mid, x]
-                patterns.append(pattern)
+            residuals += [x_mid, x]
+            patterns.append(pattern)
         logits = self.unembed(x)  # [B, T, d_vocab_out]
         if return_residuals:
             return ForwardOutput(logits, residuals, patterns)

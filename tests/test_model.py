@@ -792,3 +792,30 @@ def test_a_head_under_a_one_sided_mask_runs_the_causal_kernel_with_the_same_outp
         torch.testing.assert_close(got[b, :, :real], full[b, :, :real], rtol=1e-5, atol=1e-6)
     causal = kind in ("<", "<=") or (kind in (">", ">=") and not pads)
     assert calls == ([kind] if causal else [])  # both masked heads in one call
+
+
+@pytest.mark.parametrize("program", ["sort", "histogram_bos", "dyck2"])
+def test_the_fast_path_adds_only_the_columns_each_layer_writes_with_the_same_sums(program):
+    # Transformer.forward without residuals runs Block.run: each head's output added on
+    # the columns W_O writes, the MLP added in place; every layer's output is bit for
+    # bit that of Block.forward (which adds whole products and keeps x + attn(x))
+    import random
+    import re
+    from pathlib import Path
+
+    from rasp_compiler import compile_program
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{program}.rasp"
+    vocab = re.search(r"# Vocabulary: (\S+)", path.read_text()).group(1)
+    model = compile_program(str(path), vocab=vocab, max_len=12)
+    rng = random.Random(4)
+    inputs = [[rng.choice(vocab) for _ in range(rng.randint(1, 12))] for _ in range(20)]
+    tokens, mask = model.encode(inputs)
+    net = model.transformer
+    with torch.no_grad():
+        x = net.embed(tokens) + net.pos_embed(tokens.shape[1])
+        for block in net.blocks:
+            _, want, _ = block(x, mask, False)  # x + attn(x) and + mlp(.), whole products
+            got = block.run(x.clone(), mask)
+            assert torch.equal(got, want)
+            x = want
