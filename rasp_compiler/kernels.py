@@ -74,8 +74,8 @@ def attend(
     # static mask stays [1, H, T, T] instead of being expanded to [B, H, T, T]
     mask: torch.Tensor | None = None if bool(key_mask.all()) else key_mask[:, None, None, :]
     B, H, T, D = q.shape
-    static = static_masks(masks, T, q.device) if masks else None  # [H, T, T]
     if T <= 2 or H == 0:
+        static = static_masks(masks, T, q.device) if masks else None  # [H, T, T]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
     # each test first on a few positions (cheap), in full only where those agree
     const = _same_rows(q, key_mask, torch.tensor([1, T // 2, T - 1], device=q.device))
@@ -96,6 +96,10 @@ def attend(
         ok += (">", ">=") if mask is None else ()
         ok = tuple(m for m in ok if T >= CAUSAL_FROM[m])
         tri = torch.tensor([m in ok for m in masks], device=q.device) & ~(const | shared)
+    # the [H, T, T] masks, only where a masked kernel runs (not the causal one)
+    has_mask = torch.tensor([m != "all" for m in masks] or [False] * H, device=q.device)
+    masked = bool((has_mask & ~tri).any())
+    static = static_masks(masks, T, q.device) if masked else None
     if not bool(const.any()) and not bool(shared.any()) and not bool(tri.any()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)
     z = q.new_empty(B, H, T, D)
