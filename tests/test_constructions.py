@@ -353,6 +353,27 @@ def test_a_count_split_by_index_cells_gives_each_head_a_one_sided_mask_exactly()
     assert checked == 20 and not bad
 
 
+def test_sort_past_the_causal_kernels_thresholds_runs_them_and_stays_exact(monkeypatch):
+    # at 520 positions both of sort's count heads ("key >= query", "key < query") run
+    # the causal kernel (kernels.CAUSAL_FROM), the first with its positions reordered
+    from rasp_compiler import kernels
+
+    calls: list[str] = []
+    tri = kernels._triangular
+    monkeypatch.setattr(kernels, "_triangular", lambda *a: calls.append(a[3]) or tri(*a))
+    import random
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    src = f"t = selector_width({SPLIT_BY_CELLS[0][0]});"
+    sop, model = compile_source(src, letters, 519)
+    rng = random.Random(9)
+    inputs = [[rng.choice(letters[:k]) for _ in range(519)] for k in (2, 5, 26, 26)]
+    inputs += [["a"] * 519, list(letters * 20)[:519]]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == 6 and not bad
+    assert set(calls) == {">=", "<"}
+
+
 def compile_source_unmasked(src: str, vocab: str, max_len: int):
     from rasp_compiler.compiler.pipeline import compile_sop
     from rasp_compiler.language.lower import choose_sop
