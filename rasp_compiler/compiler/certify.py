@@ -18,7 +18,7 @@ from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
-from .plan.types import NumRep, Plan, PlanError
+from .plan.types import MLPJob, NumRep, Plan, PlanError, Table
 from .rounding import table_row_errors
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
@@ -120,18 +120,39 @@ def _largest(values: tuple[Atom, ...]) -> float:
     return max((abs(num(v)) for v in values), default=0.0)
 
 
+def _too_steep(table: Table, dtype: str) -> bool:
+    """Are ``table``'s pre-activations too large for ``dtype`` to keep its steps exact?"""
+    return table.magnitude * UNIT_ROUNDOFF[dtype] * 8 > 0.25
+
+
+def _steep_error(job: MLPJob, table: Table, dtype: str, max_len: int) -> PlanError:
+    return PlanError(
+        f"this elementwise table needs pre-activations of about {table.magnitude:.3g}, "
+        f"too large to stay exact in {dtype} at max length {max_len}",
+        job.span,
+    )
+
+
+def steep_joint_tables(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
+    """Tables over several numbers at once (a mixed-radix projection, whose steps are as
+    steep as the projection is fine) too steep for ``dtype``, with their s-ops: the
+    pipeline plans those from one number at a time (``no_joint``), whose tables are far
+    less steep (at the cost of a layer), before refusing them."""
+    return [
+        (_steep_error(job, table, dtype, plan.max_len), frozenset({job.node_id}))
+        for job, table in zip(plan.mlps, plan.tables)
+        if _too_steep(table, dtype)
+        and sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances) >= 2
+    ]
+
+
 def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
     """Roundings in ``dtype`` larger than the plan's margins allow."""
     eps = UNIT_ROUNDOFF[dtype]
-    at = f"in {dtype} at max length {plan.max_len}"
     problems: list[RaspError] = [
-        PlanError(
-            f"this elementwise table needs pre-activations of about {table.magnitude:.3g}, "
-            f"too large to stay exact {at}",
-            job.span,
-        )
+        _steep_error(job, table, dtype, plan.max_len)
         for job, table in zip(plan.mlps, plan.tables)
-        if table.magnitude * eps * 8 > 0.25
+        if _too_steep(table, dtype)
     ]
     problems += [
         PlanError(

@@ -33,7 +33,7 @@ from ..limits import MAX_LEN
 from ..progress import ProgressFn
 from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
-from .certify import certify, tilted_heads
+from .certify import certify, steep_joint_tables, tilted_heads
 from .count_precision import imprecise_numbers, measure_count_keys
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
@@ -137,6 +137,7 @@ def make_plan(
             plain = plain.union(node for _, node in imprecise)
             continue
         tilted = tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype)
+        tilted += steep_joint_tables(plan, dtype)
         more = no_joint.union(*(sources for _, sources in tilted))
         if not tilted or more == no_joint:
             break
