@@ -12,7 +12,7 @@ interpreter on every input up to that length.  The outcome of each program is on
 
 Run by hand for a longer hunt::
 
-    python tests/fuzz.py --programs 300 --seed 7 [--max-len 5] [--show-refused]
+    python tests/fuzz.py --programs 300 --seed 7 [--max-len 5] [--show-refused] [--dtype float16]
 """
 
 from __future__ import annotations
@@ -283,7 +283,9 @@ class Outcome:
     detail: str = ""
 
 
-def check_program(source: str, vocab: str, max_len: int, long_len: int = 0) -> Outcome:
+def check_program(
+    source: str, vocab: str, max_len: int, long_len: int = 0, dtype: str = "float32"
+) -> Outcome:
     try:
         session = load_source(source)
         name = session.last_sop_name()
@@ -291,7 +293,7 @@ def check_program(source: str, vocab: str, max_len: int, long_len: int = 0) -> O
     except RaspError as exc:  # the generator wrote something the language rejects
         return Outcome("invalid", source, vocab, exc.render())
     try:
-        model = compile_sop(sop, tuple(vocab), max_len, sop_name=name)
+        model = compile_sop(sop, tuple(vocab), max_len, sop_name=name, dtype=dtype)
     except CompileError as exc:
         return Outcome("refused", source, vocab, exc.render())
     except Exception:  # noqa: BLE001 - a crash is what we are hunting
@@ -308,7 +310,7 @@ def check_program(source: str, vocab: str, max_len: int, long_len: int = 0) -> O
     if long_len > max_len:
         # the same program at a longer max length, on random inputs: precision at length
         try:
-            model = compile_sop(sop, tuple(vocab), long_len, sop_name=name)
+            model = compile_sop(sop, tuple(vocab), long_len, sop_name=name, dtype=dtype)
         except CompileError as exc:
             return Outcome("refused", source, vocab, f"at max length {long_len}: {exc.render()}")
         except Exception:  # noqa: BLE001
@@ -338,6 +340,7 @@ def run(
     steps: tuple[int, int],
     long_len: int = 0,
     trace: bool = False,
+    dtype: str = "float32",
 ) -> list[Outcome]:
     rng = random.Random(seed)
     out = []
@@ -345,7 +348,7 @@ def run(
         src, vocab = random_program(rng, rng.randint(*steps))
         if trace:
             print(f"----- program {i} (vocab {vocab})\n{src}", end="", flush=True)
-        out.append(check_program(src, vocab, max_len, long_len))
+        out.append(check_program(src, vocab, max_len, long_len, dtype))
         if trace:
             print(f"----- {out[-1].status}", flush=True)
     return out
@@ -361,6 +364,12 @@ def main() -> int:
     ap.add_argument("--long", type=int, default=0, help="also check at this max length")
     ap.add_argument("--show-refused", action="store_true")
     ap.add_argument("--trace", action="store_true", help="print each program as it starts")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="compile (certify) and run the models in this dtype",
+    )
     args = ap.parse_args()
     outcomes = run(
         args.programs,
@@ -369,6 +378,7 @@ def main() -> int:
         (args.min_steps, args.max_steps),
         args.long,
         args.trace,
+        args.dtype,
     )
     tally: dict[str, int] = {}
     for o in outcomes:
