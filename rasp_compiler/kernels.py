@@ -97,8 +97,7 @@ def attend(
         ok = tuple(m for m in ok if T >= CAUSAL_FROM[m])
         tri = torch.tensor([m in ok for m in masks], device=q.device) & ~(const | shared)
     # the [H, T, T] masks, only where a masked kernel runs (not the causal one)
-    has_mask = torch.tensor([m != "all" for m in masks] or [False] * H, device=q.device)
-    masked = bool((has_mask & ~tri).any())
+    masked = any(m != "all" and not bool(tri[h]) for h, m in enumerate(masks))
     static = static_masks(masks, T, q.device) if masked else None
     if not bool(const.any()) and not bool(shared.any()) and not bool(tri.any()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_with(mask, static), scale=scale)

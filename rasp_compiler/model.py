@@ -113,11 +113,7 @@ class Attention(nn.Module):
         """
         B, T, M = x.shape
         H, D = self.W_Q.shape[0], self.W_Q.shape[2]
-        # one matmul for Q, K and V of every head: [M, 3 * H * D]
-        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
-        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
-        qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, d_head]
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each [B, H, T, d_head]
+        q, k, v = self._qkv(x)  # each [B, H, T, d_head]
         pattern = None
         if need_pattern:
             static = static_masks(self.masks, T, x.device) if self.masks else None  # [H, T, T]
@@ -146,17 +142,34 @@ class Attention(nn.Module):
         cols, sub = cut(w_o, 0)
         if cols is None or sub is None or x.numel() == 0 or H == 0:
             return x + self(x, key_mask, False)[0]
-        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
-        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
-        qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)
-        z = attend(qkv[0], qkv[1], qkv[2], key_mask, self.attn_scale, self.masks)
+        z = attend(*self._qkv(x), key_mask, self.attn_scale, self.masks)
         y = torch.addmm(
             self.b_O.index_select(0, cols), z.permute(0, 2, 1, 3).reshape(B * T, H * D), sub
         )
-        off = self.b_O.index_fill(0, cols, 0.0)
-        out = (x + off if bool(off.any()) else x.clone()).view(B * T, M)
+        out = _outside(x.reshape(B * T, M), self.b_O, cols, inplace=False)
         out.index_copy_(1, cols, out.index_select(1, cols) + y)
         return out.view(B, T, M)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v [B, H, T, d_head] of every head, from one product [M, 3 * H * D]."""
+        B, T, M = x.shape
+        H, D = self.W_Q.shape[0], self.W_Q.shape[2]
+        w = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(M, 3 * H * D)
+        b = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        qkv = linear_in(x, w, b).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, T, D]
+        return qkv[0], qkv[1], qkv[2]
+
+
+def _outside(
+    flat: torch.Tensor, b: torch.Tensor, cols: torch.Tensor, inplace: bool
+) -> torch.Tensor:
+    """``flat`` [positions, M] plus ``b`` off the columns ``cols`` (where a product's
+    exact zeros leave ``x + b``), in place or as a copy: the residual a sublayer that
+    writes only ``cols`` then adds to there."""
+    off = b.index_fill(0, cols, 0.0)
+    if inplace:
+        return flat.add_(off) if bool(off.any()) else flat
+    return flat + off if bool(off.any()) else flat.clone()
 
 
 class MLP(nn.Module):
@@ -182,10 +195,8 @@ class MLP(nn.Module):
             hidden = linear_in(flat, self.W_in, self.b_in).relu_()  # [B * T, d_mlp]
             return linear_out(hidden, self.W_out, self.b_out).view(B, T, -1)
         out = x.new_empty(B * T, self.W_out.shape[1])
-        used_rows, used_cols = (
-            cut_in(self.W_in, self.b_in),
-            cut(self.W_out, 0),
-        )  # once, for every chunk
+        # cut once, for every chunk
+        used_rows, used_cols = cut_in(self.W_in, self.b_in), cut(self.W_out, 0)
         for start in range(0, flat.shape[0], rows):
             hidden = linear_in(flat[start : start + rows], self.W_in, self.b_in, used_rows)
             out[start : start + rows] = linear_out(
@@ -209,11 +220,7 @@ class MLP(nn.Module):
             return x + self(x)
         B, T, M = x.shape
         flat = x.reshape(B * T, M)
-        off = self.b_out.index_fill(0, cols, 0.0)
-        if inplace:
-            out = flat.add_(off) if bool(off.any()) else flat
-        else:
-            out = flat + off if bool(off.any()) else flat.clone()
+        out = _outside(flat, self.b_out, cols, inplace)
         bias = self.b_out.index_select(0, cols)
         used_rows = cut_in(self.W_in, self.b_in)
         rows = max(1, MLP_CHUNK // max(1, self.W_in.shape[1]))
