@@ -18,7 +18,7 @@ from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
-from .plan.types import MLPJob, NumRep, Plan, PlanError, Table
+from .plan.types import MLPJob, NumRep, Plan, PlanError, Table, projected_numbers
 from .rounding import table_row_errors
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
@@ -81,7 +81,7 @@ def tilted_heads(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]
     row_error: dict[str, float] = {}
     writer: dict[str, set[int]] = {}
     for job, table in zip(plan.mlps, plan.tables):
-        projected = sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances)
+        projected = projected_numbers(job, table)
         if projected < 2:
             continue  # one number (others read as gates): small pre-activations, as above
         for d, err in table_row_errors(job, table, dtype, read).items():
@@ -141,8 +141,7 @@ def steep_joint_tables(plan: Plan, dtype: str) -> list[tuple[PlanError, frozense
     return [
         (_steep_error(job, table, dtype, plan.max_len), frozenset({job.node_id}))
         for job, table in zip(plan.mlps, plan.tables)
-        if _too_steep(table, dtype)
-        and sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances) >= 2
+        if _too_steep(table, dtype) and projected_numbers(job, table) >= 2
     ]
 
 

@@ -27,7 +27,7 @@ import torch
 
 from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from .emit.attention import score_noise
-from .plan.types import CatRep, Head, MLPJob, NumRep, Plan, PlanError, Table
+from .plan.types import CatRep, Head, MLPJob, Plan, PlanError, Table, projected_numbers
 from .residual import BOS, ONE
 from .rounding import _input_layout, _points, encoder, table_arrays
 
@@ -136,7 +136,7 @@ def imprecise_numbers(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset
     needs = dict(plan.needs)
     joint: dict[str, tuple[MLPJob, Table]] = {}
     for job, table in zip(plan.mlps, plan.tables):
-        projected = sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances)
+        projected = projected_numbers(job, table)
         if projected >= 2:  # one number: small pre-activations, rounding far below any need
             for d in job.targets():
                 joint[d] = (job, table)

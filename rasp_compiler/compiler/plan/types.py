@@ -206,6 +206,13 @@ class Table:
     gate_tolerances: tuple[tuple[int, float], ...] = ()
 
 
+def projected_numbers(job: MLPJob, table: Table) -> int:
+    """How many numbers ``table`` folds into one by a mixed-radix projection (those it
+    does not read as gates): at 2 or more its steps are as steep as the projection is
+    fine, and its rounding grows with them."""
+    return sum(isinstance(r, NumRep) for r in job.inputs) - len(table.gate_tolerances)
+
+
 @dataclass(frozen=True)
 class TokenEmbedding:
     """A one-hot of ``tokens_<conv>``: ``dirs[i]`` is 1 where the converted token is
