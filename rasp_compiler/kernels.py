@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -298,3 +301,22 @@ def linear_out(
     out = b.expand(flat.shape[0], w.shape[1]).clone()
     out[:, cols] = torch.addmm(b.index_select(0, cols), flat, sub)
     return out.view(*h.shape[:-1], w.shape[1])
+
+
+@contextlib.contextmanager
+def float32_sums(x: torch.Tensor) -> Iterator[None]:
+    """While a model runs in float16 or bfloat16 on CUDA: matmuls sum in float32 and
+    round once, as certification assumes (``compiler.table_rounding``), with cuBLAS's
+    reduced-precision reductions off (torch allows them by default); restored after.
+    CPU kernels always sum so (``tests/test_precision.py`` checks it)."""
+    if x.device.type != "cuda" or x.dtype not in (torch.float16, torch.bfloat16):
+        yield
+        return
+    m = torch.backends.cuda.matmul
+    saved = (m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction)
+    m.allow_fp16_reduced_precision_reduction = False
+    m.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction = saved

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError, ModelFileError
-from .kernels import attend, cut, cut_in, linear_in, linear_out, static_masks
+from .kernels import attend, cut, cut_in, float32_sums, linear_in, linear_out, static_masks
 from .model_config import (  # noqa: F401 - re-exported: the config lives beside the model
     ACT_FNS,
     HEAD_MASKS,
@@ -334,14 +334,15 @@ class Transformer(nn.Module):
             attention_mask = torch.ones(B, T, dtype=torch.bool, device=tokens.device)
         x = self.embed(tokens) + self.pos_embed(T)  # [B, T, d_model]
         residuals, patterns = [x], []
-        for block in self.blocks:
-            if not return_residuals:
-                x = cast(Block, block).run(x, attention_mask)
-                continue
-            x_mid, x, pattern = block(x, attention_mask, return_residuals)
-            residuals += [x_mid, x]
-            patterns.append(pattern)
-        logits = self.unembed(x)  # [B, T, d_vocab_out]
+        with float32_sums(x):
+            for block in self.blocks:
+                if not return_residuals:
+                    x = cast(Block, block).run(x, attention_mask)
+                    continue
+                x_mid, x, pattern = block(x, attention_mask, return_residuals)
+                residuals += [x_mid, x]
+                patterns.append(pattern)
+            logits = self.unembed(x)  # [B, T, d_vocab_out]
         if return_residuals:
             return ForwardOutput(logits, residuals, patterns)
         return logits

@@ -9,6 +9,8 @@ values.  (The attention sharpness itself already accounts for score rounding, se
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -16,10 +18,12 @@ from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError, Span
 from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
+from .number_rounding import number_problems
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
 from .plan.types import MLPJob, NumRep, Plan, PlanError, Table, projected_numbers
 from .rounding import table_row_errors
+from .table_rounding import DEFAULT_TOLERANCE, consumer_tolerances, table_bound
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
 #: (room for the sums a layer adds up)
@@ -133,36 +137,69 @@ def _steep_error(job: MLPJob, table: Table, dtype: str, max_len: int) -> PlanErr
     )
 
 
+def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]]:
+    """Tables too steep for ``dtype``: those whose pre-activations' size fails the quick
+    check (:func:`_too_steep`) and whose rounding, bounded point by point, moves what
+    they write by more than its readers allow (:mod:`.table_rounding`), or whose points
+    are too many to visit."""
+    found: list[tuple[MLPJob, Table, PlanError]] = []
+    allowed: dict[str, float] | None = None
+    for job, table in zip(plan.mlps, plan.tables):
+        # a gated number's rounding moves its steps by their gating weight: whether that
+        # may switch a unit is checked point by point too (in a dtype narrower than float32)
+        gated = dtype != "float32" and bool(table.gate_tolerances)
+        if not (_too_steep(table, dtype) or gated):
+            continue
+        if allowed is None:
+            allowed = consumer_tolerances(plan, dtype)
+        bound = table_bound(plan, job, table, dtype)
+        if bound is None:  # its points cannot be visited: the quick check decides
+            if _too_steep(table, dtype):
+                found.append((job, table, _steep_error(job, table, dtype, plan.max_len)))
+            continue
+        over = [
+            (err, allowed.get(d, DEFAULT_TOLERANCE))
+            for d, err in bound.items()
+            if not err <= allowed.get(d, DEFAULT_TOLERANCE)
+        ]
+        if not _too_steep(table, dtype):  # its steps stay exact: only a unit switching binds
+            over = [(err, tol) for err, tol in over if math.isinf(err)]
+        if not over:
+            continue
+        err, tol = max(over, key=lambda p: p[0] / p[1])
+        if math.isinf(err):
+            msg = (
+                f"this elementwise table needs pre-activations of about "
+                f"{table.magnitude:.3g}, whose {dtype} rounding may switch its units on or "
+                f"off at max length {plan.max_len}"
+            )
+        else:
+            msg = (
+                f"this elementwise table's {dtype} rounding moves what it writes by up to "
+                f"{err:.2g} (bounded point by point), more than the {tol:.2g} what reads it "
+                f"allows at max length {plan.max_len}"
+            )
+        found.append((job, table, PlanError(msg, job.span)))
+    return found
+
+
 def steep_joint_tables(plan: Plan, dtype: str) -> list[tuple[PlanError, frozenset[int]]]:
     """Tables over several numbers at once (a mixed-radix projection, whose steps are as
     steep as the projection is fine) too steep for ``dtype``, with their s-ops: the
     pipeline plans those from one number at a time (``no_joint``), whose tables are far
     less steep (at the cost of a layer), before refusing them."""
     return [
-        (_steep_error(job, table, dtype, plan.max_len), frozenset({job.node_id}))
-        for job, table in zip(plan.mlps, plan.tables)
-        if _too_steep(table, dtype) and projected_numbers(job, table) >= 2
+        (error, frozenset({job.node_id}))
+        for job, table, error in steep_tables(plan, dtype)
+        if projected_numbers(job, table) >= 2
     ]
 
 
 def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
     """Roundings in ``dtype`` larger than the plan's margins allow."""
     eps = UNIT_ROUNDOFF[dtype]
-    problems: list[RaspError] = [
-        _steep_error(job, table, dtype, plan.max_len)
-        for job, table in zip(plan.mlps, plan.tables)
-        if _too_steep(table, dtype)
-    ]
-    problems += [
-        PlanError(
-            f"reads a number as large as {vmax:.4g} that must stay within {tol:.3g}; "
-            f"{dtype} rounds it by about {vmax * eps:.3g} at max length {plan.max_len}",
-            job.span,
-        )
-        for job in plan.mlps
-        for vmax, tol in job.tolerances
-        if vmax * eps * 4 > tol
-    ]
+    problems: list[RaspError] = [error for _, _, error in steep_tables(plan, dtype)]
+    problems += number_problems(plan, dtype)
     problems += [
         PlanError(
             f"this attention head's scores reach about {h.magnitude:.3g}; {dtype} rounds them "

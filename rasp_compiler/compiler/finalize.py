@@ -27,6 +27,7 @@ from .plan.types import (
     Requirement,
     Table,
 )
+from .residual import BOS, ONE
 
 
 def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFailure:
@@ -47,6 +48,11 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
     if problems:
         return PlanFailure(tuple(problems))
     draft = replace(draft, mlps=tuple(mlps))
+    gate_requirements = tuple(
+        Requirement(job.inputs[i], tol)
+        for job, table in zip(draft.mlps, tables)
+        for i, tol in table.gate_tolerances
+    )
     requirements = (
         draft.requirements
         + tuple(
@@ -55,11 +61,7 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
             for rep in job.inputs
             if isinstance(rep, CatRep)
         )
-        + tuple(
-            Requirement(job.inputs[i], tol)
-            for job, table in zip(draft.mlps, tables)
-            for i, tol in table.gate_tolerances
-        )
+        + gate_requirements
     )
     leaks, needs = _propagate(draft.all_heads, requirements)
     heads = tuple(replace(h, leak=leaks[h.id]) for h in draft.heads)
@@ -83,7 +85,23 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         kinds_known=draft.kinds_known,
         output_reciprocal=draft.output_reciprocal,
         needs=tuple(sorted(needs.items())),
+        row_tolerances=tuple(
+            sorted(_per_direction(draft.requirements + gate_requirements).items())
+        ),
     )
+
+
+def _per_direction(requirements: tuple[Requirement, ...]) -> dict[str, float]:
+    """Direction -> the tightest error any requirement allows it: a row's or a number's
+    tolerance shared equally among the directions it reads (the constant and BOS are
+    exact)."""
+    out: dict[str, float] = {}
+    for r in requirements:
+        for lin in r.rep.lins():
+            terms = {d: c for d, c in lin.as_dict().items() if d not in (ONE, BOS) and c}
+            for d, c in terms.items():
+                out[d] = min(out.get(d, math.inf), r.tol / (len(terms) * abs(c)))
+    return out
 
 
 def _smaller_table(job: MLPJob) -> tuple[MLPJob, Table | RaspError]:

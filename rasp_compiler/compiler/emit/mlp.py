@@ -241,6 +241,7 @@ def table_units(job: MLPJob) -> Table | PlanError:
         magnitude,
         cat_tolerance,
         tuple((i, cat_tolerance * gap) for i, gap in num_tolerances),
+        tuple((nums[j][0], e == len(all_vals[j]) - 1) for j, e in gates),
     )
 
 
@@ -402,4 +403,5 @@ def or_units(job: MLPJob) -> Table | PlanError:
         magnitude,
         cat_tolerance,
         tuple((i, 0.05 * gaps[i] / most) for i, _ in job.gates),
+        job.gates,
     )

@@ -376,24 +376,23 @@ def _job(
             node,
         )
     gated = {i for i, _ in gates}
-    nums = [r for i, r in enumerate(reps) if isinstance(r, NumRep) and i not in gated]
+    plain = [i for i, r in enumerate(reps) if isinstance(r, NumRep) and i not in gated]
     tolerances = []
-    if nums:
-        lams, vals = projection([r.values for r in nums])
+    if plain:
+        lams, vals = projection([reps[i].values for i in plain])
         u_gap = min_gap(vals[0]) * lams[0]
-        for r, lam in zip(nums, lams):
-            tol = u_gap / (8.0 * lam * len(nums))
+        for i, lam in zip(plain, lams):
+            r = reps[i]
+            tol = u_gap / (8.0 * lam * len(plain))
             p.require(r, tol)
-            if len(nums) == 1:  # rounding is relative: what binds is the worst neighbour pair
-                tolerances.append(binding_pair(r.values, 8.0))
+            if len(plain) == 1:  # rounding is relative: what binds is the worst neighbour pair
+                tolerances.append((i, *binding_pair(r.values, 8.0)))
             else:
-                tolerances.append((max(abs(num(v)) for v in r.values), tol))
+                tolerances.append((i, max(abs(num(v)) for v in r.values), tol))
     for i, top in gates:  # a gate tells its extreme value from the one next to it
         gv = sorted({num(v) for v in reps[i].values})
         edge = gv[-1] - gv[-2] if top else gv[1] - gv[0]
-        # an ``or`` form sums the gated numbers' distances (``emit.mlp.or_units``)
-        share = 8.0 if forms is None else 20.0 * len(gates)
-        tolerances.append((max(abs(v) for v in gv), edge / share))
+        tolerances.append((i, max(abs(v) for v in gv), edge / gate_share(forms, len(gates))))
     stage = max((r.stage for r in reps), default=0)
     job = JobDraft(
         id=len(p.jobs),
@@ -410,6 +409,13 @@ def _job(
     )
     p.jobs.append(job)
     return job
+
+
+def gate_share(forms: GateForms | None, n_gates: int) -> float:
+    """What share of the gap next to its extreme value a gated number may be off by: an
+    eighth, or for an ``or`` form, which sums the gated numbers' distances
+    (``emit.mlp.or_units``), a twentieth per gate."""
+    return 8.0 if forms is None else 20.0 * n_gates
 
 
 def _possible_only(p: PlanState, node: ir.SOp, fn: TableFn) -> TableFn:

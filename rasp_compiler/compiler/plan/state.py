@@ -74,7 +74,7 @@ class JobDraft:
     span: Span | None
     inputs: tuple[Rep, ...]
     fn: TableFn
-    tolerances: tuple[tuple[float, float], ...]
+    tolerances: tuple[tuple[int, float, float], ...]
     #: ``fn`` with combinations known never to occur left out (None), if any are known
     narrow_fn: TableFn | None = None
     #: the s-op whose representation the job writes

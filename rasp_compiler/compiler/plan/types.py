@@ -161,8 +161,9 @@ class MLPJob:
     fn: TableFn
     cat_targets: tuple[CatTarget, ...] = ()
     num_targets: tuple[str, ...] = ()
-    #: per numerical input: (largest |value|, error it tolerates), for certifying a dtype
-    tolerances: tuple[tuple[float, float], ...] = ()
+    #: per numerical input: (its index, largest |value|, error it tolerates), for a quick
+    #: check of a dtype (``certify`` looks closer at an input that fails it)
+    tolerances: tuple[tuple[int, float, float], ...] = ()
     #: ``fn`` with combinations known never to occur left out: the finished plan keeps
     #: whichever of the two tables is smaller (and this one then as ``fn``)
     narrow_fn: TableFn | None = None
@@ -204,6 +205,8 @@ class Table:
     magnitude: float
     cat_tolerance: float
     gate_tolerances: tuple[tuple[int, float], ...] = ()
+    #: per gated number (input index): is its extreme value its largest (else smallest)
+    gate_tops: tuple[tuple[int, bool], ...] = ()
 
 
 def projected_numbers(job: MLPJob, table: Table) -> int:
@@ -279,6 +282,12 @@ class Plan:
     #: residual direction -> how accurate the number read through it must be (the
     #: requirements, followed through mean heads: ``finalize._propagate``)
     needs: tuple[tuple[str, float], ...] = ()
+    #: residual direction -> the tightest error a consumer allows a representation read
+    #: through it (the planner's requirements and the tables' gates', a row's or a
+    #: number's share per direction; the tables' own row tolerances are in ``tables``):
+    #: what an MLP table's rounding in a narrow dtype is held to
+    #: (``compiler.table_rounding``)
+    row_tolerances: tuple[tuple[str, float], ...] = ()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)

@@ -1,0 +1,285 @@
+"""How far an MLP table run in float16 or bfloat16 is off, bounded point by point,
+against what reads it.
+
+``certify`` first asks of a table that its largest pre-activation times the dtype's
+unit round-off stays small (``table.magnitude``): a bound from the sizes of every term,
+which refuses bfloat16 tables from a pre-activation of 8 (a count's table at max length
+2).  A table it refuses is looked at here instead, at every point of its domain:
+
+* **The kernel's arithmetic.**  A matmul in float16 or bfloat16 multiplies and sums in
+  float32 and rounds once, to the dtype, at the end (so do torch's CPU kernels, checked
+  by a test, and cuBLAS with reduced-precision reductions off, which the runtime sets
+  while a model runs in those dtypes).  A pre-activation is then off by its float32
+  sum's rounding (tiny) and one rounding relative to *itself*, not to its terms.
+* **The weights** are rounded to the dtype first: the table is evaluated in exact
+  arithmetic with those weights, and what that moves is counted.
+* **The inputs** are off by what the plan allows them (the leak of the heads that write
+  them: a row by the table's ``cat_tolerance``, a number by its requirement) plus their
+  own rounding (a row by ``ROW_ROUNDING`` times that, which is what the table that writes
+  it is held to; a number as :mod:`.number_rounding` bounds it).  Each unit's
+  pre-activation moves by at most ``sigma``, their weighted sum: a unit whose state (on
+  or off) that could change is refused outright.
+  Through the units that are on, the table is linear in its inputs: their rounding
+  passes to the outputs in proportion (the leak's share is the plan's own, as in
+  float32).
+
+What comes out is a bound per output direction, the largest over the points.  It is
+held to what the direction's readers allow (:func:`consumer_tolerances`): the
+requirements of MLP tables and heads reading it, a copying head's leak times its span,
+a score's share of a head's gap (of its leak, for a head that must weigh keys equally)
+and the output's decoding margin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+from ..dtypes import UNIT_ROUNDOFF, torch_dtype
+from ..language.ir import Atom
+from .emit.attention import sharpness
+from .number_rounding import NUMBER_ROUNDINGS, number_requirements, own_errors
+from .numbers import min_gap, num
+from .plan.types import CatRep, MLPJob, NumRep, Plan, Table
+from .residual import BOS, ONE
+from .rounding import _input_layout, _points, table_arrays
+
+#: most points of a table visited (beyond it, the table keeps the magnitude check)
+MAX_POINTS = 1 << 15
+#: how many times its ``cat_tolerance`` (what the heads writing a row leak) a table lets
+#: a row it reads be off by rounding besides: its units' margins are five times the
+#: leak (``emit.mlp``: 0.05 of 1/4), so leak and rounding stay within 4 of those 5
+ROW_ROUNDING = 3.0
+#: most values tried for a gated number's other values before a point counts as undefined
+MAX_GATE_TRIES = 64
+#: a direction whose readers state no tolerance (none should be left): the error the
+#: magnitude check allows a step (1/32 on each of its two units)
+DEFAULT_TOLERANCE = 1.0 / 16.0
+
+
+def table_bound(plan: Plan, job: MLPJob, table: Table, dtype: str) -> dict[str, float] | None:
+    """Per direction the job writes: a bound on how far the table run in ``dtype`` is
+    off, over every point of its domain (``inf`` where a unit may switch state); None
+    when its points cannot be set up (too many, or inputs not plain directions)."""
+    wanted = list(job.targets())
+    layout = _input_layout(job)
+    points = _table_points(job, table, MAX_POINTS)
+    if layout is None or points is None:
+        return None
+    if not points or not table.units or not wanted:
+        return {d: 0.0 for d in wanted}
+    x, w_in, w_out, ideal, numeric = table_arrays(job, table, wanted, layout, points)
+    u, u32 = UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF["float32"]
+    t = torch_dtype(dtype)
+    wi = torch.from_numpy(w_in).to(t).double().numpy()
+    wo = torch.from_numpy(w_out).to(t).double().numpy()
+    if not (np.isfinite(wi).all() and np.isfinite(wo).all()):  # beyond the dtype's range
+        return {d: math.inf for d in wanted}
+    design_err, own_err = _input_errors(plan, job, table, layout, points, x.shape, dtype)
+    # what the inputs' errors may move each pre-activation by, and its exact value with
+    # the rounded weights at the point
+    sigma = (design_err + own_err) @ np.abs(wi)
+    pre = x @ wi
+    acc_in = _gamma(np.count_nonzero(wi, axis=0)[None, :], u32) * (np.abs(x) @ np.abs(wi))
+    slack = _half_ulp(np.abs(pre) + sigma + acc_in, u) + acc_in  # one rounding of the sum
+    on = pre - sigma - slack > 0.0
+    off = pre + sigma + slack <= 0.0
+    if not np.all(on | off):
+        return {d: math.inf for d in wanted}
+    hidden = np.where(on, pre, 0.0)
+    err = np.abs(hidden @ wo - ideal)  # the rounded weights, exact arithmetic
+    err += np.where(on, slack, 0.0) @ np.abs(wo)  # each pre-activation's rounding
+    for i in range(len(wanted)):  # the inputs' own rounding, through the units that are on
+        through = (on * wo[:, i]) @ wi.T  # [points, input columns]
+        err[:, i] += (np.abs(through) * own_err).sum(axis=1)
+    err += _gamma(np.count_nonzero(wo, axis=0)[None, :], u32) * (hidden @ np.abs(wo))
+    exact = torch.from_numpy(ideal).to(t).double().numpy() == ideal
+    final = np.where(
+        exact,
+        np.minimum(2.0 * err, err + _half_ulp(np.abs(ideal), u)),
+        err + _half_ulp(np.abs(ideal) + err, u),
+    )
+    worst = final.max(axis=0)
+    return {d: float(worst[i]) for i, d in enumerate(wanted)}
+
+
+def _gate_tops(job: MLPJob, table: Table) -> dict[int, bool]:
+    """Gated number (input index) -> is its extreme value its largest."""
+    return {**dict(table.gate_tops), **dict(job.gates)}
+
+
+def _table_points(
+    job: MLPJob, table: Table, most: int
+) -> list[tuple[tuple[Atom, ...], Atom]] | None:
+    """:func:`.rounding._points`, but a gated number takes two values only: its extreme
+    and the value next to it, standing for every other value (the table's output is
+    the same for all of them, and a gate row only falls further below 0 away from the
+    extreme, which keeps the units it gates further off).  The output there is the
+    first defined one over the other values, nearest first."""
+    tops = _gate_tops(job, table)
+    if not tops:
+        return _points(job, most)
+    domains: list[list[tuple[Atom, tuple[Atom, ...]]]] = []
+    for i, rep in enumerate(job.inputs):
+        if isinstance(rep, CatRep):
+            domains.append([(c, (c,)) for c in range(len(rep.values))])
+        elif i in tops:
+            atoms = {num(v): v for v in rep.values}
+            xs = sorted(atoms, reverse=tops[i])
+            rest = tuple(atoms[v] for v in xs[1:])
+            domains.append([(atoms[xs[0]], (atoms[xs[0]],))] + ([(rest[0], rest)] if rest else []))
+        else:
+            domains.append([(v, (v,)) for v in rep.values])
+    if math.prod(len(d) for d in domains) > most:
+        return None
+    out: list[tuple[tuple[Atom, ...], Atom]] = []
+    for combo in itertools.product(*domains):
+        for tries, choice in enumerate(itertools.product(*(c for _, c in combo))):
+            args = tuple(
+                rep.values[int(a)] if isinstance(rep, CatRep) else a
+                for rep, a in zip(job.inputs, choice)
+            )
+            y = job.fn(args)
+            if y is not None:
+                out.append((tuple(x for x, _ in combo), y))
+                break
+            if tries >= MAX_GATE_TRIES:
+                break
+    return out
+
+
+def _half_ulp(size: np.ndarray, u: float) -> np.ndarray:
+    """The most rounding to nearest moves a number of magnitude at most ``size``: half
+    the spacing of the dtype's numbers in the binade of ``size`` (``u`` times its power of
+    two; normal numbers)."""
+    with np.errstate(divide="ignore"):
+        return np.where(size > 0.0, u * np.exp2(np.floor(np.log2(size))), 0.0)
+
+
+def _gamma(n: np.ndarray, u: float) -> np.ndarray:
+    return n * u / (1.0 - n * u)
+
+
+def _input_errors(
+    plan: Plan,
+    job: MLPJob,
+    table: Table,
+    layout: list,
+    points: list[tuple[tuple[Atom, ...], Atom]],
+    shape: tuple[int, int],
+    dtype: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per point and input column (the columns of :func:`.rounding.table_arrays`): the
+    error the plan allows the input (its heads' leak), and its own rounding in the
+    dtype.  A row: ``cat_tolerance``, and as much again (0 and 1 round to themselves);
+    a number: its requirement, and its rounding (:func:`.number_rounding.own_errors`,
+    else ``NUMBER_ROUNDINGS`` unit round-offs of its largest value)."""
+    u = UNIT_ROUNDOFF[dtype]
+    names = sorted({n for un in table.units for n in un.pre.names()} | {ONE})
+    col = {n: i for i, n in enumerate(names)}
+    design = np.zeros(shape)
+    own = np.zeros(shape)
+    for rep in job.inputs:
+        if isinstance(rep, CatRep):
+            for row in rep.rows:
+                for n in row.names():
+                    if n in col and n not in (ONE, BOS):
+                        design[:, col[n]] = table.cat_tolerance
+                        own[:, col[n]] = ROW_ROUNDING * table.cat_tolerance
+    requirement = number_requirements(job, table)
+    tops = _gate_tops(job, table)
+    for i, (rep, where) in enumerate(zip(job.inputs, layout)):
+        if not isinstance(rep, NumRep) or not isinstance(where, tuple) or where[0] not in col:
+            continue
+        name, coef = where
+        vals = np.array(sorted({num(v) for v in rep.values}))
+        errs = own_errors(rep, vals, plan, dtype, requirement.get(i, 0.0))
+        if errs is None:
+            errs = np.full(len(vals), NUMBER_ROUNDINGS * u * float(np.abs(vals).max()))
+        at = dict(zip(vals.tolist(), errs.tolist()))
+        if i in tops and len(vals) > 1:  # the value next to the extreme stands for the rest
+            near = vals[-2] if tops[i] else vals[1]
+            others = vals != (vals[-1] if tops[i] else vals[0])
+            beyond = np.where(others, errs - np.abs(vals - near), 0.0)
+            at[float(near)] = max(at[float(near)], float(beyond.max()))
+        design[:, col[name]] = requirement.get(i, 0.0) / abs(coef)
+        own[:, col[name]] = np.array([at[num(combo[i])] for combo, _ in points]) / abs(coef)
+    return design, own
+
+
+def consumer_tolerances(plan: Plan, dtype: str) -> dict[str, float]:
+    """Direction -> the largest error its readers allow it (see the module docstring)."""
+    out = dict(plan.row_tolerances)
+
+    def bound(d: str, tol: float) -> None:
+        if d not in (ONE, BOS):
+            out[d] = min(out.get(d, math.inf), tol)
+
+    for job, table in zip(plan.mlps, plan.tables):  # rows a table reads: its share
+        for rep in job.inputs:
+            if isinstance(rep, CatRep):
+                for row in rep.rows:
+                    terms = {d: c for d, c in row.as_dict().items() if d not in (ONE, BOS)}
+                    for d, c in terms.items():
+                        bound(d, ROW_ROUNDING * table.cat_tolerance / (len(terms) * abs(c)))
+
+    largest = _largest_numbers(plan)
+    eps = UNIT_ROUNDOFF[dtype]
+    for h in plan.heads:
+        for _, lin in h.values:
+            for d, c in lin.as_dict().items():
+                bound(d, h.leak * h.value_span / abs(c))
+        amp: dict[str, float] = {}
+        for q, k, coef in h.qk:
+            for mine, other in ((q, k), (k, q)):
+                size = sum(abs(c) * largest.get(n, 1.0) for n, c in other.as_dict().items())
+                for d, c in mine.as_dict().items():
+                    amp[d] = amp.get(d, 0.0) + abs(coef * c) * size
+        if not amp:
+            continue
+        # every direction's share of a score error: an eighth of the gap, or, where the
+        # head must weigh its keys equally, of its leak (beta times the spread tilts it)
+        allowed = h.gap / 8.0
+        if h.uniform:
+            allowed = min(allowed, h.leak / (2.0 * sharpness(h, plan.max_len, eps)))
+        for d, a in amp.items():
+            if a > 0.0:
+                bound(d, allowed / (len(amp) * a))
+    out_rep = plan.output
+    if isinstance(out_rep, CatRep):
+        for row in out_rep.rows:
+            for d in row.names():
+                bound(d, 0.25)
+    else:
+        gap = min_gap(num(v) for v in out_rep.values)
+        terms = {d: c for d, c in out_rep.lin.as_dict().items() if d not in (ONE, BOS)}
+        for d, c in terms.items():
+            bound(d, gap / (4.0 * len(terms) * abs(c)))
+    return out
+
+
+def _largest_numbers(plan: Plan) -> dict[str, float]:
+    """Direction -> the largest |value| it holds, where known: positional entries, and
+    numbers some MLP reads (a one-hot row holds at most 1, the default)."""
+    out = {e.dir: max((abs(v) for v in e.values), default=0.0) for e in plan.positional}
+    for job in plan.mlps:
+        for rep in job.inputs:
+            if isinstance(rep, NumRep):
+                terms = rep.lin.as_dict()
+                terms.pop(ONE, None)
+                if len(terms) == 1:
+                    ((d, c),) = terms.items()
+                    size = max(abs(num(v)) for v in rep.values) / abs(c)
+                    out[d] = max(out.get(d, 0.0), size)
+    for job in plan.mlps:  # numbers an MLP writes: the largest value its table gives
+        if job.num_targets:
+            points = _points(job, MAX_POINTS)
+            size = (
+                math.inf if points is None else max((abs(num(y)) for _, y in points), default=0.0)
+            )
+            for d in job.num_targets:
+                out[d] = max(out.get(d, 0.0), size)
+    return out

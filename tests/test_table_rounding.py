@@ -1,0 +1,144 @@
+"""MLP tables and the numbers they read in float16 and bfloat16: the point-by-point bound
+(``compiler.table_rounding``) and the value-by-value number check
+(``compiler.number_rounding``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from check import compile_source, mismatches, random_inputs
+
+from rasp_compiler.compiler.number_rounding import (
+    number_requirements,
+    own_errors,
+    value_tolerances,
+)
+from rasp_compiler.compiler.pipeline import compile_sop, largest_certified_length
+from rasp_compiler.compiler.plan.types import CatRep, NumRep, PositionalEntry
+from rasp_compiler.compiler.residual import Lin
+from rasp_compiler.compiler.rounding import _input_layout, table_arrays
+from rasp_compiler.compiler.table_rounding import MAX_POINTS, _table_points, table_bound
+from rasp_compiler.dtypes import torch_dtype
+
+SEEN = """
+prefix = select(indices, indices, <=);
+seen = aggregate(prefix, indicator(tokens == "a")) > 0;
+s = "yes" if seen else "no";
+"""
+
+COUNT = """
+same = select(tokens, tokens, ==) and select(indices, 0, !=);
+share = aggregate(same or select(indices, 0, ==), indicator(indices == 0));
+n_same = (1 / share) - 1;
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_narrow_matmuls_on_cpu_sum_in_float32_and_round_once(dtype):
+    # what the bound assumes of the kernels: 1 + 64 terms of one unit in the last place
+    # of 1 each would vanish one by one if the sum were kept in the dtype
+    t = torch_dtype(dtype)
+    ulp = 2.0**-9 if dtype == "bfloat16" else 2.0**-12
+    x = torch.ones(4, 65, dtype=t)
+    w = torch.full((65, 3), ulp, dtype=t)
+    w[0] = 1.0
+    want = 1.0 + 64 * ulp
+    assert (x @ w == want).all()
+    assert (torch.addmm(torch.zeros(3, dtype=t), x, w) == want).all()
+
+
+def _perturbed_runs(plan, job, table, dtype, trials=8, seed=0):
+    """The table run in ``dtype`` (torch, rounded weights) on its points with its inputs
+    moved at random within what the plan allows them: the largest error per direction."""
+    rng = np.random.default_rng(seed)
+    wanted = list(job.targets())
+    layout = _input_layout(job)
+    points = _table_points(job, table, MAX_POINTS)
+    x, w_in, w_out, ideal, numeric = table_arrays(job, table, wanted, layout, points)
+    names = sorted({n for u in table.units for n in u.pre.names()} | {"one"})
+    col = {n: i for i, n in enumerate(names)}
+    scale = np.zeros(len(names))
+    for rep in job.inputs:
+        if isinstance(rep, CatRep):
+            for row in rep.rows:
+                for n in row.names():
+                    if n in col and n != "one":
+                        scale[col[n]] = table.cat_tolerance
+    for i, rep in enumerate(job.inputs):
+        where = layout[i]
+        if isinstance(rep, NumRep) and isinstance(where, tuple) and where[0] in col:
+            scale[col[where[0]]] = number_requirements(job, table).get(i, 0.0) / abs(where[1])
+    t = torch_dtype(dtype)
+    W_in, W_out = torch.from_numpy(w_in).to(t), torch.from_numpy(w_out).to(t)
+    worst = np.zeros(len(wanted))
+    for trial in range(trials):
+        moved = x + (0.0 if trial == 0 else rng.uniform(-1, 1, x.shape) * scale)
+        X = torch.from_numpy(moved).to(t)
+        got = (torch.relu(X @ W_in) @ W_out).double().numpy()
+        worst = np.maximum(worst, np.abs(got - ideal).max(axis=0))
+    return dict(zip(wanted, worst))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "src,vocab,n",
+    [(SEEN, "ab", 16), (COUNT, "abc", 4), ("path:sort", "abcd", 2)],
+    ids=["seen", "count", "sort"],
+)
+def test_the_point_bound_covers_what_each_table_computes(src, vocab, n, dtype):
+    if src.startswith("path:"):
+        src = open(f"examples/{src[5:]}.rasp", encoding="utf-8").read()
+    sop, _ = compile_source(src, vocab, 1)
+    model = compile_sop(sop, tuple(vocab), n, dtype=dtype)  # the plan certified for dtype
+    _, plan, _ = model.compiled_from
+    checked = 0
+    for job, table in zip(plan.mlps, plan.tables):
+        bound = table_bound(plan, job, table, dtype)
+        if bound is None or not all(np.isfinite(list(bound.values()))):
+            continue
+        seen = _perturbed_runs(plan, job, table, dtype)
+        for d, err in seen.items():
+            assert err <= bound[d] + 1e-12, (job.label, d, err, bound[d])
+        checked += 1
+    assert checked, "no table was bounded"
+
+
+def test_a_mean_tested_against_zero_needs_only_that_step_kept_in_bfloat16():
+    # "has an 'a' been seen" reads a prefix mean, 0 or at least 1/128, and steps only
+    # between the two: bfloat16 rounds a mean near 1 by 1/256, far more than the closest
+    # pair of means (1/127 - 1/128) allows, but 0.99 never needs telling from 1
+    sop, _ = compile_source(SEEN, "ab", 4)
+    n, why = largest_certified_length(sop, ("a", "b"), "bfloat16", upto=128)
+    assert n == 128, why
+    model = compile_sop(sop, ("a", "b"), 128, dtype="bfloat16")
+    edge = [["b"] * 127 + ["a"], ["b"] * 128, ["a"] + ["b"] * 127]
+    inputs = random_inputs("ab", 128, 60, seed=5) + edge
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]
+
+
+def test_each_value_of_a_number_may_be_off_by_its_distance_to_the_nearest_step():
+    sop, model = compile_source(SEEN, "ab", 16)
+    _, plan, _ = model.compiled_from
+    (job,) = [j for j in plan.mlps if any(isinstance(r, NumRep) for r in j.inputs)]
+    k = next(i for i, r in enumerate(job.inputs) if isinstance(r, NumRep))
+    got = value_tolerances(job, k)
+    assert got is not None
+    vals, tols = got
+    step = vals[1] - vals[0]  # the only step: from 0 to the smallest positive mean
+    assert tols[0] == pytest.approx(step / 8)
+    assert tols[-1] == pytest.approx(vals[-1] - vals[1] + step / 8)
+
+
+def test_numbers_read_from_positions_the_dtype_holds_are_exact():
+    # bfloat16 holds every integer up to 256, and not 257
+    for top, exact in ((256, True), (257, False)):
+        entry = PositionalEntry("position", tuple(float(i) for i in range(top + 1)))
+        plan = SimpleNamespace(positional=(entry,), heads=(), max_len=top)
+        rep = NumRep(Lin.unit("position"), tuple(range(top + 1)), 0)
+        vals = np.arange(top + 1, dtype=np.float64)
+        got = own_errors(rep, vals, plan, "bfloat16", 0.0)  # type: ignore[arg-type]
+        assert (got is not None and not got.any()) if exact else got is None
