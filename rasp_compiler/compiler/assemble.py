@@ -162,7 +162,7 @@ def build_layout(plan: Plan) -> Layout:
         fresh = tuple(d for d in b.directions if d not in seen)
         seen.update(fresh)
         if fresh:
-            blocks.append(Block(b.name, fresh, b.description))
+            blocks.append(Block(b.name, fresh, b.description, b.one_hot))
     return Layout(tuple(blocks))
 
 

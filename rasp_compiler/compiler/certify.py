@@ -9,8 +9,6 @@ values.  (The attention sharpness itself already accounts for score rounding, se
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -23,7 +21,7 @@ from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
 from .plan.types import MLPJob, NumRep, Plan, PlanError, Table, projected_numbers
 from .rounding import table_row_errors
-from .table_rounding import DEFAULT_TOLERANCE, consumer_tolerances, table_bound
+from .table_rounding import DEFAULT_TOLERANCE, consumer_constraints, point_bounds
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
 #: (room for the sums a layer adds up)
@@ -143,42 +141,58 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
     they write by more than its readers allow (:mod:`.table_rounding`), or whose points
     are too many to visit."""
     found: list[tuple[MLPJob, Table, PlanError]] = []
-    allowed: dict[str, float] | None = None
+    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray]] = []
     for job, table in zip(plan.mlps, plan.tables):
         # a gated number's rounding moves its steps by their gating weight: whether that
         # may switch a unit is checked point by point too (in a dtype narrower than float32)
         gated = dtype != "float32" and bool(table.gate_tolerances)
         if not (_too_steep(table, dtype) or gated):
             continue
-        if allowed is None:
-            allowed = consumer_tolerances(plan, dtype)
-        bound = table_bound(plan, job, table, dtype)
+        bound = point_bounds(plan, job, table, dtype)
         if bound is None:  # its points cannot be visited: the quick check decides
             if _too_steep(table, dtype):
                 found.append((job, table, _steep_error(job, table, dtype, plan.max_len)))
-            continue
-        over = [
-            (err, allowed.get(d, DEFAULT_TOLERANCE))
-            for d, err in bound.items()
-            if not err <= allowed.get(d, DEFAULT_TOLERANCE)
-        ]
-        if not _too_steep(table, dtype):  # its steps stay exact: only a unit switching binds
-            over = [(err, tol) for err, tol in over if math.isinf(err)]
-        if not over:
-            continue
-        err, tol = max(over, key=lambda p: p[0] / p[1])
-        if math.isinf(err):
+        elif np.isinf(bound[1]).any():
             msg = (
                 f"this elementwise table needs pre-activations of about "
                 f"{table.magnitude:.3g}, whose {dtype} rounding may switch its units on or "
                 f"off at max length {plan.max_len}"
             )
-        else:
-            msg = (
-                f"this elementwise table's {dtype} rounding moves what it writes by up to "
-                f"{err:.2g} (bounded point by point), more than the {tol:.2g} what reads it "
-                f"allows at max length {plan.max_len}"
-            )
+            found.append((job, table, PlanError(msg, job.span)))
+        elif _too_steep(table, dtype):  # a gated table whose steps stay exact: not its rows
+            wanted, err = bound
+            bounded.append((job, table, {d: i for i, d in enumerate(wanted)}, err))
+    if not bounded:
+        return found
+    constraints = consumer_constraints(plan, dtype)
+    read = {d for weights, _ in constraints for d in weights}
+    constraints += [
+        ({d: 1.0}, DEFAULT_TOLERANCE) for _, _, col, _ in bounded for d in col if d not in read
+    ]
+    worst: dict[int, tuple[float, float]] = {}
+    for weights, budget in constraints:
+        # per table, the weighted error at its worst point; tables writing into the same
+        # directions (a number several add up) add up
+        parts = []
+        for i, (_, _, col, err) in enumerate(bounded):
+            w = np.zeros(len(col))
+            for d, c in weights.items():
+                if d in col:
+                    w[col[d]] = c
+            if w.any():
+                parts.append((i, float((err @ w).max())))
+        total = sum(e for _, e in parts)
+        if not total <= budget:
+            for i, e in parts:
+                if e > 0.0 and (i not in worst or total / budget > worst[i][0] / worst[i][1]):
+                    worst[i] = (total, budget)
+    for i, (total, budget) in sorted(worst.items()):
+        job, table, _, _ = bounded[i]
+        msg = (
+            f"this elementwise table's {dtype} rounding moves what it writes by up to "
+            f"{total:.2g} (bounded point by point), more than the {budget:.2g} what reads it "
+            f"allows at max length {plan.max_len}"
+        )
         found.append((job, table, PlanError(msg, job.span)))
     return found
 

@@ -27,7 +27,6 @@ from .plan.types import (
     Requirement,
     Table,
 )
-from .residual import BOS, ONE
 
 
 def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFailure:
@@ -85,23 +84,10 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
         kinds_known=draft.kinds_known,
         output_reciprocal=draft.output_reciprocal,
         needs=tuple(sorted(needs.items())),
-        row_tolerances=tuple(
-            sorted(_per_direction(draft.requirements + gate_requirements).items())
+        read_tolerances=tuple(
+            (lin, r.tol) for r in draft.requirements + gate_requirements for lin in r.rep.lins()
         ),
     )
-
-
-def _per_direction(requirements: tuple[Requirement, ...]) -> dict[str, float]:
-    """Direction -> the tightest error any requirement allows it: a row's or a number's
-    tolerance shared equally among the directions it reads (the constant and BOS are
-    exact)."""
-    out: dict[str, float] = {}
-    for r in requirements:
-        for lin in r.rep.lins():
-            terms = {d: c for d, c in lin.as_dict().items() if d not in (ONE, BOS) and c}
-            for d, c in terms.items():
-                out[d] = min(out.get(d, math.inf), r.tol / (len(terms) * abs(c)))
-    return out
 
 
 def _smaller_table(job: MLPJob) -> tuple[MLPJob, Table | RaspError]:

@@ -38,7 +38,7 @@ from ..language.ir import Atom
 from .emit.attention import scores_exact
 from .numbers import min_gap, num, projection
 from .plan.elementwise import gate_share
-from .plan.types import MLPJob, NumRep, Plan, PlanError, Table
+from .plan.types import Head, MLPJob, NumRep, Plan, PlanError, Table
 from .residual import BOS, ONE
 
 #: Most input combinations scanned for where a number changes a table's output
@@ -208,7 +208,7 @@ def own_errors(
         return None
     terms = rep.lin.as_dict()
     terms.pop(ONE, None)
-    ((_, a),) = terms.items()
+    ((d, a),) = terms.items()
     x = (vals - c) / a  # what the head writes
     u = UNIT_ROUNDOFF[dtype]
     ((hid, _),) = rep.sources
@@ -221,14 +221,35 @@ def own_errors(
     if len(x) * n_max <= MAX_SIMULATED:
         n = np.arange(1, n_max + 1, dtype=np.float64)
         sums = x[:, None] * n[None, :]  # what the n keys' values would sum to
+        unit = _indicator_unit(head, d, plan)
+        if unit:  # values of 0 or ``unit`` only: sums of whole units
+            whole = np.abs(sums / unit - np.round(sums / unit)) <= 1e-9 * n[None, :]
+        else:
+            whole = np.ones(sums.shape, dtype=bool)
         s2 = s[:, None]
         for w in (_round(1.0 / n, dtype), _round((1.0 - head.leak) / n, dtype)):
             for end in (-1.0, 1.0):
                 got = _round(w[None, :] * sums + end * s2, dtype)
-                dev = np.maximum(dev, np.abs(got - x[:, None]).max(axis=1))
+                moved = np.where(whole, np.abs(got - x[:, None]), 0.0)
+                dev = np.maximum(dev, moved.max(axis=1))
     else:  # the weight's rounding and the sum's, each relative
         dev = np.maximum(dev, s + 2.0 * u * np.abs(x) * (1.0 + u))
     return np.maximum(dev - slack / abs(a), 0.0) * abs(a)
+
+
+def _indicator_unit(head: Head, d: str, plan: Plan) -> float:
+    """``c`` when what ``head`` averages into ``d`` is ``c`` times a direction holding only
+    0 and 1 exactly (BOS, a token's one-hot, a positional entry of 0s and 1s), else 0."""
+    lins = [lin for out, lin in head.values if out == d]
+    if len(lins) != 1 or len(lins[0].terms) != 1:
+        return 0.0
+    ((src, c),) = lins[0].terms
+    if src == BOS or any(src in t.dirs for t in plan.tokens):
+        return abs(c)
+    entries = {e.dir: e.values for e in plan.positional}
+    if src in entries and set(entries[src]) <= {0.0, 1.0}:
+        return abs(c)
+    return 0.0
 
 
 def _positional_exact(rep: NumRep, plan: Plan, dtype: str) -> bool:

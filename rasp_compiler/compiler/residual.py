@@ -84,6 +84,8 @@ class Block:
     name: str
     directions: tuple[str, ...]
     description: str = ""
+    #: a one-hot: at most one of its directions is (about) 1 at a position, the rest 0
+    one_hot: bool = False
 
 
 @dataclass(frozen=True)

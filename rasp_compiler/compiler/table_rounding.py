@@ -24,10 +24,11 @@ which refuses bfloat16 tables from a pre-activation of 8 (a count's table at max
   float32).
 
 What comes out is a bound per output direction, the largest over the points.  It is
-held to what the direction's readers allow (:func:`consumer_tolerances`): the
-requirements of MLP tables and heads reading it, a copying head's leak times its span,
-a score's share of a head's gap (of its leak, for a head that must weigh keys equally)
-and the output's decoding margin.
+held to what the direction's readers allow (:func:`consumer_constraints`), each reader
+over the directions it reads at once (weighted by how it reads them): the requirements
+of MLP tables and heads, a copying head's leak times its span, a score's share of a
+head's gap (of its leak, for a head that must weigh keys equally) and the output's
+decoding margin.
 """
 
 from __future__ import annotations
@@ -64,20 +65,33 @@ def table_bound(plan: Plan, job: MLPJob, table: Table, dtype: str) -> dict[str, 
     """Per direction the job writes: a bound on how far the table run in ``dtype`` is
     off, over every point of its domain (``inf`` where a unit may switch state); None
     when its points cannot be set up (too many, or inputs not plain directions)."""
+    found = point_bounds(plan, job, table, dtype)
+    if found is None:
+        return None
+    wanted, err = found
+    worst = err.max(axis=0) if len(err) else np.zeros(len(wanted))
+    return {d: float(worst[i]) for i, d in enumerate(wanted)}
+
+
+def point_bounds(
+    plan: Plan, job: MLPJob, table: Table, dtype: str
+) -> tuple[list[str], np.ndarray] | None:
+    """:func:`table_bound` point by point: the directions the job writes and the bound
+    at each point of the table's domain for each [points, directions]."""
     wanted = list(job.targets())
     layout = _input_layout(job)
     points = _table_points(job, table, MAX_POINTS)
     if layout is None or points is None:
         return None
     if not points or not table.units or not wanted:
-        return {d: 0.0 for d in wanted}
+        return wanted, np.zeros((1, len(wanted)))
     x, w_in, w_out, ideal, numeric = table_arrays(job, table, wanted, layout, points)
     u, u32 = UNIT_ROUNDOFF[dtype], UNIT_ROUNDOFF["float32"]
     t = torch_dtype(dtype)
     wi = torch.from_numpy(w_in).to(t).double().numpy()
     wo = torch.from_numpy(w_out).to(t).double().numpy()
     if not (np.isfinite(wi).all() and np.isfinite(wo).all()):  # beyond the dtype's range
-        return {d: math.inf for d in wanted}
+        return wanted, np.full((1, len(wanted)), math.inf)
     design_err, own_err = _input_errors(plan, job, table, layout, points, x.shape, dtype)
     # what the inputs' errors may move each pre-activation by, and its exact value with
     # the rounded weights at the point
@@ -88,7 +102,7 @@ def table_bound(plan: Plan, job: MLPJob, table: Table, dtype: str) -> dict[str, 
     on = pre - sigma - slack > 0.0
     off = pre + sigma + slack <= 0.0
     if not np.all(on | off):
-        return {d: math.inf for d in wanted}
+        return wanted, np.full((1, len(wanted)), math.inf)
     hidden = np.where(on, pre, 0.0)
     err = np.abs(hidden @ wo - ideal)  # the rounded weights, exact arithmetic
     err += np.where(on, slack, 0.0) @ np.abs(wo)  # each pre-activation's rounding
@@ -102,8 +116,7 @@ def table_bound(plan: Plan, job: MLPJob, table: Table, dtype: str) -> dict[str, 
         np.minimum(2.0 * err, err + _half_ulp(np.abs(ideal), u)),
         err + _half_ulp(np.abs(ideal) + err, u),
     )
-    worst = final.max(axis=0)
-    return {d: float(worst[i]) for i, d in enumerate(wanted)}
+    return wanted, final
 
 
 def _gate_tops(job: MLPJob, table: Table) -> dict[int, bool]:
@@ -210,55 +223,69 @@ def _input_errors(
     return design, own
 
 
-def consumer_tolerances(plan: Plan, dtype: str) -> dict[str, float]:
-    """Direction -> the largest error its readers allow it (see the module docstring)."""
-    out = dict(plan.row_tolerances)
+#: what a reader allows: the sum of ``|weight| * error`` over the directions it reads
+#: stays within the budget
+Constraint = tuple[dict[str, float], float]
 
-    def bound(d: str, tol: float) -> None:
-        if d not in (ONE, BOS):
-            out[d] = min(out.get(d, math.inf), tol)
 
+def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
+    """What the readers of every direction allow its error (see the module docstring):
+    per reader, the directions it reads with their weights and its budget."""
+    out: list[Constraint] = []
+
+    def add(weights: dict[str, float], budget: float) -> None:
+        weights = {d: abs(c) for d, c in weights.items() if d not in (ONE, BOS) and c}
+        if weights:
+            out.append((weights, budget))
+
+    for lin, tol in plan.read_tolerances:
+        add(lin.as_dict(), tol)
     for job, table in zip(plan.mlps, plan.tables):  # rows a table reads: its share
         for rep in job.inputs:
             if isinstance(rep, CatRep):
                 for row in rep.rows:
-                    terms = {d: c for d, c in row.as_dict().items() if d not in (ONE, BOS)}
-                    for d, c in terms.items():
-                        bound(d, ROW_ROUNDING * table.cat_tolerance / (len(terms) * abs(c)))
-
+                    add(row.as_dict(), ROW_ROUNDING * table.cat_tolerance)
     largest = _largest_numbers(plan)
+    groups = _one_hot_blocks(plan)
     eps = UNIT_ROUNDOFF[dtype]
     for h in plan.heads:
         for _, lin in h.values:
-            for d, c in lin.as_dict().items():
-                bound(d, h.leak * h.value_span / abs(c))
-        amp: dict[str, float] = {}
-        for q, k, coef in h.qk:
-            for mine, other in ((q, k), (k, q)):
-                size = sum(abs(c) * largest.get(n, 1.0) for n, c in other.as_dict().items())
-                for d, c in mine.as_dict().items():
-                    amp[d] = amp.get(d, 0.0) + abs(coef * c) * size
-        if not amp:
-            continue
-        # every direction's share of a score error: an eighth of the gap, or, where the
-        # head must weigh its keys equally, of its leak (beta times the spread tilts it)
+            add(lin.as_dict(), h.leak * h.value_span)
+        # a score may move by an eighth of the gap, or, where the head must weigh its keys
+        # equally, by what keeps the tilt (beta times the spread) within its leak: half for
+        # the errors of what the queries read, half for the keys'
         allowed = h.gap / 8.0
         if h.uniform:
             allowed = min(allowed, h.leak / (2.0 * sharpness(h, plan.max_len, eps)))
-        for d, a in amp.items():
-            if a > 0.0:
-                bound(d, allowed / (len(amp) * a))
+        # per side (queries, keys) and per direction the other side reads: how much an
+        # error in each direction of this side moves the score where that one is at its
+        # largest.  Of the directions of one one-hot, one is 1 at a time (the others 0, or
+        # a head's leak, whose share is second order): each (side, block) gets a share
+        per: dict[tuple[int, str], dict[str, float]] = {}
+        for side in (0, 1):
+            for q, k, coef in h.qk:
+                mine, other = (q, k) if side == 0 else (k, q)
+                for n, cn in other.as_dict().items():
+                    w = per.setdefault((side, n), {})
+                    for d, c in mine.as_dict().items():
+                        if d not in (ONE, BOS):
+                            w[d] = w.get(d, 0.0) + abs(coef * c * cn) * largest.get(n, 1.0)
+        shares = len({(side, groups.get(n, n)) for (side, n), w in per.items() if w})
+        for w in per.values():
+            add(w, allowed / max(shares, 1))
     out_rep = plan.output
     if isinstance(out_rep, CatRep):
         for row in out_rep.rows:
-            for d in row.names():
-                bound(d, 0.25)
+            add(row.as_dict(), 0.25)
     else:
-        gap = min_gap(num(v) for v in out_rep.values)
-        terms = {d: c for d, c in out_rep.lin.as_dict().items() if d not in (ONE, BOS)}
-        for d, c in terms.items():
-            bound(d, gap / (4.0 * len(terms) * abs(c)))
+        add(out_rep.lin.as_dict(), min_gap(num(v) for v in out_rep.values) / 4.0)
     return out
+
+
+def _one_hot_blocks(plan: Plan) -> dict[str, str]:
+    """Direction -> its residual block, for blocks holding a one-hot (at most one of
+    their directions is 1 at a position)."""
+    return {d: b.name for b in plan.blocks if b.one_hot for d in b.directions}
 
 
 def _largest_numbers(plan: Plan) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...dtypes import UNIT_ROUNDOFF
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
@@ -264,6 +265,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
     terms.append((Lin.unit(ONE), Lin.unit(BOS), spec.bos_level))
     # The BOS query attends to BOS alone, so the BOS position's residual stays known.
     terms.append((Lin.unit(BOS), Lin.unit(BOS), float(weights_max + 2)))
+    magnitude = 2.0 * weights_max + abs(spec.bos_level) + 2.0
     return p.add_head(
         Head(
             id=p.next_head_id(),
@@ -276,12 +278,31 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             leak=spec.leak,
             kind=spec.kind,
             value_span=spec.value_span,
-            magnitude=2.0 * weights_max + abs(spec.bos_level) + 2.0,
+            magnitude=magnitude,
             averages=spec.averages,
             uniform=spec.uniform,
             mask=spec.mask,
+            exact=p.eps if _exact_scores(p, terms, magnitude) else 0.0,
         )
     )
+
+
+def _exact_scores(p: PlanState, terms: list[QK], magnitude: float) -> bool:
+    """In a dtype narrower than float32: are the head's scores sums of half-integers
+    (times beta, a power of two once ``exact`` is set) that the dtype holds, read only
+    from directions held exactly?  Then every score is computed exactly, so keys that
+    score alike get equal weights (a count's 1/(w+1) is the one rounding of it).  Not in
+    float32, where it would only change beta (its rounding is far below every gap)."""
+    if p.eps <= UNIT_ROUNDOFF["float32"]:
+        return False
+    for q, k, coef in terms:
+        if not all(p.held_exactly(n) for n in (*q.names(), *k.names())):
+            return False
+        if not all(float(2.0 * a * coef).is_integer() for _, a in q.terms):
+            return False
+        if not all(float(b).is_integer() for _, b in k.terms):
+            return False
+    return 2.0 * magnitude * p.eps <= 1.0
 
 
 # ---------------------------------------------------------------- aggregate
@@ -328,7 +349,7 @@ def aggregate(p: PlanState, node: ir.Aggregate, codes: tuple[float, ...] | None 
         value_lins, leak, value_span, averages = _coded_values(p, node, src, codes)
     elif categorical:
         src = p.cat(node.values)
-        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {label}")
+        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {label}", True)
         value_lins = []
         for v, d in zip(vals, dirs):
             row = src.row(v)

@@ -116,13 +116,13 @@ class Planner(PlanState):
             case ir.Tokens(conv=conv):
                 if conv not in self.token_onehots:
                     dirs = onehot_dirs(f"tokens_{conv}", vals)
-                    self.add_block(f"tokens_{conv}", dirs, f"one-hot of tokens_{conv}")
+                    self.add_block(f"tokens_{conv}", dirs, f"one-hot of tokens_{conv}", True)
                     self.token_onehots[conv] = (vals, dirs)
                 return CatRep(vals, tuple(Lin.unit(d) for d in self.token_onehots[conv][1]), 0)
             case ir.Indices():
                 dirs = onehot_dirs(INDICES, vals)
                 if dirs[0] not in self.positional:
-                    self.add_block(INDICES, dirs, "one-hot of indices")
+                    self.add_block(INDICES, dirs, "one-hot of indices", True)
                     for i, d in enumerate(dirs):
                         self.positional[d] = _onehot(i, self.max_len)
                 return CatRep(vals, tuple(Lin.unit(d) for d in dirs), 0)

@@ -40,7 +40,7 @@ def mlp_output(p: PlanState, node: ir.SOp, categorical: bool) -> Rep:
     vals = p.values(node)
     name = p.name(node)
     if categorical:
-        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {p.label(node)}")
+        dirs = p.add_block(name, onehot_dirs(name, vals), f"one-hot of {p.label(node)}", True)
         for job in jobs:
             job.cat_targets.append(CatTarget(vals, dirs))
         return CatRep(vals, tuple(Lin.unit(d) for d in dirs), stage)
@@ -79,6 +79,7 @@ def mlp_classes(p: PlanState, node: ir.SOp, groups: tuple[tuple[Atom, ...], ...]
         block,
         tuple(f"{block}={show(m)}" for m in groups),
         f"the classes of {p.label(node)} that a selector tells apart",
+        True,
     )
     members = tuple(v for m in groups for v in m)
     member_dirs = tuple(d for m, d in zip(groups, dirs) for _ in m)
@@ -329,7 +330,9 @@ def kinds_of_means(
 
     vals = p.values(node)
     block = role_dir(p.name(node), "kinds")
-    dirs = p.add_block(block, onehot_dirs(block, vals), f"one-hot of {p.label(node)}, kinds kept")
+    dirs = p.add_block(
+        block, onehot_dirs(block, vals), f"one-hot of {p.label(node)}, kinds kept", True
+    )
     job = _job(p, node, inputs, fn, f"{p.label(node)} (ints and floats as the interpreter's)")
     job.cat_targets.append(CatTarget(vals, dirs))
     return CatRep(vals, tuple(Lin.unit(d) for d in dirs), 2 * job.layer + 2)

@@ -162,8 +162,10 @@ class PlanState:
 
     # ------------------------------------------------------------ recording
 
-    def add_block(self, name: str, dirs: tuple[str, ...], description: str) -> tuple[str, ...]:
-        self.blocks.append(Block(name, dirs, description))
+    def add_block(
+        self, name: str, dirs: tuple[str, ...], description: str, one_hot: bool = False
+    ) -> tuple[str, ...]:
+        self.blocks.append(Block(name, dirs, description, one_hot))
         return dirs
 
     def next_class_block(self, node: ir.SOp) -> int:
@@ -202,6 +204,16 @@ class PlanState:
             if values is None or not all(float(v).is_integer() for v in values):
                 return False
         return True
+
+    def held_exactly(self, name: str) -> bool:
+        """Does the residual hold direction ``name`` exactly in every dtype, with integer
+        values: the constant, BOS, a token's one-hot, a positional entry of integers?"""
+        if name in (ONE, BOS):
+            return True
+        if any(name in dirs for _, dirs in self.token_onehots.values()):
+            return True
+        values = self.positional.get(name)
+        return values is not None and all(float(v).is_integer() for v in values)
 
     def positional_dir(self, name: str, values: tuple[float, ...]) -> Lin:
         if name not in self.positional:

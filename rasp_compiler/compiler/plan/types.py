@@ -282,12 +282,10 @@ class Plan:
     #: residual direction -> how accurate the number read through it must be (the
     #: requirements, followed through mean heads: ``finalize._propagate``)
     needs: tuple[tuple[str, float], ...] = ()
-    #: residual direction -> the tightest error a consumer allows a representation read
-    #: through it (the planner's requirements and the tables' gates', a row's or a
-    #: number's share per direction; the tables' own row tolerances are in ``tables``):
-    #: what an MLP table's rounding in a narrow dtype is held to
-    #: (``compiler.table_rounding``)
-    row_tolerances: tuple[tuple[str, float], ...] = ()
+    #: what the planner's requirements and the tables' gates ask of what they read, as
+    #: (read-out, error allowed): what an MLP table's rounding in a narrow dtype is held
+    #: to, with the tables' own row tolerances (``compiler.table_rounding``)
+    read_tolerances: tuple[tuple[Lin, float], ...] = ()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
