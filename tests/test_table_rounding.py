@@ -142,3 +142,17 @@ def test_numbers_read_from_positions_the_dtype_holds_are_exact():
         vals = np.arange(top + 1, dtype=np.float64)
         got = own_errors(rep, vals, plan, "bfloat16", 0.0)  # type: ignore[arg-type]
         assert (got is not None and not got.any()) if exact else got is None
+
+
+def test_a_table_reading_a_group_of_tokens_as_one_row_is_bounded_too():
+    # "0 if tokens == bos else ..." reads every token but BOS as one row (a sum of their
+    # one-hot directions): bounded with one of them standing for the row, the program
+    # is certified in bfloat16 (it was refused from the table's size alone)
+    src = open("examples/double_histogram.rasp", encoding="utf-8").read()
+    sop, _ = compile_source(src, "§abcd", 1)
+    n, why = largest_certified_length(sop, tuple("§abcd"), "bfloat16", upto=2)
+    assert n == 1, why
+    model = compile_sop(sop, tuple("§abcd"), 1, dtype="bfloat16")
+    inputs = [[t] for t in "§abcd"]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]

@@ -227,7 +227,10 @@ def own_errors(
         else:
             whole = np.ones(sums.shape, dtype=bool)
         s2 = s[:, None]
-        for w in (_round(1.0 / n, dtype), _round((1.0 - head.leak) / n, dtype)):
+        # the weight rounded where the leak has lowered it by as much as it may (the leak's
+        # own share is in ``s``, the slack: only the rounding is added here)
+        shifted = _round((1.0 - head.leak) / n, dtype) + head.leak / n
+        for w in (_round(1.0 / n, dtype), shifted):
             for end in (-1.0, 1.0):
                 got = _round(w[None, :] * sums + end * s2, dtype)
                 moved = np.where(whole, np.abs(got - x[:, None]), 0.0)

@@ -15,8 +15,9 @@ which refuses bfloat16 tables from a pre-activation of 8 (a count's table at max
   arithmetic with those weights, and what that moves is counted.
 * **The inputs** are off by what the plan allows them (the leak of the heads that write
   them: a row by the table's ``cat_tolerance``, a number by its requirement) plus their
-  own rounding (a row by ``ROW_ROUNDING`` times that, which is what the table that writes
-  it is held to; a number as :mod:`.number_rounding` bounds it).  Each unit's
+  own rounding (a head's row by as much again, since 0 and 1 round to themselves; an
+  MLP's row by ``ROW_ROUNDING`` times that, which is what the table writing it is held
+  to; a number as :mod:`.number_rounding` bounds it).  Embedded one-hots are exact.  Each unit's
   pre-activation moves by at most ``sigma``, their weighted sum: a unit whose state (on
   or off) that could change is refused outright.
   Through the units that are on, the table is linear in its inputs: their rounding
@@ -79,7 +80,7 @@ def point_bounds(
     """:func:`table_bound` point by point: the directions the job writes and the bound
     at each point of the table's domain for each [points, directions]."""
     wanted = list(job.targets())
-    layout = _input_layout(job)
+    layout = _layout(job, table)
     points = _table_points(job, table, MAX_POINTS)
     if layout is None or points is None:
         return None
@@ -117,6 +118,40 @@ def point_bounds(
         err + _half_ulp(np.abs(ideal) + err, u),
     )
     return wanted, final
+
+
+def _layout(job: MLPJob, table: Table) -> list[list[str] | tuple[str, float]] | None:
+    """:func:`.rounding._input_layout`, where a categorical row may also be a sum of
+    directions (a group of values, such as every token but one): one of them stands
+    for the row, which holds when the units read all of them alike (at a point, one of
+    the row's directions is 1 and the rest 0)."""
+    plain = _input_layout(job)
+    if plain is not None:
+        return plain
+    reads: dict[str, list[tuple[int, float]]] = {}
+    for j, un in enumerate(table.units):
+        for n, c in un.pre.terms:
+            reads.setdefault(n, []).append((j, c))
+    layout: list[list[str] | tuple[str, float]] = []
+    seen: set[str] = set()
+    for rep in job.inputs:
+        if isinstance(rep, NumRep):
+            terms = rep.lin.terms
+            if len(terms) != 1 or terms[0][0] == ONE:
+                return None
+            layout.append(terms[0])
+            continue
+        stand: list[str] = []
+        for row in rep.rows:
+            dirs = row.as_dict()
+            if not dirs or set(dirs.values()) != {1.0} or seen & dirs.keys() or ONE in dirs:
+                return None
+            seen |= dirs.keys()
+            if len({tuple(reads.get(n, ())) for n in dirs}) != 1:
+                return None  # the units tell the row's directions apart
+            stand.append(min(dirs))
+        layout.append(stand)
+    return layout
 
 
 def _gate_tops(job: MLPJob, table: Table) -> dict[int, bool]:
@@ -195,13 +230,17 @@ def _input_errors(
     col = {n: i for i, n in enumerate(names)}
     design = np.zeros(shape)
     own = np.zeros(shape)
+    exact = exact_rows(plan)
     for rep in job.inputs:
         if isinstance(rep, CatRep):
+            # a head's row: its leak, and its rounding at most as much (0 and 1 round to
+            # themselves); an MLP's: what that table is held to; an embedding's: none
+            rounding = table.cat_tolerance if rep.sources else ROW_ROUNDING * table.cat_tolerance
             for row in rep.rows:
                 for n in row.names():
-                    if n in col and n not in (ONE, BOS):
+                    if n in col and n not in exact:
                         design[:, col[n]] = table.cat_tolerance
-                        own[:, col[n]] = ROW_ROUNDING * table.cat_tolerance
+                        own[:, col[n]] = rounding
     requirement = number_requirements(job, table)
     tops = _gate_tops(job, table)
     for i, (rep, where) in enumerate(zip(job.inputs, layout)):
@@ -249,8 +288,6 @@ def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
     groups = _one_hot_blocks(plan)
     eps = UNIT_ROUNDOFF[dtype]
     for h in plan.heads:
-        for _, lin in h.values:
-            add(lin.as_dict(), h.leak * h.value_span)
         # a score may move by an eighth of the gap, or, where the head must weigh its keys
         # equally, by what keeps the tilt (beta times the spread) within its leak: half for
         # the errors of what the queries read, half for the keys'
@@ -279,6 +316,31 @@ def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
             add(row.as_dict(), 0.25)
     else:
         add(out_rep.lin.as_dict(), min_gap(num(v) for v in out_rep.values) / 4.0)
+    # a head copying or averaging a table's rows passes their error on: it may use what
+    # the head's readers allow beyond its leak's share, and at least as much as that
+    # share (every reader's margin is at least twice what it asks)
+    readers = list(out)
+    for h in plan.heads:
+        outs = {d for d, _ in h.values}
+        leaked = h.leak * h.value_span
+        allowed = min(
+            (
+                budget / sum(w for d, w in weights.items() if d in outs)
+                for weights, budget in readers
+                if outs & weights.keys()
+            ),
+            default=leaked,
+        )
+        for _, lin in h.values:
+            add(lin.as_dict(), max(allowed - leaked, leaked))
+    return out
+
+
+def exact_rows(plan: Plan) -> set[str]:
+    """Directions every dtype holds exactly as 0 or 1: the constant, BOS, the tokens'
+    one-hots and positional entries of 0s and 1s."""
+    out = {ONE, BOS} | {d for t in plan.tokens for d in t.dirs}
+    out |= {e.dir for e in plan.positional if set(e.values) <= {0.0, 1.0}}
     return out
 
 
