@@ -22,6 +22,7 @@ from rasp_compiler.compiler.residual import Lin
 from rasp_compiler.compiler.rounding import _input_layout, table_arrays
 from rasp_compiler.compiler.table_rounding import MAX_POINTS, _table_points, table_bound
 from rasp_compiler.dtypes import torch_dtype
+from rasp_compiler.errors import CompileError
 
 SEEN = """
 prefix = select(indices, indices, <=);
@@ -156,3 +157,17 @@ def test_a_table_reading_a_group_of_tokens_as_one_row_is_bounded_too():
     inputs = [[t] for t in "§abcd"]
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad, bad[:1]
+
+
+def test_a_direction_two_targets_of_one_table_share_is_bounded_once():
+    # found by the fuzzer (seed 20261228, bfloat16): a table writing one direction for
+    # two targets gave its bound one column per target; the readers' check crashed
+    src = """
+v1 = length % 2;
+v4 = aggregate(select(v1, indices, ==), tokens, "a");
+v6 = length + length;
+v8 = aggregate(select(v6, v1, >=) and select(v1, v1, !=), v6);
+"""
+    sop, _ = compile_source(src, "abcd", 1)
+    with pytest.raises(CompileError, match="bfloat16"):
+        compile_sop(sop, tuple("abcd"), 4, dtype="bfloat16")

@@ -175,7 +175,7 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
         # directions (a number several add up) add up
         parts = []
         for i, (_, _, col, err) in enumerate(bounded):
-            w = np.zeros(len(col))
+            w = np.zeros(err.shape[1])  # a direction two targets share: its last column
             for d, c in weights.items():
                 if d in col:
                     w[col[d]] = c
