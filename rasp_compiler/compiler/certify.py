@@ -4,7 +4,9 @@ stays inside the margins the plan's exactness argument allows.
 Four checks, each a located error when it fails: MLP pre-activations, numbers an MLP
 reads, attention scores against their gap, and a numerical output's neighbouring
 values.  (The attention sharpness itself already accounts for score rounding, see
-``emit.attention.sharpness``.)
+``emit.attention.sharpness``.)  The first two start from a quick bound by size; a table
+or a number that fails it is looked at point by point (:mod:`.table_rounding`) and value
+by value (:mod:`.number_rounding`) before it is refused.
 """
 
 from __future__ import annotations

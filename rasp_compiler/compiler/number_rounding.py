@@ -15,11 +15,13 @@ closest pair of values allows.  Where that fails, :func:`number_problems` looks 
 * **How far the dtype moves each value** (:func:`own_errors`).  A number read from
   positional entries the dtype holds is exact.  A mean or a count one head writes,
   whose scores the dtype computes exactly (``emit.attention.scores_exact``), weighs its
-  selected keys equally, and the dtype rounds it once (a fused kernel: ``S / n`` for the
-  ``n`` keys' values summing to ``S``) or rounds the weight ``1/n`` first and the sum
-  after (softmax, then a matmul): both are simulated for every ``n`` up to the length
-  and every value, with the leak the plan allows added at both ends (rounding is
-  monotone, so the ends bound every value between).  Any other number one head writes,
+  selected keys equally (their sum ``S`` is exact in float32, whatever its terms'
+  signs), and the dtype rounds it once (a fused kernel: ``S / n`` for ``n`` keys) or
+  rounds the weight ``1/n`` first and ``S`` times it after (softmax, then a matmul):
+  both are simulated for every ``n`` up to the length and every value (``S`` a whole
+  number of units where the head averages a 0/1 direction, such as a count's BOS), with
+  the leak the plan allows added at both ends (rounding is monotone, so the ends bound
+  every value between).  Any other number one head writes,
   of one sign, rounds by four unit round-offs of *its own* size (a mean of same-signed
   values rounds in proportion to itself).  Otherwise the quick check's verdict stands.
 """
@@ -203,18 +205,20 @@ def own_errors(
     model applies."""
     if _positional_exact(rep, plan, dtype):
         return np.zeros(len(vals))
-    c = relative_offset(rep)
-    if c is None:
-        return None
     terms = rep.lin.as_dict()
-    terms.pop(ONE, None)
+    c = terms.pop(ONE, 0.0)
+    if len(terms) != 1 or len(rep.sources) != 1:
+        return None
     ((d, a),) = terms.items()
     x = (vals - c) / a  # what the head writes
     u = UNIT_ROUNDOFF[dtype]
     ((hid, _),) = rep.sources
     head = next((h for h in plan.heads if h.id == hid), None)
     if head is None or not scores_exact(head, u):
+        if relative_offset(rep) is None:  # signs that may cancel in the weighted sum
+            return None
         return NUMBER_ROUNDINGS * u * np.abs(x) * abs(a)
+    # equal weights: the sum of the values is exact in float32, whatever their signs
     s = slack / abs(a) + FLOAT32_SLACK * np.abs(x)
     dev = np.maximum(np.abs(_round(x - s, dtype) - x), np.abs(_round(x + s, dtype) - x))
     n_max = plan.max_len + 1
