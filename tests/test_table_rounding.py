@@ -171,3 +171,24 @@ v8 = aggregate(select(v6, v1, >=) and select(v1, v1, !=), v6);
     sop, _ = compile_source(src, "abcd", 1)
     with pytest.raises(CompileError, match="bfloat16"):
         compile_sop(sop, tuple("abcd"), 4, dtype="bfloat16")
+
+
+def test_a_narrow_model_on_cuda_sums_its_matmuls_in_float32():
+    # certification assumes float32 sums rounded once; cuBLAS may reduce in the narrow
+    # dtype unless told not to, so the model turns that off while it runs and restores it
+    from rasp_compiler.kernels import float32_sums
+
+    m = torch.backends.cuda.matmul
+    saved = (m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction)
+    on_cuda = SimpleNamespace(device=SimpleNamespace(type="cuda"), dtype=torch.bfloat16)
+    try:
+        m.allow_fp16_reduced_precision_reduction = True
+        m.allow_bf16_reduced_precision_reduction = True
+        with float32_sums(on_cuda):  # type: ignore[arg-type]
+            assert not m.allow_fp16_reduced_precision_reduction
+            assert not m.allow_bf16_reduced_precision_reduction
+        assert m.allow_bf16_reduced_precision_reduction
+        with float32_sums(torch.zeros(1, dtype=torch.bfloat16)):  # CPU: left alone
+            assert m.allow_bf16_reduced_precision_reduction
+    finally:
+        m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction = saved
