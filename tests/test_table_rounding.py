@@ -192,3 +192,28 @@ def test_a_narrow_model_on_cuda_sums_its_matmuls_in_float32():
             assert m.allow_bf16_reduced_precision_reduction
     finally:
         m.allow_fp16_reduced_precision_reduction, m.allow_bf16_reduced_precision_reduction = saved
+
+
+def test_a_count_never_rounds_above_its_reciprocal():
+    # a count's 1/(w+1) is its head's weight on BOS, which the keys it must ignore can
+    # only lower: 1 (no key) may round down to the float16 number below 1 (2^-11 away),
+    # never up to the one above (2^-10 away), as an error allowed both ways would
+    from dataclasses import replace
+
+    from rasp_compiler.compiler.plan.types import Head, HeadKind
+    from rasp_compiler.compiler.residual import BOS
+
+    count = Head(
+        id=0, layer=0, label="count", span=None, qk=(), values=(("x", Lin.unit(BOS)),),
+        gap=1.0, leak=1.6e-4, kind=HeadKind.WIDTH, magnitude=3.0, exact=2.0**-11,
+    )  # fmt: skip
+    rep = NumRep(Lin.unit("x"), (1.0, 0.5), 1, ((0, 1.0),))
+    slack = 3.3e-4
+    got = {}
+    for head in (count, replace(count, kind=HeadKind.AGGREGATE)):
+        plan = SimpleNamespace(positional=(), heads=(head,), max_len=1, tokens=())
+        errs = own_errors(rep, np.array([0.5, 1.0]), plan, "float16", slack)  # type: ignore[arg-type]
+        assert errs is not None
+        got[head.kind] = errs[1]
+    assert got[HeadKind.WIDTH] == pytest.approx(2.0**-11 - slack)
+    assert got[HeadKind.AGGREGATE] == pytest.approx(2.0**-10 - slack, rel=0.01)

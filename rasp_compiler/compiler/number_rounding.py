@@ -40,7 +40,7 @@ from ..language.ir import Atom
 from .emit.attention import scores_exact
 from .numbers import min_gap, num, projection
 from .plan.elementwise import gate_share
-from .plan.types import Head, MLPJob, NumRep, Plan, PlanError, Table
+from .plan.types import Head, HeadKind, MLPJob, NumRep, Plan, PlanError, Table
 from .residual import BOS, ONE
 
 #: Most input combinations scanned for where a number changes a table's output
@@ -220,7 +220,9 @@ def own_errors(
         return NUMBER_ROUNDINGS * u * np.abs(x) * abs(a)
     # equal weights: the sum of the values is exact in float32, whatever their signs
     s = slack / abs(a) + FLOAT32_SLACK * np.abs(x)
-    dev = np.maximum(np.abs(_round(x - s, dtype) - x), np.abs(_round(x + s, dtype) - x))
+    # a count's 1/(w+1) is its BOS weight, which the keys it must ignore only lower
+    up = FLOAT32_SLACK * np.abs(x) if head.kind == HeadKind.WIDTH else s
+    dev = np.maximum(np.abs(_round(x - s, dtype) - x), np.abs(_round(x + up, dtype) - x))
     n_max = plan.max_len + 1
     if len(x) * n_max <= MAX_SIMULATED:
         n = np.arange(1, n_max + 1, dtype=np.float64)
@@ -230,13 +232,12 @@ def own_errors(
             whole = np.abs(sums / unit - np.round(sums / unit)) <= 1e-9 * n[None, :]
         else:
             whole = np.ones(sums.shape, dtype=bool)
-        s2 = s[:, None]
         # the weight rounded where the leak has lowered it by as much as it may (the leak's
         # own share is in ``s``, the slack: only the rounding is added here)
         shifted = _round((1.0 - head.leak) / n, dtype) + head.leak / n
         for w in (_round(1.0 / n, dtype), shifted):
-            for end in (-1.0, 1.0):
-                got = _round(w[None, :] * sums + end * s2, dtype)
+            for end in (-s[:, None], up[:, None]):
+                got = _round(w[None, :] * sums + end, dtype)
                 moved = np.where(whole, np.abs(got - x[:, None]), 0.0)
                 dev = np.maximum(dev, moved.max(axis=1))
     else:  # the weight's rounding and the sum's, each relative
