@@ -397,7 +397,7 @@ def section_precision(args: argparse.Namespace) -> str:
             if best < upto and r.reason:
                 notes.append(
                     f"- {name} in {dtype}: refused at {2 * best if best else 1}: "
-                    f"{' '.join(str(r.reason).split())[:160]}"
+                    f"{' '.join(str(r.reason).split())[:400]}"
                 )
             cells.append(cell)
         rows.append([name, show_vocab(vocab), str(upto)] + cells)
@@ -408,7 +408,8 @@ def section_precision(args: argparse.Namespace) -> str:
         "For each dtype, the largest maximum length (powers of two, then the limit tried) at "
         "which the compiler certifies the model exact (`largest_certified_length`: every "
         "head's score rounding and every MLP's pre-activations and input tolerances checked "
-        "against the dtype's unit round-off; a count output count by count). In brackets: "
+        "against the dtype's unit round-off, and what fails that bounded point by point and "
+        "value by value; a count output count by count). In brackets: "
         "the model compiled at that length and run in that dtype on random inputs (a "
         "quarter at full length; 100 inputs, 20 at lengths of 512 and more), the edge "
         "inputs of section 1 and the count sweep that equal the interpreter / inputs run. "
