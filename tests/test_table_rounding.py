@@ -217,3 +217,21 @@ def test_a_count_never_rounds_above_its_reciprocal():
         got[head.kind] = errs[1]
     assert got[HeadKind.WIDTH] == pytest.approx(2.0**-11 - slack)
     assert got[HeadKind.AGGREGATE] == pytest.approx(2.0**-10 - slack, rel=0.01)
+
+
+def test_a_head_reading_one_hots_and_a_doubled_row_rounds_its_scores_twice():
+    # sort with BOS's last head reads index one-hots on the query side and a class row
+    # an MLP writes, times 2, on the key side: each query weight and each key product is
+    # exact, so a score is off by the rounding of its weights and its own (2 unit
+    # round-offs of its size, not 4), within a quarter of its gap in bfloat16 at 2
+    src = open("examples/sort_bos.rasp", encoding="utf-8").read()
+    sop, _ = compile_source(src, "<abcdefgh", 1)
+    n, why = largest_certified_length(sop, tuple("<abcdefgh"), "bfloat16", upto=4)
+    assert n == 2, why
+    model = compile_sop(sop, tuple("<abcdefgh"), 2, dtype="bfloat16")
+    _, plan, _ = model.compiled_from
+    assert plan.heads[-1].roundings == 2.0
+    assert compile_sop(sop, tuple("<abcdefgh"), 2).compiled_from[1].heads[-1].roundings == 4.0
+    inputs = [["<"]] + [["<", t] for t in "abcdefgh"]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]

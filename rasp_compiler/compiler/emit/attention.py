@@ -28,7 +28,8 @@ SAFETY = 2.0
 
 
 #: A score is computed from a handful of products and sums, each rounded: its error is at
-#: most about this many times ``magnitude * eps`` (``magnitude`` bounds |score|).
+#: most about this many times ``magnitude * eps`` (``magnitude`` bounds the sum of its
+#: terms' sizes), or ``Head.roundings`` where the plan knows fewer roundings.
 ROUNDINGS = 4.0
 
 
@@ -41,7 +42,7 @@ def score_noise(head: Head, eps: float) -> float:
     so no operation rounds (in any order of summation)."""
     if scores_exact(head, eps):
         return head.key_noise
-    return ROUNDINGS * head.magnitude * eps + head.key_noise
+    return head.roundings * head.magnitude * eps + head.key_noise
 
 
 def scores_exact(head: Head, eps: float) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...dtypes import UNIT_ROUNDOFF
 from ...errors import Span
 from ...language import ir
 from ...language.ir import Atom
@@ -38,6 +37,7 @@ from ..value_sets import ValueSet, lookup_value
 from .digit_eq import digit_eq, digit_eq_head
 from .numeric_eq import numeric_eq as numeric_equality
 from .numeric_eq import numeric_eq_head, positional_values
+from .scores import exact_scores, roundings
 from .split import split_pays, split_selector
 from .state import PlanState
 from .types import QK, CatRep, Head, HeadKind, NumRep, Rep, key_side
@@ -282,27 +282,10 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             averages=spec.averages,
             uniform=spec.uniform,
             mask=spec.mask,
-            exact=p.eps if _exact_scores(p, terms, magnitude) else 0.0,
+            exact=p.eps if exact_scores(p, terms, magnitude) else 0.0,
+            roundings=roundings(p, terms),
         )
     )
-
-
-def _exact_scores(p: PlanState, terms: list[QK], magnitude: float) -> bool:
-    """In a dtype narrower than float32: are the head's scores sums of half-integers
-    (times beta, a power of two once ``exact`` is set) that the dtype holds, read only
-    from directions held exactly?  Then every score is computed exactly, so keys that
-    score alike get equal weights (a count's 1/(w+1) is the one rounding of it).  Not in
-    float32, where it would only change beta (its rounding is far below every gap)."""
-    if p.eps <= UNIT_ROUNDOFF["float32"]:
-        return False
-    for q, k, coef in terms:
-        if not all(p.held_exactly(n) for n in (*q.names(), *k.names())):
-            return False
-        if not all(float(2.0 * a * coef).is_integer() for _, a in q.terms):
-            return False
-        if not all(float(b).is_integer() for _, b in k.terms):
-            return False
-    return 2.0 * magnitude * p.eps <= 1.0
 
 
 # ---------------------------------------------------------------- aggregate

@@ -215,6 +215,14 @@ class PlanState:
         values = self.positional.get(name)
         return values is not None and all(float(v).is_integer() for v in values)
 
+    def zero_one(self, name: str) -> bool:
+        """Does direction ``name`` hold only 0 or 1, exactly: the constant, BOS, a token's
+        one-hot, a positional entry of 0s and 1s?"""
+        if name in (ONE, BOS) or any(name in d for _, d in self.token_onehots.values()):
+            return True
+        values = self.positional.get(name)
+        return values is not None and set(values) <= {0.0, 1.0}
+
     def positional_dir(self, name: str, values: tuple[float, ...]) -> Lin:
         if name not in self.positional:
             self.add_block(name, (name,), f"{name} (positional)")
