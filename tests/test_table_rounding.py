@@ -149,14 +149,7 @@ def test_a_table_reading_a_group_of_tokens_as_one_row_is_bounded_too():
     # "0 if tokens == bos else ..." reads every token but BOS as one row (a sum of their
     # one-hot directions): bounded with one of them standing for the row, the program
     # is certified in bfloat16 (it was refused from the table's size alone)
-    src = open("examples/double_histogram.rasp", encoding="utf-8").read()
-    sop, _ = compile_source(src, "§abcd", 1)
-    n, why = largest_certified_length(sop, tuple("§abcd"), "bfloat16", upto=2)
-    assert n == 1, why
-    model = compile_sop(sop, tuple("§abcd"), 1, dtype="bfloat16")
-    inputs = [[t] for t in "§abcd"]
-    checked, bad = mismatches(sop, model, inputs)
-    assert checked == len(inputs) and not bad, bad[:1]
+    _certified_and_exact("double_histogram", "§abcd", 1, [[t] for t in "§abcd"])
 
 
 def test_a_direction_two_targets_of_one_table_share_is_bounded_once():
@@ -224,14 +217,21 @@ def test_a_head_reading_one_hots_and_a_doubled_row_rounds_its_scores_twice():
     # an MLP writes, times 2, on the key side: each query weight and each key product is
     # exact, so a score is off by the rounding of its weights and its own (2 unit
     # round-offs of its size, not 4), within a quarter of its gap in bfloat16 at 2
-    src = open("examples/sort_bos.rasp", encoding="utf-8").read()
-    sop, _ = compile_source(src, "<abcdefgh", 1)
-    n, why = largest_certified_length(sop, tuple("<abcdefgh"), "bfloat16", upto=4)
-    assert n == 2, why
-    model = compile_sop(sop, tuple("<abcdefgh"), 2, dtype="bfloat16")
+    inputs = [["<"]] + [["<", t] for t in "abcdefgh"]
+    sop, model = _certified_and_exact("sort_bos", "<abcdefgh", 2, inputs)
     _, plan, _ = model.compiled_from
     assert plan.heads[-1].roundings == 2.0
     assert compile_sop(sop, tuple("<abcdefgh"), 2).compiled_from[1].heads[-1].roundings == 4.0
-    inputs = [["<"]] + [["<", t] for t in "abcdefgh"]
+
+
+def _certified_and_exact(example: str, vocab: str, n: int, inputs: list[list[str]]):
+    """The example certified in bfloat16 up to exactly ``n`` (not twice that), compiled
+    there and equal to the interpreter on every one of ``inputs``: (s-op, model)."""
+    src = open(f"examples/{example}.rasp", encoding="utf-8").read()
+    sop, _ = compile_source(src, vocab, 1)
+    got, why = largest_certified_length(sop, tuple(vocab), "bfloat16", upto=2 * n)
+    assert got == n, why
+    model = compile_sop(sop, tuple(vocab), n, dtype="bfloat16")
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad, bad[:1]
+    return sop, model

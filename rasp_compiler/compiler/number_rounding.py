@@ -38,7 +38,7 @@ from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError
 from ..language.ir import Atom
 from .emit.attention import scores_exact
-from .numbers import min_gap, num, projection
+from .numbers import num, projected_tolerances
 from .plan.elementwise import gate_share
 from .plan.types import Head, HeadKind, MLPJob, NumRep, Plan, PlanError, Table
 from .residual import BOS, ONE
@@ -131,11 +131,8 @@ def number_requirements(job: MLPJob, table: Table) -> dict[int, float]:
     out = dict(table.gate_tolerances)
     gated = {i for i, _ in job.gates}
     plain = [i for i, r in enumerate(job.inputs) if isinstance(r, NumRep) and i not in gated]
-    if plain:
-        lams, vals = projection([job.inputs[i].values for i in plain])
-        u_gap = min_gap(vals[0]) * lams[0]
-        for i, lam in zip(plain, lams):
-            out[i] = min(out.get(i, math.inf), u_gap / (8.0 * lam * len(plain)))
+    for i, tol in zip(plain, projected_tolerances([job.inputs[i].values for i in plain])):
+        out[i] = min(out.get(i, math.inf), tol)
     return out
 
 
@@ -247,17 +244,20 @@ def own_errors(
 
 def _indicator_unit(head: Head, d: str, plan: Plan) -> float:
     """``c`` when what ``head`` averages into ``d`` is ``c`` times a direction holding only
-    0 and 1 exactly (BOS, a token's one-hot, a positional entry of 0s and 1s), else 0."""
+    0 and 1 exactly (:func:`exact_rows`), else 0."""
     lins = [lin for out, lin in head.values if out == d]
     if len(lins) != 1 or len(lins[0].terms) != 1:
         return 0.0
     ((src, c),) = lins[0].terms
-    if src == BOS or any(src in t.dirs for t in plan.tokens):
-        return abs(c)
-    entries = {e.dir: e.values for e in plan.positional}
-    if src in entries and set(entries[src]) <= {0.0, 1.0}:
-        return abs(c)
-    return 0.0
+    return abs(c) if src in exact_rows(plan) else 0.0
+
+
+def exact_rows(plan: Plan) -> set[str]:
+    """Directions every dtype holds exactly as 0 or 1: the constant, BOS, the tokens'
+    one-hots and positional entries of 0s and 1s."""
+    out = {ONE, BOS} | {d for t in plan.tokens for d in t.dirs}
+    out |= {e.dir for e in plan.positional if set(e.values) <= {0.0, 1.0}}
+    return out
 
 
 def _positional_exact(rep: NumRep, plan: Plan, dtype: str) -> bool:

@@ -53,6 +53,17 @@ def projection(
     return lams, values
 
 
+def projected_tolerances(value_sets: Sequence[Sequence[Atom]]) -> list[float]:
+    """Per number folded into one by :func:`projection`: how far it may be off for the
+    projection's neighbouring values to stay within an eighth of their smallest gap (the
+    eighth shared among the numbers)."""
+    if not value_sets:
+        return []
+    lams, vals = projection(value_sets)
+    u_gap = min_gap(vals[0]) * lams[0]
+    return [u_gap / (8.0 * lam * len(value_sets)) for lam in lams]
+
+
 def projection_ratio(value_sets: Sequence[Sequence[Atom]]) -> float:
     """Range over smallest gap of the joint projection of several numbers (a precision
     proxy: the larger, the harder for float32 to tell neighbouring combinations apart)."""

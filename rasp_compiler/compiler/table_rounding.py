@@ -43,7 +43,7 @@ import torch
 from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from ..language.ir import Atom
 from .emit.attention import sharpness
-from .number_rounding import NUMBER_ROUNDINGS, number_requirements, own_errors
+from .number_rounding import NUMBER_ROUNDINGS, exact_rows, number_requirements, own_errors
 from .numbers import min_gap, num
 from .plan.types import CatRep, MLPJob, NumRep, Plan, Table
 from .residual import BOS, ONE
@@ -333,14 +333,6 @@ def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
         )
         for _, lin in h.values:
             add(lin.as_dict(), max(allowed - leaked, leaked))
-    return out
-
-
-def exact_rows(plan: Plan) -> set[str]:
-    """Directions every dtype holds exactly as 0 or 1: the constant, BOS, the tokens'
-    one-hots and positional entries of 0s and 1s."""
-    out = {ONE, BOS} | {d for t in plan.tokens for d in t.dirs}
-    out |= {e.dir for e in plan.positional if set(e.values) <= {0.0, 1.0}}
     return out
 
 

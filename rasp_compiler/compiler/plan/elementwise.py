@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ...language import ir
 from ...language.ir import Atom
-from ..numbers import binding_pair, min_gap, num, projection
+from ..numbers import binding_pair, num, projected_tolerances
 from ..residual import Lin, onehot_dirs, role_dir
 from ..value_sets import possible_value
 from .attention import width_xs
@@ -381,17 +381,13 @@ def _job(
     gated = {i for i, _ in gates}
     plain = [i for i, r in enumerate(reps) if isinstance(r, NumRep) and i not in gated]
     tolerances = []
-    if plain:
-        lams, vals = projection([reps[i].values for i in plain])
-        u_gap = min_gap(vals[0]) * lams[0]
-        for i, lam in zip(plain, lams):
-            r = reps[i]
-            tol = u_gap / (8.0 * lam * len(plain))
-            p.require(r, tol)
-            if len(plain) == 1:  # rounding is relative: what binds is the worst neighbour pair
-                tolerances.append((i, *binding_pair(r.values, 8.0)))
-            else:
-                tolerances.append((i, max(abs(num(v)) for v in r.values), tol))
+    for i, tol in zip(plain, projected_tolerances([reps[i].values for i in plain])):
+        r = reps[i]
+        p.require(r, tol)
+        if len(plain) == 1:  # rounding is relative: what binds is the worst neighbour pair
+            tolerances.append((i, *binding_pair(r.values, 8.0)))
+        else:
+            tolerances.append((i, max(abs(num(v)) for v in r.values), tol))
     for i, top in gates:  # a gate tells its extreme value from the one next to it
         gv = sorted({num(v) for v in reps[i].values})
         edge = gv[-1] - gv[-2] if top else gv[1] - gv[0]
