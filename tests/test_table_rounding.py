@@ -148,8 +148,10 @@ def test_numbers_read_from_positions_the_dtype_holds_are_exact():
 def test_a_table_reading_a_group_of_tokens_as_one_row_is_bounded_too():
     # "0 if tokens == bos else ..." reads every token but BOS as one row (a sum of their
     # one-hot directions): bounded with one of them standing for the row, the program
-    # is certified in bfloat16 (it was refused from the table's size alone)
-    _certified_and_exact("double_histogram", "§abcd", 1, [[t] for t in "§abcd"])
+    # is certified in bfloat16 (it was refused from the table's size alone); at 2, the
+    # rows of its counts are run bit for bit and found exact (exact_tables)
+    inputs = [[a] for a in "§abcd"] + [[a, b] for a in "§abcd" for b in "§abcd"]
+    _certified_and_exact("double_histogram", "§abcd", 2, inputs)
 
 
 def test_a_direction_two_targets_of_one_table_share_is_bounded_once():
@@ -204,7 +206,7 @@ def test_a_count_never_rounds_above_its_reciprocal():
     slack = 3.3e-4
     got = {}
     for head in (count, replace(count, kind=HeadKind.AGGREGATE)):
-        plan = SimpleNamespace(positional=(), heads=(head,), max_len=1, tokens=())
+        plan = SimpleNamespace(positional=(), heads=(head,), max_len=1, tokens=(), proven=())
         errs = own_errors(rep, np.array([0.5, 1.0]), plan, "float16", slack)  # type: ignore[arg-type]
         assert errs is not None
         got[head.kind] = errs[1]

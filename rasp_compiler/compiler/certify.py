@@ -18,6 +18,7 @@ from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError, Span
 from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
+from .exact_tables import output_deviation, proven_exact, simulate
 from .number_rounding import number_problems
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
@@ -32,7 +33,23 @@ RANGE_MARGIN = 16.0
 
 def certify(plan: Plan, dtype: str) -> list[RaspError]:
     """Every reason ``plan`` would not be exact in ``dtype`` (empty: certified)."""
-    return out_of_range(plan, dtype) + rounding_problems(plan, dtype)
+    return out_of_range(plan, dtype) + unproven_rows(plan, dtype) + rounding_problems(plan, dtype)
+
+
+def unproven_rows(plan: Plan, dtype: str) -> list[RaspError]:
+    """Rows the plan holds exactly (``Plan.proven``) that running its tables in ``dtype``
+    bit for bit does not show exact (planning for another dtype, or again with other
+    choices): the heads reading them would not be exact."""
+    if not plan.proven:
+        return []
+    missing = sorted(plan.proven - proven_exact(plan, dtype))
+    if not missing:
+        return []
+    msg = (
+        f"the plan reads {len(missing)} rows (such as {missing[0]!r}) as exact in {dtype}, "
+        f"but their tables do not compute them exactly at max length {plan.max_len}"
+    )
+    return [PlanError(msg, None)]
 
 
 def out_of_range(plan: Plan, dtype: str) -> list[RaspError]:
@@ -143,12 +160,18 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
     they write by more than its readers allow (:mod:`.table_rounding`), or whose points
     are too many to visit."""
     found: list[tuple[MLPJob, Table, PlanError]] = []
-    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray]] = []
+    # per table: its columns, and how far each is off per point (None: signed, per run)
+    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray, bool]] = []
     for job, table in zip(plan.mlps, plan.tables):
         # a gated number's rounding moves its steps by their gating weight: whether that
         # may switch a unit is checked point by point too (in a dtype narrower than float32)
         gated = dtype != "float32" and bool(table.gate_tolerances)
         if not (_too_steep(table, dtype) or gated):
+            continue
+        run = simulate(plan, job, table, dtype) if dtype != "float32" else None
+        if run is not None:  # run bit for bit: its errors are known with their signs
+            col = {d: i for i, d in enumerate(run.wanted)}
+            bounded.append((job, table, col, run.deviation, True))
             continue
         bound = point_bounds(plan, job, table, dtype)
         if bound is None:  # its points cannot be visited: the quick check decides
@@ -163,33 +186,34 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
             found.append((job, table, PlanError(msg, job.span)))
         elif _too_steep(table, dtype):  # a gated table whose steps stay exact: not its rows
             wanted, err = bound
-            bounded.append((job, table, {d: i for i, d in enumerate(wanted)}, err))
+            bounded.append((job, table, {d: i for i, d in enumerate(wanted)}, err, False))
     if not bounded:
         return found
     constraints = consumer_constraints(plan, dtype)
     read = {d for weights, _ in constraints for d in weights}
     constraints += [
-        ({d: 1.0}, DEFAULT_TOLERANCE) for _, _, col, _ in bounded for d in col if d not in read
+        ({d: 1.0}, DEFAULT_TOLERANCE) for _, _, col, _, _ in bounded for d in col if d not in read
     ]
     worst: dict[int, tuple[float, float]] = {}
     for weights, budget in constraints:
         # per table, the weighted error at its worst point; tables writing into the same
         # directions (a number several add up) add up
         parts = []
-        for i, (_, _, col, err) in enumerate(bounded):
+        for i, (_, _, col, err, signed) in enumerate(bounded):
             w = np.zeros(err.shape[1])  # a direction two targets share: its last column
             for d, c in weights.items():
                 if d in col:
                     w[col[d]] = c
             if w.any():
-                parts.append((i, float((err @ w).max())))
+                at = np.abs(err @ w) if signed else err @ np.abs(w)
+                parts.append((i, float(at.max())))
         total = sum(e for _, e in parts)
         if not total <= budget:
             for i, e in parts:
                 if e > 0.0 and (i not in worst or total / budget > worst[i][0] / worst[i][1]):
                     worst[i] = (total, budget)
     for i, (total, budget) in sorted(worst.items()):
-        job, table, _, _ = bounded[i]
+        job, table, _, _, _ = bounded[i]
         msg = (
             f"this elementwise table's {dtype} rounding moves what it writes by up to "
             f"{total:.2g} (bounded point by point), more than the {budget:.2g} what reads it "
@@ -240,7 +264,7 @@ def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
             )
     elif isinstance(out, NumRep) and len(out.values) > 1:
         vmax, tol = binding_pair(out.values, 4.0)
-        if vmax * eps * 4 > tol:
+        if vmax * eps * 4 > tol and not _output_kept_apart(plan, dtype):
             problems.append(
                 PlanError(
                     f"the output's possible values near {vmax:.4g} are {4 * tol:.3g} apart; "
@@ -249,6 +273,20 @@ def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
                 )
             )
     return problems
+
+
+def _output_kept_apart(plan: Plan, dtype: str) -> bool:
+    """Does a numerical output read from tables run bit for bit decode right: each value,
+    off by what those tables' deviations give it, and rounded twice to ``dtype`` (the
+    unembedding's sum and its bias), within half the gap to its neighbours?"""
+    dev = output_deviation(plan, dtype)
+    if dev is None:
+        return False
+    xs = np.array(sorted({num(v) for v in plan.output.values}))
+    gaps = np.minimum(np.diff(xs, prepend=-np.inf), np.diff(xs, append=np.inf))
+    with np.errstate(divide="ignore"):
+        half_ulp = UNIT_ROUNDOFF[dtype] * np.exp2(np.floor(np.log2(np.abs(xs) + dev)))
+    return bool(np.all(dev + 2.0 * np.nan_to_num(half_ulp) < gaps / 2.0))
 
 
 def misdecoded_count(values: tuple[Atom, ...], dtype: str) -> int | None:

@@ -38,6 +38,7 @@ from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError
 from ..language.ir import Atom
 from .emit.attention import scores_exact
+from .exact_tables import simulate
 from .numbers import num, projected_tolerances
 from .plan.elementwise import gate_share
 from .plan.types import Head, HeadKind, MLPJob, NumRep, Plan, PlanError, Table
@@ -59,8 +60,13 @@ def number_problems(plan: Plan, dtype: str) -> list[RaspError]:
     eps = UNIT_ROUNDOFF[dtype]
     problems: list[RaspError] = []
     for job, table in zip(plan.mlps, plan.tables):
+        simulated: bool | None = None
         for i, vmax, tol in job.tolerances:
             if not vmax * eps * NUMBER_ROUNDINGS > tol:
+                continue
+            if simulated is None:  # run bit for bit: what each value does is known
+                simulated = simulate(plan, job, table, dtype) is not None
+            if simulated:
                 continue
             found = closer_look(plan, job, table, i, dtype)
             if found is None:
@@ -254,10 +260,11 @@ def _indicator_unit(head: Head, d: str, plan: Plan) -> float:
 
 def exact_rows(plan: Plan) -> set[str]:
     """Directions every dtype holds exactly as 0 or 1: the constant, BOS, the tokens'
-    one-hots and positional entries of 0s and 1s."""
+    one-hots, positional entries of 0s and 1s, and the rows tables are shown to compute
+    exactly in the plan's narrow dtype (``Plan.proven``)."""
     out = {ONE, BOS} | {d for t in plan.tokens for d in t.dirs}
     out |= {e.dir for e in plan.positional if set(e.values) <= {0.0, 1.0}}
-    return out
+    return out | set(plan.proven)
 
 
 def _positional_exact(rep: NumRep, plan: Plan, dtype: str) -> bool:

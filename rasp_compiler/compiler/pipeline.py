@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..arguments import vocab_arg, vocab_atoms
-from ..dtypes import check_dtype, torch_dtype
+from ..dtypes import UNIT_ROUNDOFF, check_dtype, torch_dtype
 from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
@@ -35,6 +35,7 @@ from ..runtime import CompiledModel, ModelSpec, OutputSpec
 from .assemble import Assembled, assemble, size_before_tables
 from .certify import certify, steep_joint_tables, tilted_heads
 from .count_precision import imprecise_numbers, measure_count_keys
+from .exact_tables import proven_exact
 from .finalize import finalize
 from .graph import build_graph, depth_problems, spans_of_use, structure_problems
 from .plan.elementwise import kind_ambiguous
@@ -109,6 +110,7 @@ def make_plan(
     _stop_on(undefined_everywhere(sop, vocab, max_len))
     no_joint: frozenset[int] = frozenset()
     plain: frozenset[int] = frozenset()
+    proven: frozenset[str] = frozenset()
     plan: Plan | PlanFailure | None = None
     imprecise: list = []
     tilted: list = []
@@ -125,6 +127,7 @@ def make_plan(
                 head_masks=head_masks,
                 dtype=dtype,
                 plain_counts=plain,
+                proven=proven,
             )
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
@@ -136,6 +139,12 @@ def make_plan(
         if imprecise:  # those counts are compared through one-hots instead
             plain = plain.union(node for _, node in imprecise)
             continue
+        if UNIT_ROUNDOFF[dtype] > UNIT_ROUNDOFF["float32"]:
+            plan = replace(plan, proven=proven)
+            found = proven_exact(plan, dtype)
+            if found != proven:  # heads may read those rows as they read embeddings
+                proven = found
+                continue
         tilted = tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype)
         tilted += steep_joint_tables(plan, dtype)
         more = no_joint.union(*(sources for _, sources in tilted))
@@ -145,7 +154,14 @@ def make_plan(
     _stop_on([error for error, _ in imprecise])
     _stop_on([error for error, _ in tilted])
     assert isinstance(plan, Plan)
-    return replace(plan, no_joint=no_joint, plain_counts=plain, head_masks=head_masks, dtype=dtype)
+    return replace(
+        plan,
+        no_joint=no_joint,
+        plain_counts=plain,
+        head_masks=head_masks,
+        dtype=dtype,
+        proven=proven,
+    )
 
 
 def compile_sop(

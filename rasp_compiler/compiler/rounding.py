@@ -146,6 +146,40 @@ def _input_layout(job: MLPJob) -> list[list[str] | tuple[str, float]] | None:
     return layout
 
 
+def grouped_layout(job: MLPJob, table: Table) -> list[list[str] | tuple[str, float]] | None:
+    """:func:`_input_layout`, where a categorical row may also be a sum of
+    directions (a group of values, such as every token but one): one of them stands
+    for the row, which holds when the units read all of them alike (at a point, one of
+    the row's directions is 1 and the rest 0)."""
+    plain = _input_layout(job)
+    if plain is not None:
+        return plain
+    reads: dict[str, list[tuple[int, float]]] = {}
+    for j, un in enumerate(table.units):
+        for n, c in un.pre.terms:
+            reads.setdefault(n, []).append((j, c))
+    layout: list[list[str] | tuple[str, float]] = []
+    seen: set[str] = set()
+    for rep in job.inputs:
+        if isinstance(rep, NumRep):
+            terms = rep.lin.terms
+            if len(terms) != 1 or terms[0][0] == ONE:
+                return None
+            layout.append(terms[0])
+            continue
+        stand: list[str] = []
+        for row in rep.rows:
+            dirs = row.as_dict()
+            if not dirs or set(dirs.values()) != {1.0} or seen & dirs.keys() or ONE in dirs:
+                return None
+            seen |= dirs.keys()
+            if len({tuple(reads.get(n, ())) for n in dirs}) != 1:
+                return None  # the units tell the row's directions apart
+            stand.append(min(dirs))
+        layout.append(stand)
+    return layout
+
+
 def _single(lin: Lin) -> tuple[str, float] | None:
     return lin.terms[0] if len(lin.terms) == 1 and lin.terms[0][0] != ONE else None
 

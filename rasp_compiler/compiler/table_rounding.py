@@ -47,7 +47,7 @@ from .number_rounding import NUMBER_ROUNDINGS, exact_rows, number_requirements, 
 from .numbers import min_gap, num
 from .plan.types import CatRep, MLPJob, NumRep, Plan, Table
 from .residual import BOS, ONE
-from .rounding import _input_layout, _points, table_arrays
+from .rounding import _points, grouped_layout, table_arrays
 
 #: most points of a table visited (beyond it, the table keeps the magnitude check)
 MAX_POINTS = 1 << 15
@@ -80,7 +80,7 @@ def point_bounds(
     """:func:`table_bound` point by point: the directions the job writes and the bound
     at each point of the table's domain for each [points, directions]."""
     wanted = list(job.targets())
-    layout = _layout(job, table)
+    layout = grouped_layout(job, table)
     points = _table_points(job, table, MAX_POINTS)
     if layout is None or points is None:
         return None
@@ -118,40 +118,6 @@ def point_bounds(
         err + _half_ulp(np.abs(ideal) + err, u),
     )
     return wanted, final
-
-
-def _layout(job: MLPJob, table: Table) -> list[list[str] | tuple[str, float]] | None:
-    """:func:`.rounding._input_layout`, where a categorical row may also be a sum of
-    directions (a group of values, such as every token but one): one of them stands
-    for the row, which holds when the units read all of them alike (at a point, one of
-    the row's directions is 1 and the rest 0)."""
-    plain = _input_layout(job)
-    if plain is not None:
-        return plain
-    reads: dict[str, list[tuple[int, float]]] = {}
-    for j, un in enumerate(table.units):
-        for n, c in un.pre.terms:
-            reads.setdefault(n, []).append((j, c))
-    layout: list[list[str] | tuple[str, float]] = []
-    seen: set[str] = set()
-    for rep in job.inputs:
-        if isinstance(rep, NumRep):
-            terms = rep.lin.terms
-            if len(terms) != 1 or terms[0][0] == ONE:
-                return None
-            layout.append(terms[0])
-            continue
-        stand: list[str] = []
-        for row in rep.rows:
-            dirs = row.as_dict()
-            if not dirs or set(dirs.values()) != {1.0} or seen & dirs.keys() or ONE in dirs:
-                return None
-            seen |= dirs.keys()
-            if len({tuple(reads.get(n, ())) for n in dirs}) != 1:
-                return None  # the units tell the row's directions apart
-            stand.append(min(dirs))
-        layout.append(stand)
-    return layout
 
 
 def _gate_tops(job: MLPJob, table: Table) -> dict[int, bool]:
@@ -263,7 +229,8 @@ def _input_errors(
 
 
 #: what a reader allows: the sum of ``|weight| * error`` over the directions it reads
-#: stays within the budget
+#: stays within the budget (the weights keep their signs where the reader sums the
+#: directions, so that errors known with their signs may cancel: ``exact_tables``)
 Constraint = tuple[dict[str, float], float]
 
 
@@ -273,7 +240,7 @@ def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
     out: list[Constraint] = []
 
     def add(weights: dict[str, float], budget: float) -> None:
-        weights = {d: abs(c) for d, c in weights.items() if d not in (ONE, BOS) and c}
+        weights = {d: c for d, c in weights.items() if d not in (ONE, BOS) and c}
         if weights:
             out.append((weights, budget))
 
@@ -325,7 +292,7 @@ def consumer_constraints(plan: Plan, dtype: str) -> list[Constraint]:
         leaked = h.leak * h.value_span
         allowed = min(
             (
-                budget / sum(w for d, w in weights.items() if d in outs)
+                budget / sum(abs(w) for d, w in weights.items() if d in outs)
                 for weights, budget in readers
                 if outs & weights.keys()
             ),

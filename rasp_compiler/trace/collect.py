@@ -286,7 +286,7 @@ def _planner(
     plan: Plan,
 ) -> Planner:
     """A planner that has planned ``sop`` as the compiler did (with the choices its
-    ``plan`` records: ``no_joint``, ``plain_counts``, ``head_masks``, ``dtype``): its
+    ``plan`` records: ``no_joint``, ``plain_counts``, ``head_masks``, ``dtype``, ``proven``): its
     read-outs of every s-op use the same residual direction names as the model's
     layout."""
     graph = build_graph(sop)
@@ -296,6 +296,7 @@ def _planner(
     planner = Planner(
         sets, max_len, names, spans_of_use(graph), no_joint=plan.no_joint,
         head_masks=plan.head_masks, dtype=plan.dtype, plain_counts=plan.plain_counts,
+        proven=plan.proven,
     )  # fmt: skip
     with deep_recursion():
         output_rep(planner, sop)  # as make_plan plans it (a coded output, for one)

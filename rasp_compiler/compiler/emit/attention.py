@@ -50,15 +50,35 @@ def scores_exact(head: Head, eps: float) -> bool:
     return 0.0 < head.exact <= eps and head.magnitude * eps <= 1.0
 
 
+#: beta times the gap for a head with no leak: exp(-128) is below float32's smallest
+#: number (2^-149, about exp(-103)), so the weight of every key it ignores is 0
+ZERO_LEAK = 128.0
+#: largest score such a head may reach (float16 holds up to 65504)
+ZERO_LEAK_SCORES = 2048.0
+
+
 def sharpness(head: Head, max_len: int, eps: float = UNIT_ROUNDOFF["float32"]) -> float:
     """beta such that ``(max_len + 1) * exp(-beta * gap') <= leak`` with a safety margin,
     where ``gap' = gap - 2 * score_noise`` is the gap that survives rounding (the
     assembler refuses a head whose ``gap'`` is below half its gap)."""
     effective = head.gap - 2.0 * score_noise(head, eps)
     beta = (math.log((max_len + 1) / head.leak) + SAFETY) / effective
+    if zero_leak(head):
+        beta = max(beta, ZERO_LEAK / head.gap)
     if head.exact:  # a power of two keeps integer scores exact
         beta = 2.0 ** math.ceil(math.log2(beta))
     return beta
+
+
+def zero_leak(head: Head) -> bool:
+    """Does ``head`` put exactly no weight on the keys it ignores?  A head whose scores a
+    narrow dtype computes exactly (``Head.exact``) scores them at least ``ZERO_LEAK``
+    below the keys it selects, where the kernels' exponential underflows to 0, unless
+    that beta would make its scores too large (``ZERO_LEAK_SCORES``)."""
+    if not head.exact or head.gap <= 0.0:
+        return False
+    beta = 2.0 ** math.ceil(math.log2(ZERO_LEAK / head.gap))
+    return beta * head.magnitude <= ZERO_LEAK_SCORES
 
 
 @dataclass(frozen=True)

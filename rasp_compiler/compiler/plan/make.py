@@ -39,6 +39,7 @@ def plan_sop(
     head_masks: bool = True,
     dtype: str = "float32",
     plain_counts: frozenset[int] = frozenset(),
+    proven: frozenset[str] = frozenset(),
 ) -> Draft | PlanFailure:
     """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
     it cannot be compiled exactly.  Joint tables over several numbers are used only
@@ -49,7 +50,7 @@ def plan_sop(
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(
         sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks, dtype,
-        plain_counts,
+        plain_counts, proven,
     )  # fmt: skip
     kinds: OutputKinds | None = None
     known = False

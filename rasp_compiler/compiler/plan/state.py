@@ -101,6 +101,7 @@ class PlanState:
         head_masks: bool = True,
         dtype: str = "float32",
         plain_counts: frozenset[int] = frozenset(),
+        proven: frozenset[str] = frozenset(),
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -121,6 +122,9 @@ class PlanState:
         #: counts (node ids) never compared with the indices numerically (their
         #: tables' rounding is too large for it, see ``compiler.count_precision``)
         self.plain_counts = plain_counts
+        #: one-hot rows tables are shown to compute exactly in this dtype (a narrow one:
+        #: ``compiler.exact_tables``), which heads may read as they read embeddings
+        self.proven = proven
         #: the unit round-off of the dtype planned for (a construction whose scores it
         #: cannot keep apart gives way to another)
         self.eps = UNIT_ROUNDOFF[dtype]
@@ -208,7 +212,7 @@ class PlanState:
     def held_exactly(self, name: str) -> bool:
         """Does the residual hold direction ``name`` exactly in every dtype, with integer
         values: the constant, BOS, a token's one-hot, a positional entry of integers?"""
-        if name in (ONE, BOS):
+        if name in (ONE, BOS) or name in self.proven:
             return True
         if any(name in dirs for _, dirs in self.token_onehots.values()):
             return True
@@ -218,7 +222,9 @@ class PlanState:
     def zero_one(self, name: str) -> bool:
         """Does direction ``name`` hold only 0 or 1, exactly: the constant, BOS, a token's
         one-hot, a positional entry of 0s and 1s?"""
-        if name in (ONE, BOS) or any(name in d for _, d in self.token_onehots.values()):
+        if name in (ONE, BOS) or name in self.proven:
+            return True
+        if any(name in d for _, d in self.token_onehots.values()):
             return True
         values = self.positional.get(name)
         return values is not None and set(values) <= {0.0, 1.0}

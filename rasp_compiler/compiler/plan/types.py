@@ -290,6 +290,9 @@ class Plan:
     #: (read-out, error allowed): what an MLP table's rounding in a narrow dtype is held
     #: to, with the tables' own row tolerances (``compiler.table_rounding``)
     read_tolerances: tuple[tuple[Lin, float], ...] = ()
+    #: one-hot rows that tables in this narrow dtype are shown to compute exactly
+    #: (``compiler.exact_tables``), held exactly while planning; planning again needs them
+    proven: frozenset[str] = frozenset()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)

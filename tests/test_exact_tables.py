@@ -1,0 +1,122 @@
+"""Tables run bit for bit in a narrow dtype (compiler/exact_tables.py): the simulation is
+what torch computes, rows it shows exact are read as embeddings, and the models it
+certifies are exact."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from check import compile_source, mismatches
+
+from rasp_compiler.compiler.certify import certify
+from rasp_compiler.compiler.emit.attention import sharpness, zero_leak
+from rasp_compiler.compiler.exact_tables import MAX_ROWS, _sums_exact, simulate
+from rasp_compiler.compiler.pipeline import compile_sop
+from rasp_compiler.compiler.rounding import _points, grouped_layout, table_arrays
+from rasp_compiler.dtypes import UNIT_ROUNDOFF, torch_dtype
+
+SEEN = """
+prefix = select(indices, indices, <=);
+seen = aggregate(prefix, indicator(tokens == "a")) > 0;
+s = "yes" if seen else "no";
+"""
+
+
+def _example(name: str) -> str:
+    return open(f"examples/{name}.rasp", encoding="utf-8").read()
+
+
+def _plan(src: str, vocab: str, n: int, dtype: str):
+    sop, _ = compile_source(src, vocab, 1)
+    model = compile_sop(sop, tuple(vocab), n, dtype=dtype)
+    return sop, model, model.compiled_from[1]
+
+
+@pytest.mark.parametrize(
+    "src,vocab,n,dtype",
+    [
+        (SEEN, "ab", 16, "bfloat16"),
+        (SEEN, "ab", 16, "float16"),
+        ("histogram_bos", "<abcd", 16, "bfloat16"),
+        ("dyck1", "()", 8, "bfloat16"),
+    ],
+    ids=["seen-bf16", "seen-f16", "histogram_bos", "dyck1"],
+)
+def test_a_table_run_bit_for_bit_is_what_torch_computes(src, vocab, n, dtype):
+    # the simulation's float32 sums rounded once must be torch's own matmuls, to the bit,
+    # at every value its inputs may hold
+    if "=" not in src:
+        src = _example(src)
+    _, _, plan = _plan(src, vocab, n, dtype)
+    t = torch_dtype(dtype)
+    checked = 0
+    for job, table in zip(plan.mlps, plan.tables):
+        run = simulate(plan, job, table, dtype)
+        if run is None:
+            continue
+        layout, points = grouped_layout(job, table), _points(job, MAX_ROWS)
+        _, w_in, w_out, ideal, _ = table_arrays(job, table, run.wanted, layout, points)
+        X = torch.from_numpy(run.inputs).to(t)
+        W_in, W_out = torch.from_numpy(w_in).to(t), torch.from_numpy(w_out).to(t)
+        got = (torch.relu(X @ W_in) @ W_out).double().numpy()
+        assert np.array_equal(got - ideal[run.point], run.deviation), job.label
+        checked += 1
+    assert checked, "no table was run bit for bit"
+
+
+def test_rows_shown_exact_are_read_as_embeddings():
+    # double histogram at 2: the tables turning its two counts into one-hots are exact
+    # in bfloat16, so the head counting equal histograms scores them exactly too, and
+    # puts exactly no weight on the keys it ignores
+    _, _, plan = _plan(_example("double_histogram"), "§abcd", 2, "bfloat16")
+    assert plan.proven
+    readers = [h for h in plan.heads if any(set(q.names()) & plan.proven for q, _, _ in h.qk)]
+    assert readers and all(h.exact and zero_leak(h) for h in readers)
+    for h in readers:  # beta puts the ignored keys at least 128 below: exp underflows
+        assert sharpness(h, plan.max_len, UNIT_ROUNDOFF["bfloat16"]) * h.gap >= 128.0
+
+
+def test_a_plan_reading_rows_not_shown_exact_is_refused():
+    _, _, plan = _plan(_example("double_histogram"), "§abcd", 2, "bfloat16")
+    assert not certify(plan, "bfloat16")
+    bogus = replace(plan, proven=plan.proven | {"no such row"})
+    problems = certify(bogus, "bfloat16")
+    assert any("do not compute them exactly" in p.message for p in problems)
+
+
+def test_a_sum_that_may_round_in_float32_is_not_run_bit_for_bit():
+    ones = np.ones((2, 1))
+    assert _sums_exact(np.array([[1.0, 0.5], [3.0, 0.25]]), ones, "bfloat16")
+    # 1 + 2^-30: exact in float64, not in float32
+    assert not _sums_exact(np.array([[1.0, 2.0**-30]]), ones, "bfloat16")
+    # 2^24 + 1 in any order: its terms are whole numbers, but too many of them
+    assert not _sums_exact(np.array([[2.0**24, 1.0]]), ones, "bfloat16")
+
+
+def test_histogram_with_bos_is_exact_in_bfloat16_at_32():
+    # its count table's rows are run bit for bit: off by up to 0.13 once weighted by the
+    # count they stand for, so the numerical output still decodes right
+    sop, model, _ = _plan(_example("histogram_bos"), "<abcd", 32, "bfloat16")
+    inputs = [["<"] + ["a"] * k + ["b"] * (31 - k) for k in range(32)]
+    inputs += [["<"] + ["c"] * k for k in range(32)]
+    rng = random.Random(5)
+    inputs += [["<"] + rng.choices("abcd", k=rng.randint(0, 31)) for _ in range(200)]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]
+
+
+def test_dyck1_is_exact_in_bfloat16_at_32():
+    # its prefix means are simulated for every key count: both of its tables are exact
+    sop, model, plan = _plan(_example("dyck1"), "()", 32, "bfloat16")
+    assert plan.proven
+    inputs = [list("(" * k + ")" * k) for k in range(1, 17)]
+    inputs += [list("(" * k + ")" * (k + 1)) for k in range(1, 16)]
+    inputs += [list(")" + "(" * k) for k in range(31)]
+    rng = random.Random(6)
+    inputs += [rng.choices("()", k=rng.randint(1, 32)) for _ in range(300)]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]
