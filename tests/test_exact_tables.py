@@ -120,3 +120,27 @@ def test_dyck1_is_exact_in_bfloat16_at_32():
     inputs += [rng.choices("()", k=rng.randint(1, 32)) for _ in range(300)]
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad, bad[:1]
+
+
+def _clauses(rng: random.Random, n_clauses: int) -> list[str]:
+    """Well-formed inference inputs: facts and rules, then a question."""
+    out: list[str] = []
+    for _ in range(n_clauses):
+        left = rng.choice("abcABC")
+        out += [left, "<", rng.choice("ABC"), ","]
+    return out[:-1] + ["?"] if out else out
+
+
+def test_rows_heads_copy_exactly_are_read_as_embeddings():
+    # inference at 4 in bfloat16: the heads copying a clause's tokens score positions
+    # exactly and ignore every other key entirely, so their one-hots are exact, and the
+    # tables reading them (and length - 4, a copied position) run bit for bit
+    sop, model, plan = _plan(_example("inference"), "abcABC<,?", 4, "bfloat16")
+    copies = {n for h in plan.heads for n, _ in h.values}
+    assert copies & plan.proven
+    rng = random.Random(7)
+    inputs = [list("a<A?"), list("a<B?"), list("A<B?")]
+    inputs += [_clauses(rng, 1) for _ in range(50)]
+    inputs += [rng.choices("abcABC<,?", k=rng.randint(1, 4)) for _ in range(200)]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ from .plan.types import CatRep, Head, HeadKind, MLPJob, NumRep, Plan, Table
 from .residual import BOS, ONE, Lin
 from .rounding import _points, grouped_layout, table_arrays
 
+#: the stand-in direction of a value whose row reads nothing (it never occurs)
+NEVER = "(never)"
 #: most rows (points times their variants) one table is simulated at
 MAX_ROWS = 1 << 15
 #: most values a number one head writes is simulated at, over its key counts
@@ -67,27 +69,70 @@ def held_exactly(plan: Plan, dtype: str) -> set[str]:
 
 
 def proven_exact(plan: Plan, dtype: str) -> frozenset[str]:
-    """The one-hot rows written by tables whose simulation in ``dtype`` is exact at every
-    point, in layer order (a table reading one shown exact before it may be one too);
-    only rows no other table writes."""
+    """The one-hot rows ``dtype`` computes exactly, layer by layer (what one reads may
+    have been shown exact before it): rows a head copies (:func:`copied_exactly`) and
+    rows written by tables whose simulation is exact at every point (only rows no other
+    table writes)."""
     writers: dict[str, int] = {}
     for job in plan.mlps:
         for d in job.targets():
             writers[d] = writers.get(d, 0) + 1
+    copies = _head_rows(plan)
+    heads = {h.id: h for h in plan.heads}
     known = held_exactly(plan, dtype) - set(plan.proven)
     found: set[str] = set()
-    order = sorted(range(len(plan.mlps)), key=lambda i: plan.mlps[i].layer)
-    for i in order:
-        job, table = plan.mlps[i], plan.tables[i]
-        sim = simulate(plan, job, table, dtype, known)
-        if sim is None:
-            continue
-        rows = {d for t in job.cat_targets for d in t.dirs}
-        for k, d in enumerate(sim.wanted):
-            if d in rows and writers.get(d) == 1 and not sim.deviation[:, k].any():
-                found.add(d)
-                known.add(d)
+    for layer in range(plan.n_layers):
+        for rep in copies:
+            if max(heads[h].layer for h in rep.sources) == layer:
+                if copied_exactly(rep, plan, heads, known, dtype):
+                    rows = {n for row in rep.rows for n in row.names()}
+                    found |= rows
+                    known |= rows
+        for job, table in plan.mlps_in(layer):
+            sim = simulate(plan, job, table, dtype, known)
+            if sim is None:
+                continue
+            rows = {d for t in job.cat_targets for d in t.dirs}
+            for k, d in enumerate(sim.wanted):
+                if d in rows and writers.get(d) == 1 and not sim.deviation[:, k].any():
+                    found.add(d)
+                    known.add(d)
     return frozenset(found)
+
+
+def _head_rows(plan: Plan) -> list[CatRep]:
+    """The one-hots heads write that tables or the output read."""
+    reps = [r for job in plan.mlps for r in job.inputs if isinstance(r, CatRep)]
+    if isinstance(plan.output, CatRep):
+        reps.append(plan.output)
+    ids = {h.id for h in plan.heads}
+    return [r for r in reps if r.sources and all(h in ids for h in r.sources)]
+
+
+def copied_exactly(
+    rep: CatRep, plan: Plan, heads: dict[int, Head], known: set[str], dtype: str
+) -> bool:
+    """Are the rows of the one-hot ``rep``, which heads copy, exactly 0 or 1?  Each head
+    computes its scores exactly and puts no weight on the keys it ignores; each of its
+    values is one direction holding 0 or 1 exactly; its selected keys all hold the same
+    value (a categorical aggregate), so the row holding it sums ``n`` weights of
+    ``1/n``, which the dtype rounds to 1 for every ``n`` up to the length (checked)."""
+    for hid in rep.sources:
+        head = heads[hid]
+        if not (scores_exact(head, UNIT_ROUNDOFF[dtype]) and zero_leak(head)):
+            return False
+        for _, lin in head.values:
+            if len(lin.terms) != 1 or lin.terms[0][1] != 1.0:
+                return False
+            if not _zero_one(plan, lin.terms[0][0], known):
+                return False
+    if not all(c == 1.0 for row in rep.rows for _, c in row.terms):  # one or a group
+        return False
+    n = np.arange(1, plan.max_len + 2, dtype=np.float64)
+    for w in (_round(1.0 / n, dtype), _round(_f32(1.0 / n), dtype)):
+        if not np.all(_round(_f32(w * n), dtype) == 1.0):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -162,8 +207,24 @@ def _simulate(
     plan: Plan, job: MLPJob, table: Table, dtype: str, known: set[str]
 ) -> Simulated | None:
     wanted = list(job.targets())
-    layout = grouped_layout(job, table)
+    # a number's constant part is in the units' bias: the layout places its direction
+    # a value whose row reads nothing never occurs (its one-hot would be all 0s)
+    consts = [r.lin.as_dict().get(ONE, 0.0) if isinstance(r, NumRep) else 0.0 for r in job.inputs]
+    bare = tuple(
+        replace(r, lin=r.lin - Lin.const(c)) if isinstance(r, NumRep) else _stand_ins(r)
+        for r, c in zip(job.inputs, consts)
+    )
+    layout = grouped_layout(replace(job, inputs=bare), table)
     points = _points(job, MAX_ROWS)
+    if layout is not None and points is not None:
+        points = [
+            (combo, y)
+            for combo, y in points
+            if not any(
+                isinstance(r, CatRep) and not r.rows[int(c)].terms
+                for r, c in zip(job.inputs, combo)
+            )
+        ]
     if layout is None or points is None or not wanted:
         return None
     if not points or not table.units:
@@ -177,7 +238,7 @@ def _simulate(
             continue
         assert isinstance(where, tuple)
         name, coef = where
-        found = _number_values(rep, name, coef, plan, heads, known, dtype)
+        found = _number_values(rep, name, coef, consts[i], plan, heads, known, dtype)
         if found is None:
             return None
         held[i] = found
@@ -215,21 +276,28 @@ def _simulate(
     return Simulated(wanted, moved, np.array(owner), len(points), xs)
 
 
+def _stand_ins(rep: CatRep) -> CatRep:
+    """``rep`` with a direction of its own standing for each row that reads nothing."""
+    rows = tuple(row if row.terms else Lin.unit(f"{NEVER}{k}") for k, row in enumerate(rep.rows))
+    return replace(rep, rows=rows)
+
+
 def _number_values(
     rep: NumRep,
     name: str,
     coef: float,
+    const: float,
     plan: Plan,
     heads: dict[int, Head],
     known: set[str],
     dtype: str,
 ) -> dict[float, tuple[float, ...]] | None:
-    """Per value of the number ``rep``: every value its direction ``name`` (read with
-    ``coef``) may hold in a run; None when that is not known."""
+    """Per value of the number ``rep``: every value its direction ``name`` (read as
+    ``coef`` times it plus ``const``) may hold in a run; None when that is not known."""
     vals = sorted({num(v) for v in rep.values})
     if name in known:
-        return {v: (v / coef,) for v in vals}
-    if len(rep.sources) != 1 or (rep.lin.as_dict().get(ONE, 0.0) != 0.0):
+        return {v: ((v - const) / coef,) for v in vals}
+    if len(rep.sources) != 1:
         return None
     ((hid, _),) = rep.sources
     head = heads.get(hid)
@@ -241,7 +309,7 @@ def _number_values(
         lins = [lin for out, lin in head.values if out == name]
         if len(lins) != 1:
             return None
-        found = _whole_units(lins[0], plan, known)
+        found = _whole_units(lins[0], plan, known, dtype)
         if found is None:
             return None
         unit, most = found
@@ -254,7 +322,7 @@ def _number_values(
     weights = (_round(1.0 / n, dtype), _round(_f32(1.0 / n), dtype))
     out: dict[float, tuple[float, ...]] = {}
     for v in vals:
-        x = v / coef
+        x = (v - const) / coef
         if head.kind == HeadKind.WIDTH:
             ks = np.where(np.abs(x * n - 1.0) <= 1e-9 * n, 1.0, np.nan)
         else:
@@ -276,31 +344,42 @@ def _number_values(
     return out
 
 
-def _whole_units(lin: Lin, plan: Plan, known: set[str]) -> tuple[float, float] | None:
+def _whole_units(lin: Lin, plan: Plan, known: set[str], dtype: str) -> tuple[float, float] | None:
     """(``unit``, largest size) where every key's value of ``lin`` is a whole number of
     ``unit`` (a power of two) that the dtype holds: ``lin`` reads only directions holding
-    0 or 1 exactly, with coefficients whole multiples of ``unit`` adding up to at most
-    256 of them; None otherwise."""
+    whole numbers exactly, with coefficients whole multiples of ``unit``, and its largest
+    size is within the dtype's whole numbers of ``unit``; None otherwise."""
     coefs = [c for n, c in lin.terms if c != 0.0]
-    if not coefs or not all(_zero_one(plan, n, known) for n, _ in lin.terms):
+    sizes = [_integer_size(plan, n, known) for n, _ in lin.terms]
+    if not coefs or any(z is None for z in sizes):
         return None
+    most = sum(abs(c) * (z or 0.0) for (_, c), z in zip(lin.terms, sizes))
     unit = 2.0 ** math.floor(math.log2(min(abs(c) for c in coefs)))
     for _ in range(8):  # halve it until every coefficient is a whole number of it
         if all(float(c / unit).is_integer() for c in coefs):
-            most = sum(abs(c) for c in coefs)
-            return (unit, most) if most / unit <= 256 else None
+            whole = 2.0 / UNIT_ROUNDOFF[dtype]  # 256 in bfloat16, 2048 in float16
+            return (unit, most) if most / unit <= whole else None
         unit /= 2.0
     return None
 
 
+def _integer_size(plan: Plan, name: str, known: set[str]) -> float | None:
+    """The largest size of the whole numbers direction ``name`` holds exactly in every
+    run (1 for a one-hot's direction), or None."""
+    if name in (ONE, BOS):
+        return 1.0
+    for e in plan.positional:
+        if e.dir == name:
+            ok = name in known and all(float(v).is_integer() for v in e.values)
+            return max((abs(v) for v in e.values), default=0.0) if ok else None
+    return 1.0 if name in known else None
+
+
 def _zero_one(plan: Plan, name: str, known: set[str]) -> bool:
     """Does direction ``name`` hold only 0 or 1, exactly, in every run?"""
+    size = _integer_size(plan, name, known)
     positional = {e.dir: e.values for e in plan.positional}
-    if name in (ONE, BOS):
-        return True
-    if name in positional:
-        return set(positional[name]) <= {0.0, 1.0}
-    return name in known
+    return size is not None and set(positional.get(name, (0.0, 1.0))) <= {0.0, 1.0}
 
 
 def _float32_sums(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray | None:

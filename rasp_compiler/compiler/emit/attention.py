@@ -53,8 +53,10 @@ def scores_exact(head: Head, eps: float) -> bool:
 #: beta times the gap for a head with no leak: exp(-128) is below float32's smallest
 #: number (2^-149, about exp(-103)), so the weight of every key it ignores is 0
 ZERO_LEAK = 128.0
-#: largest score such a head may reach (float16 holds up to 65504)
+#: largest score such a head may reach in float16 (which holds up to 65504), and in
+#: bfloat16 (float32's range)
 ZERO_LEAK_SCORES = 2048.0
+ZERO_LEAK_SCORES_WIDE = 2.0**24
 
 
 def sharpness(head: Head, max_len: int, eps: float = UNIT_ROUNDOFF["float32"]) -> float:
@@ -78,7 +80,8 @@ def zero_leak(head: Head) -> bool:
     if not head.exact or head.gap <= 0.0:
         return False
     beta = 2.0 ** math.ceil(math.log2(ZERO_LEAK / head.gap))
-    return beta * head.magnitude <= ZERO_LEAK_SCORES
+    wide = head.exact > UNIT_ROUNDOFF["float16"]  # bfloat16: float32's range
+    return beta * head.magnitude <= (ZERO_LEAK_SCORES_WIDE if wide else ZERO_LEAK_SCORES)
 
 
 @dataclass(frozen=True)
