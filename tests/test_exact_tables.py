@@ -144,3 +144,20 @@ def test_rows_heads_copy_exactly_are_read_as_embeddings():
     inputs += [rng.choices("abcABC<,?", k=rng.randint(1, 4)) for _ in range(200)]
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad, bad[:1]
+
+
+def test_a_number_read_from_several_exact_directions_is_run_bit_for_bit():
+    # Dyck-2 at 2 in bfloat16: depth is a difference of two counts (numbers tables write
+    # exactly, of whole values) plus a one-hot, and the table reading it is run for every
+    # choice of theirs giving each value; the heads reading its rows are then exact too
+    sop, model, plan = _plan(_example("dyck2"), "(){}", 2, "bfloat16")
+    assert plan.proven_numbers and plan.proven
+    several = [
+        (job, table)
+        for job, table in zip(plan.mlps, plan.tables)
+        if any(len(r.lin.names()) > 1 for r in job.inputs if hasattr(r, "lin"))
+    ]
+    assert several and all(simulate(plan, j, t, "bfloat16") is not None for j, t in several)
+    inputs = [list(a + b) for a in "(){}" for b in "(){}"] + [[a] for a in "(){}"]
+    checked, bad = mismatches(sop, model, inputs)
+    assert checked == len(inputs) and not bad, bad[:1]

@@ -37,16 +37,18 @@ def certify(plan: Plan, dtype: str) -> list[RaspError]:
 
 
 def unproven_rows(plan: Plan, dtype: str) -> list[RaspError]:
-    """Rows the plan holds exactly (``Plan.proven``) that running its tables in ``dtype``
-    bit for bit does not show exact (planning for another dtype, or again with other
-    choices): the heads reading them would not be exact."""
-    if not plan.proven:
+    """Rows and numbers the plan holds exactly (``Plan.proven``, ``Plan.proven_numbers``)
+    that running its tables in ``dtype`` bit for bit does not show exact (planning for
+    another dtype, or again with other choices): the heads reading them would not be
+    exact."""
+    if not plan.proven and not plan.proven_numbers:
         return []
-    missing = sorted(plan.proven - proven_exact(plan, dtype))
+    rows, numbers = proven_exact(plan, dtype)
+    missing = sorted((plan.proven - rows) | (plan.proven_numbers - numbers))
     if not missing:
         return []
     msg = (
-        f"the plan reads {len(missing)} rows (such as {missing[0]!r}) as exact in {dtype}, "
+        f"the plan reads {len(missing)} directions (such as {missing[0]!r}) as exact in {dtype}, "
         f"but their tables do not compute them exactly at max length {plan.max_len}"
     )
     return [PlanError(msg, None)]

@@ -44,8 +44,10 @@ from .plan.types import CatRep, Head, HeadKind, MLPJob, NumRep, Plan, Table
 from .residual import BOS, ONE, Lin
 from .rounding import _points, grouped_layout, table_arrays
 
-#: the stand-in direction of a value whose row reads nothing (it never occurs)
+#: the stand-in direction of a value whose row reads nothing (it never occurs), and of
+#: a number read from several directions
 NEVER = "(never)"
+SEVERAL = "(several)"
 #: most rows (points times their variants) one table is simulated at
 MAX_ROWS = 1 << 15
 #: most values a number one head writes is simulated at, over its key counts
@@ -65,22 +67,23 @@ def held_exactly(plan: Plan, dtype: str) -> set[str]:
         held = np.array(e.values, dtype=np.float64)
         if np.array_equal(torch.from_numpy(held).to(t).double().numpy(), held):
             out.add(e.dir)
-    return out | set(plan.proven)
+    return out | set(plan.proven) | set(plan.proven_numbers)
 
 
-def proven_exact(plan: Plan, dtype: str) -> frozenset[str]:
-    """The one-hot rows ``dtype`` computes exactly, layer by layer (what one reads may
-    have been shown exact before it): rows a head copies (:func:`copied_exactly`) and
-    rows written by tables whose simulation is exact at every point (only rows no other
-    table writes)."""
+def proven_exact(plan: Plan, dtype: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The one-hot rows and the numbers of whole values ``dtype`` computes exactly,
+    layer by layer (what one reads may have been shown exact before it): rows a head
+    copies (:func:`copied_exactly`) and what tables write whose simulation is exact at
+    every point (only directions no other table writes)."""
     writers: dict[str, int] = {}
     for job in plan.mlps:
         for d in job.targets():
             writers[d] = writers.get(d, 0) + 1
     copies = _head_rows(plan)
     heads = {h.id: h for h in plan.heads}
-    known = held_exactly(plan, dtype) - set(plan.proven)
+    known = held_exactly(plan, dtype) - set(plan.proven) - set(plan.proven_numbers)
     found: set[str] = set()
+    numbers: set[str] = set()
     for layer in range(plan.n_layers):
         for rep in copies:
             if max(heads[h].layer for h in rep.sources) == layer:
@@ -93,11 +96,45 @@ def proven_exact(plan: Plan, dtype: str) -> frozenset[str]:
             if sim is None:
                 continue
             rows = {d for t in job.cat_targets for d in t.dirs}
+            whole = {d for d in job.num_targets if _whole_values(plan, d) is not None}
             for k, d in enumerate(sim.wanted):
-                if d in rows and writers.get(d) == 1 and not sim.deviation[:, k].any():
-                    found.add(d)
-                    known.add(d)
-    return frozenset(found)
+                if writers.get(d) == 1 and not sim.deviation[:, k].any():
+                    if d in rows:
+                        found.add(d)
+                        known.add(d)
+                    elif d in whole:
+                        numbers.add(d)
+                        known.add(d)
+    return frozenset(found), frozenset(numbers)
+
+
+def direction_values(plan: Plan, name: str, known: set[str]) -> tuple[float, ...] | None:
+    """Every value direction ``name`` holds in a run, when it is held exactly: the
+    constant's 1, a one-hot's 0 and 1, a positional entry's values, the values of a
+    number a table writes; None otherwise."""
+    if name not in known:
+        return None
+    if name == ONE:
+        return (1.0,)
+    for e in plan.positional:
+        if e.dir == name:
+            return tuple(sorted(set(e.values)))
+    for job in plan.mlps:
+        if name in job.num_targets:
+            return _whole_values(plan, name)
+    return (0.0, 1.0)
+
+
+def _whole_values(plan: Plan, name: str) -> tuple[float, ...] | None:
+    """The values a table writes into number ``name``, when they are whole numbers."""
+    for job in plan.mlps:
+        if name in job.num_targets:
+            points = _points(job, MAX_ROWS)
+            if points is None:
+                return None
+            vals = {float(num(y)) for _, y in points}
+            return tuple(sorted(vals)) if all(v.is_integer() for v in vals) else None
+    return None
 
 
 def _head_rows(plan: Plan) -> list[CatRep]:
@@ -207,12 +244,13 @@ def _simulate(
     plan: Plan, job: MLPJob, table: Table, dtype: str, known: set[str]
 ) -> Simulated | None:
     wanted = list(job.targets())
-    # a number's constant part is in the units' bias: the layout places its direction
-    # a value whose row reads nothing never occurs (its one-hot would be all 0s)
+    # a number's constant part is in the units' bias, and one of several directions
+    # stands in for the layout (the values are placed below); a value whose row reads
+    # nothing never occurs (its one-hot would be all 0s)
     consts = [r.lin.as_dict().get(ONE, 0.0) if isinstance(r, NumRep) else 0.0 for r in job.inputs]
     bare = tuple(
-        replace(r, lin=r.lin - Lin.const(c)) if isinstance(r, NumRep) else _stand_ins(r)
-        for r, c in zip(job.inputs, consts)
+        _bare_number(r, i) if isinstance(r, NumRep) else _stand_ins(r)
+        for i, r in enumerate(job.inputs)
     )
     layout = grouped_layout(replace(job, inputs=bare), table)
     points = _points(job, MAX_ROWS)
@@ -229,7 +267,8 @@ def _simulate(
         return None
     if not points or not table.units:
         return Simulated(wanted, np.zeros((1, len(wanted))), np.zeros(1, dtype=int), 1)
-    held: dict[int, dict[float, tuple[float, ...]]] = {}
+    # per number input and value: the choices of what its directions hold
+    held: dict[int, dict[float, list[tuple[tuple[str, float], ...]]]] = {}
     heads = {h.id: h for h in plan.heads}
     for i, (rep, where) in enumerate(zip(job.inputs, layout)):
         if isinstance(rep, CatRep):
@@ -238,25 +277,28 @@ def _simulate(
             continue
         assert isinstance(where, tuple)
         name, coef = where
+        if name.startswith(SEVERAL):
+            several = _sum_values(rep, plan, known)
+            if several is None:
+                return None
+            held[i] = several
+            continue
         found = _number_values(rep, name, coef, consts[i], plan, heads, known, dtype)
         if found is None:
             return None
-        held[i] = found
+        held[i] = {v: [((name, x),) for x in xs] for v, xs in found.items()}
     x, w_in, w_out, ideal, _ = table_arrays(job, table, wanted, layout, points)
     names = sorted({n for un in table.units for n in un.pre.names()} | {ONE})
     col = {n: c for c, n in enumerate(names)}
     rows: list[np.ndarray] = []
     owner: list[int] = []
     for p, (combo, _) in enumerate(points):
-        options = []
-        for i, vals in held.items():
-            name = layout[i][0]
-            if name in col:
-                options.append([(col[name], v) for v in vals[num(combo[i])]])
+        options = [choices[num(combo[i])] for i, choices in held.items()]
         for choice in itertools.product(*options):
             row = x[p].copy()
-            for c, v in choice:
-                row[c] = v
+            for name, v in itertools.chain(*choice):
+                if name in col:
+                    row[col[name]] = v
             rows.append(row)
             owner.append(p)
             if len(rows) > MAX_ROWS:
@@ -274,6 +316,40 @@ def _simulate(
         return None
     moved = _round(out, dtype) - ideal[owner]
     return Simulated(wanted, moved, np.array(owner), len(points), xs)
+
+
+def _bare_number(rep: NumRep, i: int) -> NumRep:
+    """``rep`` read from one direction with no constant, for the layout: its own, or a
+    stand-in where it reads several."""
+    terms = rep.lin.as_dict()
+    terms.pop(ONE, None)
+    if len(terms) == 1:
+        ((d, c),) = terms.items()
+        return replace(rep, lin=Lin.unit(d).scale(c))
+    return replace(rep, lin=Lin.unit(f"{SEVERAL}{i}"))
+
+
+def _sum_values(
+    rep: NumRep, plan: Plan, known: set[str]
+) -> dict[float, list[tuple[tuple[str, float], ...]]] | None:
+    """For a number read from several directions held exactly (a difference of two
+    counts, a count plus a one-hot): per value, every choice of their values that gives
+    it; None where a direction is not held exactly or the choices are too many."""
+    terms = rep.lin.as_dict()
+    const = terms.pop(ONE, 0.0)
+    names = sorted(terms)
+    domains = [direction_values(plan, n, known) for n in names]
+    if any(d is None for d in domains):
+        return None
+    if math.prod(len(d or ()) for d in domains) > MAX_ROWS:
+        return None
+    out: dict[float, list[tuple[tuple[str, float], ...]]] = {float(num(v)): [] for v in rep.values}
+    for combo in itertools.product(*domains):  # type: ignore[arg-type]
+        v = const + sum(terms[n] * x for n, x in zip(names, combo))
+        for target in out:
+            if abs(v - target) <= 1e-9 * max(1.0, abs(target)):
+                out[target].append(tuple(zip(names, combo)))
+    return out if all(out.values()) else None
 
 
 def _stand_ins(rep: CatRep) -> CatRep:
@@ -366,20 +442,20 @@ def _whole_units(lin: Lin, plan: Plan, known: set[str], dtype: str) -> tuple[flo
 def _integer_size(plan: Plan, name: str, known: set[str]) -> float | None:
     """The largest size of the whole numbers direction ``name`` holds exactly in every
     run (1 for a one-hot's direction), or None."""
-    if name in (ONE, BOS):
+    if name == BOS:
         return 1.0
-    for e in plan.positional:
-        if e.dir == name:
-            ok = name in known and all(float(v).is_integer() for v in e.values)
-            return max((abs(v) for v in e.values), default=0.0) if ok else None
-    return 1.0 if name in known else None
+    vals = direction_values(plan, name, known)
+    if vals is None or not all(float(v).is_integer() for v in vals):
+        return None
+    return max((abs(v) for v in vals), default=0.0)
 
 
 def _zero_one(plan: Plan, name: str, known: set[str]) -> bool:
     """Does direction ``name`` hold only 0 or 1, exactly, in every run?"""
-    size = _integer_size(plan, name, known)
-    positional = {e.dir: e.values for e in plan.positional}
-    return size is not None and set(positional.get(name, (0.0, 1.0))) <= {0.0, 1.0}
+    if name == BOS:
+        return True
+    vals = direction_values(plan, name, known)
+    return vals is not None and set(vals) <= {0.0, 1.0}
 
 
 def _float32_sums(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray | None:

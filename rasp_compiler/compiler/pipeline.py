@@ -111,6 +111,7 @@ def make_plan(
     no_joint: frozenset[int] = frozenset()
     plain: frozenset[int] = frozenset()
     proven: frozenset[str] = frozenset()
+    numbers: frozenset[str] = frozenset()
     plan: Plan | PlanFailure | None = None
     imprecise: list = []
     tilted: list = []
@@ -128,6 +129,7 @@ def make_plan(
                 dtype=dtype,
                 plain_counts=plain,
                 proven=proven,
+                proven_numbers=numbers,
             )
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
@@ -140,10 +142,10 @@ def make_plan(
             plain = plain.union(node for _, node in imprecise)
             continue
         if UNIT_ROUNDOFF[dtype] > UNIT_ROUNDOFF["float32"]:
-            plan = replace(plan, proven=proven)
+            plan = replace(plan, proven=proven, proven_numbers=numbers)
             found = proven_exact(plan, dtype)
-            if found != proven:  # heads may read those rows as they read embeddings
-                proven = found
+            if found != (proven, numbers):  # heads may read them as they read embeddings
+                proven, numbers = found
                 continue
         tilted = tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype)
         tilted += steep_joint_tables(plan, dtype)
@@ -161,6 +163,7 @@ def make_plan(
         head_masks=head_masks,
         dtype=dtype,
         proven=proven,
+        proven_numbers=numbers,
     )
 
 

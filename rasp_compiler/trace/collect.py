@@ -296,7 +296,7 @@ def _planner(
     planner = Planner(
         sets, max_len, names, spans_of_use(graph), no_joint=plan.no_joint,
         head_masks=plan.head_masks, dtype=plan.dtype, plain_counts=plan.plain_counts,
-        proven=plan.proven,
+        proven=plan.proven, proven_numbers=plan.proven_numbers,
     )  # fmt: skip
     with deep_recursion():
         output_rep(planner, sop)  # as make_plan plans it (a coded output, for one)

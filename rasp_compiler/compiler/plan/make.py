@@ -40,6 +40,7 @@ def plan_sop(
     dtype: str = "float32",
     plain_counts: frozenset[int] = frozenset(),
     proven: frozenset[str] = frozenset(),
+    proven_numbers: frozenset[str] = frozenset(),
 ) -> Draft | PlanFailure:
     """The draft plan computing ``sop`` for inputs up to ``max_len``, or every reason
     it cannot be compiled exactly.  Joint tables over several numbers are used only
@@ -50,7 +51,7 @@ def plan_sop(
     nothing downstream of it is tried), to report all problems at once."""
     planner = Planner(
         sets, max_len, names, used_at, max_projection_ratio, no_joint, head_masks, dtype,
-        plain_counts, proven,
+        plain_counts, proven, proven_numbers,
     )  # fmt: skip
     kinds: OutputKinds | None = None
     known = False

@@ -102,6 +102,7 @@ class PlanState:
         dtype: str = "float32",
         plain_counts: frozenset[int] = frozenset(),
         proven: frozenset[str] = frozenset(),
+        proven_numbers: frozenset[str] = frozenset(),
     ):
         self.sets = dict(sets)  # joint s-ops made while planning are added here
         self.max_len = max_len
@@ -125,6 +126,8 @@ class PlanState:
         #: one-hot rows tables are shown to compute exactly in this dtype (a narrow one:
         #: ``compiler.exact_tables``), which heads may read as they read embeddings
         self.proven = proven
+        #: numbers of whole values tables are shown to compute exactly in this dtype
+        self.proven_numbers = proven_numbers
         #: the unit round-off of the dtype planned for (a construction whose scores it
         #: cannot keep apart gives way to another)
         self.eps = UNIT_ROUNDOFF[dtype]
@@ -212,7 +215,7 @@ class PlanState:
     def held_exactly(self, name: str) -> bool:
         """Does the residual hold direction ``name`` exactly in every dtype, with integer
         values: the constant, BOS, a token's one-hot, a positional entry of integers?"""
-        if name in (ONE, BOS) or name in self.proven:
+        if name in (ONE, BOS) or name in self.proven or name in self.proven_numbers:
             return True
         if any(name in dirs for _, dirs in self.token_onehots.values()):
             return True

@@ -293,6 +293,8 @@ class Plan:
     #: one-hot rows that tables in this narrow dtype are shown to compute exactly
     #: (``compiler.exact_tables``), held exactly while planning; planning again needs them
     proven: frozenset[str] = frozenset()
+    #: numbers of whole values tables are shown to compute exactly, likewise
+    proven_numbers: frozenset[str] = frozenset()
 
     def heads_in(self, layer: int) -> tuple[Head, ...]:
         return tuple(h for h in self.heads if h.layer == layer)
