@@ -14,7 +14,8 @@ from check import compile_source, mismatches
 
 from rasp_compiler.compiler.certify import certify
 from rasp_compiler.compiler.emit.attention import sharpness, zero_leak
-from rasp_compiler.compiler.exact_tables import MAX_ROWS, _sums_exact, simulate
+from rasp_compiler.compiler.exact_tables import _sums_exact, simulate
+from rasp_compiler.compiler.exact_values import MAX_ROWS
 from rasp_compiler.compiler.pipeline import compile_sop
 from rasp_compiler.compiler.rounding import _points, grouped_layout, table_arrays
 from rasp_compiler.dtypes import UNIT_ROUNDOFF, torch_dtype
@@ -161,3 +162,23 @@ def test_a_number_read_from_several_exact_directions_is_run_bit_for_bit():
     inputs = [list(a + b) for a in "(){}" for b in "(){}"] + [[a] for a in "(){}"]
     checked, bad = mismatches(sop, model, inputs)
     assert checked == len(inputs) and not bad, bad[:1]
+
+
+def test_a_copied_position_and_a_one_hots_code_are_run_bit_for_bit():
+    # long addition at 4 in bfloat16: the length is a position one head copies (held as
+    # itself for every key count), "indices + half + 1" reads it with the indices, and
+    # "total > 9" reads a digit's one-hot through its code (one direction on at a time)
+    _, _, plan4 = _plan_unchecked("long_addition", "0123456789+", 4)
+    assert plan4.proven_numbers
+    for label in ("categories of indices + half + 1", "total > 9"):
+        (job, table), *_ = [(j, t) for j, t in zip(plan4.mlps, plan4.tables) if j.label == label]
+        run = simulate(plan4, job, table, "bfloat16")
+        assert run is not None and not run.deviation.any(), label
+
+
+def _plan_unchecked(name: str, vocab: str, n: int):
+    """The bfloat16 plan of an example (made, not certified)."""
+    from rasp_compiler.compiler.pipeline import make_plan, planned_program
+
+    sop, _ = compile_source(_example(name), vocab, 1)
+    return sop, None, make_plan(planned_program(sop, n), tuple(vocab), n, dtype="bfloat16")
