@@ -63,19 +63,43 @@ def numeric_eq(p: PlanState, sel: ir.Selector) -> NumericEq | None:
         kpos == tuple(float(i) for i in range(p.max_len)) and _always_an_index(p, q)
     ):
         return None
+    if p.eps > UNIT_ROUNDOFF["float32"] and _hopeless(p, kv, qv):
+        return None  # its scores would be refused: one-hots, which may stay exact
     return NumericEq(k, q, kpos, qpos)
 
 
-def _separable(p: PlanState, kv: tuple[Atom, ...], qv: tuple[Atom, ...]) -> bool:
-    """Can the planned dtype keep a numerical equality head's scores apart (the
-    assembler's test, :func:`.emit.attention.score_noise`)?  Where it cannot, the
-    selector is scored from one-hots instead, which stays exact."""
+def _hopeless(p: PlanState, kv: tuple[Atom, ...], qv: tuple[Atom, ...]) -> bool:
+    """Would the planned dtype round a numerical equality head's scores by more than the
+    assembler allows (a quarter of its gap) even at the fewest roundings a score takes
+    (two: its weights' and its own), its scores too large to be exact (whole numbers up
+    to ``1 / eps``)?  Then it is refused whatever else is planned."""
+    magnitude, _ = _scores(kv, qv)
+    if magnitude * p.eps <= 1.0:
+        return False  # it may be scored exactly
+    return not _separable(p, kv, qv, roundings=2.0, share=4.0)
+
+
+def _scores(kv: tuple[Atom, ...], qv: tuple[Atom, ...]) -> tuple[float, float]:
+    """(largest score, gap) of a numerical equality head over these values (centred)."""
     ks, qs = [num(v) for v in kv], [num(v) for v in qv]
     centre = (min(ks) + max(ks)) / 2.0
     kmax, qmax = max(abs(v - centre) for v in ks), max(abs(v - centre) for v in qs)
     gap = nearest_other_sq(sorted(set(ks)), sorted(set(qs)))
-    magnitude = 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap
-    return ROUNDINGS * magnitude * p.eps < gap / 8  # a quarter of the head's gap (gap / 2)
+    return 2 * qmax * kmax + kmax * kmax + qmax * qmax + gap, gap
+
+
+def _separable(
+    p: PlanState,
+    kv: tuple[Atom, ...],
+    qv: tuple[Atom, ...],
+    roundings: float = ROUNDINGS,
+    share: float = 8.0,
+) -> bool:
+    """Can the planned dtype keep a numerical equality head's scores apart (the
+    assembler's test, :func:`.emit.attention.score_noise`)?  Where it cannot, the
+    selector is scored from one-hots instead, which stays exact."""
+    magnitude, gap = _scores(kv, qv)
+    return roundings * magnitude * p.eps < gap / share  # a quarter of the head's gap (gap / 2)
 
 
 def _digit_base(p: PlanState, kv: tuple[Atom, ...], qpos: tuple[float, ...]) -> int | None:
