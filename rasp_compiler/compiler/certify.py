@@ -18,7 +18,7 @@ from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError, Span
 from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
-from .exact_tables import output_deviation, proven_exact, simulate
+from .exact_tables import Simulated, output_deviation, proven_exact, simulate
 from .number_rounding import number_problems
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
@@ -162,8 +162,8 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
     they write by more than its readers allow (:mod:`.table_rounding`), or whose points
     are too many to visit."""
     found: list[tuple[MLPJob, Table, PlanError]] = []
-    # per table: its columns, and how far each is off per point (None: signed, per run)
-    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray, bool]] = []
+    # per table: its columns, and how far each is off per point, or its run bit for bit
+    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray | Simulated, bool]] = []
     for job, table in zip(plan.mlps, plan.tables):
         # a gated number's rounding moves its steps by their gating weight: whether that
         # may switch a unit is checked point by point too (in a dtype narrower than float32)
@@ -173,7 +173,7 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
         run = simulate(plan, job, table, dtype) if dtype != "float32" else None
         if run is not None:  # run bit for bit: its errors are known with their signs
             col = {d: i for i, d in enumerate(run.wanted)}
-            bounded.append((job, table, col, run.deviation, True))
+            bounded.append((job, table, col, run, True))
             continue
         bound = point_bounds(plan, job, table, dtype)
         if bound is None:  # its points cannot be visited: the quick check decides
@@ -201,14 +201,14 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
         # per table, the weighted error at its worst point; tables writing into the same
         # directions (a number several add up) add up
         parts = []
-        for i, (_, _, col, err, signed) in enumerate(bounded):
-            w = np.zeros(err.shape[1])  # a direction two targets share: its last column
-            for d, c in weights.items():
+        for i, (_, _, col, off, _) in enumerate(bounded):
+            w = np.zeros(len(off.wanted) if isinstance(off, Simulated) else off.shape[1])
+            for d, c in weights.items():  # a direction two targets share: its last column
                 if d in col:
                     w[col[d]] = c
             if w.any():
-                at = np.abs(err @ w) if signed else err @ np.abs(w)
-                parts.append((i, float(at.max())))
+                at = off.worst(w) if isinstance(off, Simulated) else (off @ np.abs(w)).max()
+                parts.append((i, float(at)))
         total = sum(e for _, e in parts)
         if not total <= budget:
             for i, e in parts:

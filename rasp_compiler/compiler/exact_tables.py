@@ -25,8 +25,9 @@ bits*, it is simulated instead, at every point of its domain:
   sum is exact in every order of summation when all its terms are multiples of one
   power of two ``q`` and their sizes add up to less than ``2^24 q`` (a product is a
   multiple of the product of its factors' spacings); a sum of two terms is their exact
-  sum rounded once to float32, in either order.  A table with a sum that is neither is
-  left to the bounds.
+  sum rounded once to float32, in either order.  Any other sum is within ``gamma_n``
+  of its terms' sizes of its exact value, whatever the order: both ends are rounded,
+  and where they differ the run carries the interval on (``Simulated.spread``).
 
 What comes out is, per point, the exact output in the dtype, compared with the ideal.
 """
@@ -61,6 +62,8 @@ from .rounding import _points, grouped_layout, table_arrays
 #: a number read from several directions
 NEVER = "(never)"
 SEVERAL = "(several)"
+#: most products the row-by-row test of a sum's exactness looks at
+MAX_EXACT_WORK = 1 << 26
 #: float32's significand: a sum of multiples of q stays exact below 2^24 q
 FLOAT32_DIGITS = 24
 
@@ -107,7 +110,7 @@ def proven_exact(plan: Plan, dtype: str) -> tuple[frozenset[str], frozenset[str]
             rows = {d for t in job.cat_targets for d in t.dirs}
             whole = {d for d in job.num_targets if whole_values(plan, d) is not None}
             for k, d in enumerate(sim.wanted):
-                if writers.get(d) == 1 and not sim.deviation[:, k].any():
+                if writers.get(d) == 1 and sim.exact(k):
                     if d in rows:
                         found.add(d)
                         known.add(d)
@@ -177,7 +180,8 @@ def _head_numbers(
 class Simulated:
     """A table run bit for bit: per run of it (a point of its domain with one choice of
     the values its inputs may hold there), how far each direction it writes is from the
-    ideal, with its sign."""
+    ideal, with its sign; where the order of a float32 sum may change the result, the
+    middle of what it may be and how far either way (``spread``)."""
 
     wanted: list[str]  # the directions it writes
     deviation: np.ndarray  # [runs, directions]: the dtype's output minus the ideal
@@ -185,11 +189,28 @@ class Simulated:
     n_points: int
     #: [runs, read directions]: the residual each run reads (the constant's column is 1)
     inputs: np.ndarray | None = None
+    #: [runs, directions]: how far either way of ``deviation`` the output may be
+    spread: np.ndarray | None = None
+
+    def exact(self, k: int) -> bool:
+        """Is direction ``k`` the ideal at every run?"""
+        spread = 0.0 if self.spread is None else np.abs(self.spread[:, k]).max(initial=0.0)
+        return not self.deviation[:, k].any() and spread == 0.0
+
+    def worst(self, w: np.ndarray) -> float:
+        """The largest ``|deviation @ w|`` over the runs, spread included."""
+        at = np.abs(self.deviation @ w)
+        if self.spread is not None:
+            at = at + self.spread @ np.abs(w)
+        return float(at.max(initial=0.0))
 
     def per_point(self) -> np.ndarray:
         """[points, directions]: the largest deviation's size at each point."""
+        size = np.abs(self.deviation)
+        if self.spread is not None:
+            size = size + self.spread
         err = np.zeros((self.n_points, len(self.wanted)))
-        np.maximum.at(err, self.point, np.abs(self.deviation))
+        np.maximum.at(err, self.point, size)
         return err
 
 
@@ -213,7 +234,7 @@ def output_deviation(plan: Plan, dtype: str) -> float | None:
         if run is None:
             return None
         w = np.array([weights.get(d, 0.0) for d in run.wanted])
-        total += float(np.abs(run.deviation @ w).max())
+        total += run.worst(w)
         left -= targets
     return None if left else total
 
@@ -308,15 +329,11 @@ def _simulate(
     wi, wo = rounded(w_in, dtype), rounded(w_out, dtype)
     if not (np.isfinite(wi).all() and np.isfinite(wo).all()):
         return None
-    pre = _float32_sums(xs, wi, dtype)
-    if pre is None:
-        return None
-    hidden = np.maximum(rounded(pre, dtype), 0.0)
-    out = _float32_sums(hidden, wo, dtype)
-    if out is None:
-        return None
-    moved = rounded(out, dtype) - ideal[owner]
-    return Simulated(wanted, moved, np.array(owner), len(points), xs)
+    pre_low, pre_high = _dtype_sums(xs, wi, dtype)
+    low, high = _dtype_sums(np.maximum(pre_low, 0.0), wo, dtype, np.maximum(pre_high, 0.0))
+    moved = (low + high) / 2.0 - ideal[owner]
+    spread = (high - low) / 2.0
+    return Simulated(wanted, moved, np.array(owner), len(points), xs, spread)
 
 
 def _bare_number(rep: NumRep, i: int) -> NumRep:
@@ -336,29 +353,56 @@ def _stand_ins(rep: CatRep) -> CatRep:
     return replace(rep, rows=rows)
 
 
-def _float32_sums(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray | None:
-    """``a @ b`` (dtype numbers) as float32 sums give it in every order of summation:
-    exact (:func:`_sums_exact`), or, where no sum has more than two terms, the one
-    rounding of the exact sum to float32 (each product is exact in float32); None
-    otherwise."""
-    exact = a @ b
-    if _sums_exact(a, b, dtype):
-        return exact
-    terms = (a != 0.0).astype(np.int64) @ (b != 0.0).astype(np.int64)
-    return f32(exact) if terms.max(initial=0) <= 2 else None
+def _dtype_sums(
+    a: np.ndarray, b: np.ndarray, dtype: str, a_high: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``a @ b`` (dtype numbers) as the kernels give it, float32 sums rounded once to the
+    dtype, in every order of summation: the lowest and highest it may be (equal where
+    it is known; ``a`` may itself be known only between ``a`` and ``a_high``).  A sum is
+    exact (:func:`_sums_exact`); or has two terms, its exact value rounded once to float32
+    (each product is exact in float32); or is within ``gamma_n`` times its terms' sizes
+    of its exact value in any order, and its ends are rounded (rounding is monotone)."""
+    if a_high is None or np.array_equal(a, a_high):
+        exact = a @ b
+        if _sums_exact(a, b, dtype):
+            out = rounded(exact, dtype)
+            return out, out
+        terms = (a != 0.0).astype(np.int64) @ (b != 0.0).astype(np.int64)
+        if terms.max(initial=0) <= 2:
+            out = rounded(f32(exact), dtype)
+            return out, out
+        low, high = exact, exact
+        sizes = np.abs(a) @ np.abs(b)
+    else:
+        mid, radius = (a + a_high) / 2.0, (a_high - a) / 2.0
+        centre, reach = mid @ b, radius @ np.abs(b)
+        low, high = centre - reach, centre + reach
+        terms = ((a != 0.0) | (a_high != 0.0)).astype(np.int64) @ (b != 0.0).astype(np.int64)
+        sizes = np.maximum(np.abs(a), np.abs(a_high)) @ np.abs(b)
+    u = UNIT_ROUNDOFF["float32"]
+    slack = terms * u / (1.0 - terms * u) * sizes
+    return rounded(low - slack, dtype), rounded(high + slack, dtype)
 
 
 def _sums_exact(a: np.ndarray, b: np.ndarray, dtype: str) -> bool:
-    """Is every sum of ``a @ b`` (dtype numbers) exact in float32 in any order: per
-    column, its terms multiples of one power of two ``q`` whose sizes add up to less
-    than ``2^24 q``?"""
+    """Is every sum of ``a @ b`` (dtype numbers) exact in float32 in any order: its terms
+    multiples of one power of two ``q`` whose sizes add up to less than ``2^24 q``?
+    ``q`` is taken per column over every row first, then, where that fails and the work
+    is small, per row and column."""
     digits = -math.log2(UNIT_ROUNDOFF[dtype]) - 1  # the spacing is 2^-digits of the binade
     la = _lowest(a, digits)  # [rows, k]: log2 of each entry's spacing (inf for 0)
     lb = _lowest(b, digits)  # [k, cols]
-    low_a = la.min(axis=0)  # per k, over the rows
-    q = np.min(low_a[:, None] + lb, axis=0)  # [cols]; inf where every term is 0
     sizes = np.abs(a) @ np.abs(b)
-    return bool(np.all(sizes < np.exp2(q + FLOAT32_DIGITS)[None, :]))
+    q = np.min(la.min(axis=0)[:, None] + lb, axis=0)  # [cols]; inf where every term is 0
+    if np.all(sizes < np.exp2(q + FLOAT32_DIGITS)[None, :]):
+        return True
+    if a.size * b.shape[1] > MAX_EXACT_WORK:
+        return False
+    for j in range(b.shape[1]):
+        q_rows = np.min(la + lb[:, j][None, :], axis=1)  # [rows]
+        if not np.all(sizes[:, j] < np.exp2(q_rows + FLOAT32_DIGITS)):
+            return False
+    return True
 
 
 def _lowest(a: np.ndarray, digits: float) -> np.ndarray:
