@@ -182,3 +182,34 @@ def _plan_unchecked(name: str, vocab: str, n: int):
 
     sop, _ = compile_source(_example(name), vocab, 1)
     return sop, None, make_plan(planned_program(sop, n), tuple(vocab), n, dtype="bfloat16")
+
+
+def test_narrow_tables_switch_steps_off_without_large_constants():
+    # G (gate - 1) puts a constant of about -G a on a step, beside its half-integer
+    # offset: -193.5 at inference's length 32, which bfloat16 rounds to -194, switching a
+    # unit off.  In a narrow plan the step is switched off by -G times the rows outside
+    # its gate instead (one row of a one-hot is 1): the same values, small constants
+    from rasp_compiler.compiler.emit.mlp import table_units
+    from rasp_compiler.compiler.plan.types import CatRep, MLPJob, NumRep
+    from rasp_compiler.compiler.residual import Lin
+
+    colour = CatRep(("r", "g", "b"), tuple(Lin.unit(f"c={c}") for c in "rgb"), 0)
+    size = NumRep(Lin.unit("n"), tuple(range(200, 232)), 0)
+    job = MLPJob(
+        id=0, layer=0, label="t", span=None, inputs=(colour, size),
+        fn=lambda a: (a[0] == "r" and a[1] > 215), cat_targets=(), num_targets=("y",),
+        tolerances=(),
+    )  # fmt: skip
+    plain, narrow = table_units(job), table_units(job, complement=True)
+    biggest = max(abs(c) for u in narrow.units for n, c in u.pre.terms if n == "one")
+    assert biggest < max(abs(c) for u in plain.units for n, c in u.pre.terms if n == "one")
+    for c, colour_name in enumerate("rgb"):
+        for v in range(200, 232):
+            x = {f"c={k}": float(k == colour_name) for k in "rgb"} | {"n": float(v), "one": 1.0}
+            for table in (plain, narrow):
+                got = sum(
+                    max(0.0, sum(w * x.get(n, 0.0) for n, w in u.pre.terms))
+                    * dict(u.out).get("y", 0.0)
+                    for u in table.units
+                )
+                assert got == float(colour_name == "r" and v > 215), (colour_name, v)

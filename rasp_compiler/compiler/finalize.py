@@ -29,16 +29,19 @@ from .plan.types import (
 )
 
 
-def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFailure:
+def finalize(
+    draft: Draft, progress: ProgressFn | None = None, narrow: bool = False
+) -> Plan | PlanFailure:
     """The frozen plan for ``draft``, or why an MLP table cannot be built (telling
-    ``progress`` how many tables are built)."""
+    ``progress`` how many tables are built); ``narrow`` for a float16 or bfloat16 plan
+    (``emit.mlp.table_units``'s ``complement``)."""
     tables: list[Table] = []
     mlps: list[MLPJob] = []
     problems: list[RaspError] = []
     for i, job in enumerate(draft.mlps):
         if progress is not None:
             progress("MLP tables", i, len(draft.mlps))
-        job, table = _smaller_table(job)
+        job, table = _smaller_table(job, narrow)
         mlps.append(job)
         if isinstance(table, Table):
             tables.append(table)
@@ -90,18 +93,18 @@ def finalize(draft: Draft, progress: ProgressFn | None = None) -> Plan | PlanFai
     )
 
 
-def _smaller_table(job: MLPJob) -> tuple[MLPJob, Table | RaspError]:
+def _smaller_table(job: MLPJob, narrow: bool = False) -> tuple[MLPJob, Table | RaspError]:
     """The job and its table; where the job knows combinations that never occur, the
     table without them when that one has fewer units (or is the only one possible)."""
-    table = table_units(job)
+    table = table_units(job, narrow)
     if job.narrow_fn is None:
         return job, table
     narrow_job = replace(job, fn=job.narrow_fn, narrow_fn=None)
-    narrow = table_units(narrow_job)
-    if not isinstance(narrow, Table):
+    fewer = table_units(narrow_job, narrow)
+    if not isinstance(fewer, Table):
         return job, table
-    if not isinstance(table, Table) or len(narrow.units) < len(table.units):
-        return narrow_job, narrow
+    if not isinstance(table, Table) or len(fewer.units) < len(table.units):
+        return narrow_job, fewer
     return job, table
 
 

@@ -134,7 +134,7 @@ def make_plan(
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
         _stop_on(size_before_tables(draft, len(vocab)))
-        plan = finalize(draft, progress)
+        plan = finalize(draft, progress, UNIT_ROUNDOFF[dtype] > UNIT_ROUNDOFF["float32"])
         if isinstance(plan, PlanFailure):
             raise CompileError(list(plan.problems))
         plan, imprecise = measure_count_keys(plan, dtype)

@@ -89,12 +89,17 @@ def _out(d: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(d.items()))
 
 
-def table_units(job: MLPJob) -> Table | PlanError:
+def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
     """The hidden units computing ``job`` (see the module docstring for why it is exact),
     or why there would be too many.
 
     The table also says how precise the job's categorical inputs must be: a gate
-    multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger."""
+    multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger.
+
+    With ``complement`` (a float16 or bfloat16 plan) a step is switched off by ``-G``
+    times the rows of the values outside its gate instead of ``G (gate - 1)``: the same
+    at every position (one row of a one-hot is 1), without the large constant ``-G a``
+    that such a dtype cannot hold next to the step's own half-integer offsets."""
     if job.forms is not None:
         return or_units(job)
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
@@ -190,6 +195,13 @@ def table_units(job: MLPJob) -> Table | PlanError:
         widest = max([widest] + [len(vs) for vs in sets])
         gate = lin_sum(parts) - Lin.const(len(parts) - 1) if parts else Lin.unit(ONE)
         gated = bool(parts)
+        # gate - 1 as minus the rows outside the gate, plus the gated numbers' rows - 1
+        outside = lin_sum(
+            lin_sum(r.rows[c] for c in range(len(r.values)) if c not in vs)
+            for (_, r), vs in zip(cats, sets)
+            if len(vs) < len(r.values)
+        )
+        below = lin_sum(row - Lin.const(1.0) for row in rows) - outside
         base = dict(points[0][1])
         # the gate must switch a step off over every u some input gives, not only over
         # this group's points (a combination another group holds may lie outside them)
@@ -214,7 +226,7 @@ def table_units(job: MLPJob) -> Table | PlanError:
             u_active = max(abs(u_max), abs(t)) if sign > 0 else max(abs(u_min), abs(t))
             magnitude = max(magnitude, s * (abs(t) + u_active) + (g if gated else 0.0))
             max_gate = max(max_gate, g)
-            gating = (gate - Lin.const(1.0)).scale(g) if gated else Lin()
+            gating = (below if complement else gate - Lin.const(1.0)).scale(g) if gated else Lin()
             steps.append(
                 Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()}))
             )
