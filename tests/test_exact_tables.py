@@ -203,7 +203,7 @@ def test_narrow_tables_switch_steps_off_without_large_constants():
     plain, narrow = table_units(job), table_units(job, complement=True)
     biggest = max(abs(c) for u in narrow.units for n, c in u.pre.terms if n == "one")
     assert biggest < max(abs(c) for u in plain.units for n, c in u.pre.terms if n == "one")
-    for c, colour_name in enumerate("rgb"):
+    for colour_name in "rgb":
         for v in range(200, 232):
             x = {f"c={k}": float(k == colour_name) for k in "rgb"} | {"n": float(v), "one": 1.0}
             for table in (plain, narrow):
