@@ -18,13 +18,13 @@ from ..dtypes import MAX_FINITE, UNIT_ROUNDOFF, torch_dtype
 from ..errors import RaspError, Span
 from ..language.ir import Atom
 from .emit.attention import score_noise, sharpness
-from .exact_tables import Simulated, output_deviation, proven_exact, simulate
+from .exact_tables import Simulated, output_deviation, proven_exact
 from .number_rounding import number_problems
 from .numbers import binding_pair, num
 from .plan.make import RECIPROCAL_LEAK_SHARE
 from .plan.types import MLPJob, NumRep, Plan, PlanError, Table, projected_numbers
 from .rounding import table_row_errors
-from .table_rounding import DEFAULT_TOLERANCE, consumer_constraints, point_bounds
+from .table_rounding import DEFAULT_TOLERANCE, consumer_constraints, point_bounds, run_used
 
 #: numbers in the residual stay below the dtype's largest finite number by this factor
 #: (room for the sums a layer adds up)
@@ -170,10 +170,17 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
         gated = dtype != "float32" and bool(table.gate_tolerances)
         if not (_too_steep(table, dtype) or gated):
             continue
-        run = simulate(plan, job, table, dtype) if dtype != "float32" else None
+        run = run_used(plan, job, table, dtype)
         if run is not None:  # run bit for bit: its errors are known with their signs
-            col = {d: i for i, d in enumerate(run.wanted)}
-            bounded.append((job, table, col, run, True))
+            if _too_steep(table, dtype):
+                col = {d: i for i, d in enumerate(run.wanted)}
+                bounded.append((job, table, col, run, True))
+            elif run.per_point().max(initial=0.0) > DEFAULT_TOLERANCE:  # a unit switched
+                msg = (
+                    f"this elementwise table's units switch on or off wrongly when run in "
+                    f"{dtype} at max length {plan.max_len} (its gated number rounds past a step)"
+                )
+                found.append((job, table, PlanError(msg, job.span)))
             continue
         bound = point_bounds(plan, job, table, dtype)
         if bound is None:  # its points cannot be visited: the quick check decides
@@ -241,7 +248,7 @@ def rounding_problems(plan: Plan, dtype: str) -> list[RaspError]:
     """Roundings in ``dtype`` larger than the plan's margins allow."""
     eps = UNIT_ROUNDOFF[dtype]
     problems: list[RaspError] = [error for _, _, error in steep_tables(plan, dtype)]
-    problems += number_problems(plan, dtype)
+    problems += number_problems(plan, dtype, lambda job, table: run_used(plan, job, table, dtype))
     problems += [
         PlanError(
             f"this attention head's scores reach about {h.magnitude:.3g}; {dtype} rounds them "

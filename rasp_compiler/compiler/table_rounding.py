@@ -43,6 +43,7 @@ import torch
 from ..dtypes import UNIT_ROUNDOFF, torch_dtype
 from ..language.ir import Atom
 from .emit.attention import sharpness
+from .exact_tables import Simulated, simulate
 from .number_rounding import NUMBER_ROUNDINGS, exact_rows, number_requirements, own_errors
 from .numbers import min_gap, num
 from .plan.types import CatRep, MLPJob, NumRep, Plan, Table
@@ -72,6 +73,22 @@ def table_bound(plan: Plan, job: MLPJob, table: Table, dtype: str) -> dict[str, 
     wanted, err = found
     worst = err.max(axis=0) if len(err) else np.zeros(len(wanted))
     return {d: float(worst[i]) for i, d in enumerate(wanted)}
+
+
+def run_used(plan: Plan, job: MLPJob, table: Table, dtype: str) -> Simulated | None:
+    """The table's bit-for-bit run (:mod:`.exact_tables`) where certification relies on it
+    instead of the bounds: a run whose every sum is known, or one that carries intervals
+    (a float32 sum whose order may change it) where the point bound is unavailable or no
+    tighter.  None where the bounds (and the number checks they rely on) decide."""
+    if UNIT_ROUNDOFF[dtype] <= UNIT_ROUNDOFF["float32"]:
+        return None
+    run = simulate(plan, job, table, dtype)
+    if run is None or run.spread is None or not run.spread.any():
+        return run
+    bound = point_bounds(plan, job, table, dtype)
+    if bound is None or not np.isfinite(bound[1]).all():
+        return run
+    return run if run.per_point().max() < bound[1].max() else None
 
 
 def point_bounds(
