@@ -141,18 +141,21 @@ def make_plan(
         if imprecise:  # those counts are compared through one-hots instead
             plain = plain.union(node for _, node in imprecise)
             continue
+        tilted = []
         if UNIT_ROUNDOFF[dtype] > UNIT_ROUNDOFF["float32"]:
             plan = replace(plan, proven=proven, proven_numbers=numbers)
             found = proven_exact(plan, dtype)
             if found != (proven, numbers):  # heads may read them as they read embeddings
                 proven, numbers = found
                 continue
-        tilted = tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype)
-        tilted += steep_joint_tables(plan, dtype)
+        tilted = _tilted(plan, dtype)
         more = no_joint.union(*(sources for _, sources in tilted))
         if not tilted or more == no_joint:
             break
         no_joint = more
+    else:  # out of replans: the last plan still gets every check
+        if isinstance(plan, Plan) and not imprecise and not tilted:
+            tilted = _tilted(plan, dtype)
     _stop_on([error for error, _ in imprecise])
     _stop_on([error for error, _ in tilted])
     assert isinstance(plan, Plan)
@@ -164,6 +167,14 @@ def make_plan(
         dtype=dtype,
         proven=proven,
         proven_numbers=numbers,
+    )
+
+
+def _tilted(plan: Plan, dtype: str) -> list:
+    """Heads a joint table's rounding tilts, numbers a mean's tables move too far, and
+    joint tables too steep for ``dtype``, each with the s-ops to plan apart."""
+    return (
+        tilted_heads(plan, dtype) + imprecise_numbers(plan, dtype) + steep_joint_tables(plan, dtype)
     )
 
 
