@@ -163,7 +163,7 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
     are too many to visit."""
     found: list[tuple[MLPJob, Table, PlanError]] = []
     # per table: its columns, and how far each is off per point, or its run bit for bit
-    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray | Simulated, bool]] = []
+    bounded: list[tuple[MLPJob, Table, dict[str, int], np.ndarray | Simulated]] = []
     for job, table in zip(plan.mlps, plan.tables):
         # a gated number's rounding moves its steps by their gating weight: whether that
         # may switch a unit is checked point by point too (in a dtype narrower than float32)
@@ -174,7 +174,7 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
         if run is not None:  # run bit for bit: its errors are known with their signs
             if _too_steep(table, dtype):
                 col = {d: i for i, d in enumerate(run.wanted)}
-                bounded.append((job, table, col, run, True))
+                bounded.append((job, table, col, run))
             elif run.per_point().max(initial=0.0) > DEFAULT_TOLERANCE:  # a unit switched
                 msg = (
                     f"this elementwise table's units switch on or off wrongly when run in "
@@ -195,20 +195,20 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
             found.append((job, table, PlanError(msg, job.span)))
         elif _too_steep(table, dtype):  # a gated table whose steps stay exact: not its rows
             wanted, err = bound
-            bounded.append((job, table, {d: i for i, d in enumerate(wanted)}, err, False))
+            bounded.append((job, table, {d: i for i, d in enumerate(wanted)}, err))
     if not bounded:
         return found
     constraints = consumer_constraints(plan, dtype)
     read = {d for weights, _ in constraints for d in weights}
     constraints += [
-        ({d: 1.0}, DEFAULT_TOLERANCE) for _, _, col, _, _ in bounded for d in col if d not in read
+        ({d: 1.0}, DEFAULT_TOLERANCE) for _, _, col, _ in bounded for d in col if d not in read
     ]
     worst: dict[int, tuple[float, float]] = {}
     for weights, budget in constraints:
         # per table, the weighted error at its worst point; tables writing into the same
         # directions (a number several add up) add up
         parts = []
-        for i, (_, _, col, off, _) in enumerate(bounded):
+        for i, (_, _, col, off) in enumerate(bounded):
             w = np.zeros(len(off.wanted) if isinstance(off, Simulated) else off.shape[1])
             for d, c in weights.items():  # a direction two targets share: its last column
                 if d in col:
@@ -222,7 +222,7 @@ def steep_tables(plan: Plan, dtype: str) -> list[tuple[MLPJob, Table, PlanError]
                 if e > 0.0 and (i not in worst or total / budget > worst[i][0] / worst[i][1]):
                     worst[i] = (total, budget)
     for i, (total, budget) in sorted(worst.items()):
-        job, table, _, _, _ = bounded[i]
+        job, table, _, _ = bounded[i]
         msg = (
             f"this elementwise table's {dtype} rounding moves what it writes by up to "
             f"{total:.2g} (bounded point by point), more than the {budget:.2g} what reads it "

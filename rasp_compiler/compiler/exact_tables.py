@@ -39,9 +39,8 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
-from ..dtypes import UNIT_ROUNDOFF, torch_dtype
+from ..dtypes import UNIT_ROUNDOFF
 from .emit.attention import scores_exact, zero_leak
 from .exact_values import (
     MAX_ROWS,
@@ -72,10 +71,9 @@ def held_exactly(plan: Plan, dtype: str) -> set[str]:
     """Directions every run holds as their ideal values: the constant, BOS, the tokens'
     one-hots, positional entries the dtype holds, and what tables shown exact write."""
     out = {ONE, BOS} | {d for t in plan.tokens for d in t.dirs}
-    t = torch_dtype(dtype)
     for e in plan.positional:
         held = np.array(e.values, dtype=np.float64)
-        if np.array_equal(torch.from_numpy(held).to(t).double().numpy(), held):
+        if np.array_equal(rounded(held, dtype), held):
             out.add(e.dir)
     return out | set(plan.proven) | set(plan.proven_numbers)
 
@@ -153,7 +151,7 @@ def _head_numbers(
 ) -> set[str]:
     """Numbers of whole values heads at ``layer`` write that the dtype holds exactly (a
     copied position, such as the length): every value a table reads it at is held as
-    itself, whatever the key count (:func:`_number_values`)."""
+    itself, whatever the key count (:func:`.exact_values.number_values`)."""
     out: set[str] = set()
     for job in plan.mlps:
         for rep in job.inputs:
@@ -243,8 +241,8 @@ def simulate(
     plan: Plan, job: MLPJob, table: Table, dtype: str, known: set[str] | None = None
 ) -> Simulated | None:
     """The table run in ``dtype`` at every point of its domain, with every value its
-    inputs may hold there; None when an input's bits are not known or a sum may round
-    (see the module docstring).  Remembered for the plan's tables and ``known``."""
+    inputs may hold there; None when an input's bits are not known (see the module
+    docstring).  Remembered for the plan's tables and ``known``."""
     known = held_exactly(plan, dtype) if known is None else known
     key = (id(plan.tables), job.id, dtype, frozenset(known))
     hit = _CACHE.get(key)

@@ -33,12 +33,12 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from ..dtypes import UNIT_ROUNDOFF, torch_dtype
+from ..dtypes import UNIT_ROUNDOFF
 from ..errors import RaspError
 from ..language.ir import Atom
 from .emit.attention import scores_exact
+from .exact_values import rounded
 from .numbers import num, projected_tolerances
 from .plan.elementwise import gate_share
 from .plan.types import Head, HeadKind, MLPJob, NumRep, Plan, PlanError, Table
@@ -227,7 +227,7 @@ def own_errors(
     s = slack / abs(a) + FLOAT32_SLACK * np.abs(x)
     # a count's 1/(w+1) is its BOS weight, which the keys it must ignore only lower
     up = FLOAT32_SLACK * np.abs(x) if head.kind == HeadKind.WIDTH else s
-    dev = np.maximum(np.abs(_round(x - s, dtype) - x), np.abs(_round(x + up, dtype) - x))
+    dev = np.maximum(np.abs(rounded(x - s, dtype) - x), np.abs(rounded(x + up, dtype) - x))
     n_max = plan.max_len + 1
     if len(x) * n_max <= MAX_SIMULATED:
         n = np.arange(1, n_max + 1, dtype=np.float64)
@@ -239,10 +239,10 @@ def own_errors(
             whole = np.ones(sums.shape, dtype=bool)
         # the weight rounded where the leak has lowered it by as much as it may (the leak's
         # own share is in ``s``, the slack: only the rounding is added here)
-        shifted = _round((1.0 - head.leak) / n, dtype) + head.leak / n
-        for w in (_round(1.0 / n, dtype), shifted):
+        shifted = rounded((1.0 - head.leak) / n, dtype) + head.leak / n
+        for w in (rounded(1.0 / n, dtype), shifted):
             for end in (-s[:, None], up[:, None]):
-                got = _round(w[None, :] * sums + end, dtype)
+                got = rounded(w[None, :] * sums + end, dtype)
                 moved = np.where(whole, np.abs(got - x[:, None]), 0.0)
                 dev = np.maximum(dev, moved.max(axis=1))
     else:  # the weight's rounding and the sum's, each relative
@@ -281,11 +281,6 @@ def _positional_exact(rep: NumRep, plan: Plan, dtype: str) -> bool:
         if d not in entries:
             return False
         held = np.array(entries[d], dtype=np.float64)
-        if not np.array_equal(_round(held, dtype), held):
+        if not np.array_equal(rounded(held, dtype), held):
             return False
     return True
-
-
-def _round(x: np.ndarray, dtype: str) -> np.ndarray:
-    """``x`` rounded to ``dtype`` (to nearest, as the kernels store their results)."""
-    return torch.from_numpy(np.ascontiguousarray(x)).to(torch_dtype(dtype)).double().numpy()
