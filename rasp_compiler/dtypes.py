@@ -3,6 +3,7 @@ the runtime, serialization and the command line all read."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from .errors import InputError
@@ -20,6 +21,14 @@ MAX_FINITE: dict[str, float] = {
 }
 #: the dtype names, in the order the command line lists them
 DTYPE_NAMES: tuple[str, ...] = tuple(UNIT_ROUNDOFF)
+
+
+def narrow_bits(name: str) -> int:
+    """The significant bits of a dtype narrower than float32 (8 in bfloat16, 11 in
+    float16); 0 for float32."""
+    if UNIT_ROUNDOFF[name] <= UNIT_ROUNDOFF["float32"]:
+        return 0
+    return round(-math.log2(UNIT_ROUNDOFF[name]))
 
 
 def check_dtype(name: str) -> str:

@@ -200,7 +200,7 @@ def test_narrow_tables_switch_steps_off_without_large_constants():
         fn=lambda a: (a[0] == "r" and a[1] > 215), cat_targets=(), num_targets=("y",),
         tolerances=(),
     )  # fmt: skip
-    plain, narrow = table_units(job), table_units(job, complement=True)
+    plain, narrow = table_units(job), table_units(job, narrow=8)
     biggest = max(abs(c) for u in narrow.units for n, c in u.pre.terms if n == "one")
     assert biggest < max(abs(c) for u in plain.units for n, c in u.pre.terms if n == "one")
     for colour_name in "rgb":

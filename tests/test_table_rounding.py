@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -148,10 +149,14 @@ def test_numbers_read_from_positions_the_dtype_holds_are_exact():
 def test_a_table_reading_a_group_of_tokens_as_one_row_is_bounded_too():
     # "0 if tokens == bos else ..." reads every token but BOS as one row (a sum of their
     # one-hot directions): bounded with one of them standing for the row, the program
-    # is certified in bfloat16 (it was refused from the table's size alone); at 2, the
-    # rows of its counts are run bit for bit and found exact (exact_tables)
+    # is certified in bfloat16 (it was refused from the table's size alone); the rows of
+    # its counts are run bit for bit and found exact (exact_tables), up to 16 since their
+    # steps are placed where bfloat16 holds their pre-activations (emit.exact_steps)
     inputs = [[a] for a in "§abcd"] + [[a, b] for a in "§abcd" for b in "§abcd"]
-    _certified_and_exact("double_histogram", "§abcd", 2, inputs)
+    rng = random.Random(3)
+    inputs += [rng.choices("§abcd", k=rng.randint(3, 16)) for _ in range(300)]
+    inputs += [["a"] * k + ["b"] * (16 - k) for k in range(17)]
+    _certified_and_exact("double_histogram", "§abcd", 16, inputs)
 
 
 def test_a_direction_two_targets_of_one_table_share_is_bounded_once():

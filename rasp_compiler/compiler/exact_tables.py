@@ -35,7 +35,6 @@ What comes out is, per point, the exact output in the dtype, compared with the i
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -387,9 +386,8 @@ def _sums_exact(a: np.ndarray, b: np.ndarray, dtype: str) -> bool:
     multiples of one power of two ``q`` whose sizes add up to less than ``2^24 q``?
     ``q`` is taken per column over every row first, then, where that fails and the work
     is small, per row and column."""
-    digits = -math.log2(UNIT_ROUNDOFF[dtype]) - 1  # the spacing is 2^-digits of the binade
-    la = _lowest(a, digits)  # [rows, k]: log2 of each entry's spacing (inf for 0)
-    lb = _lowest(b, digits)  # [k, cols]
+    la = _lowest(a)  # [rows, k]: log2 of each entry's lowest set bit (inf for 0)
+    lb = _lowest(b)  # [k, cols]
     sizes = np.abs(a) @ np.abs(b)
     q = np.min(la.min(axis=0)[:, None] + lb, axis=0)  # [cols]; inf where every term is 0
     if np.all(sizes < np.exp2(q + FLOAT32_DIGITS)[None, :]):
@@ -403,6 +401,9 @@ def _sums_exact(a: np.ndarray, b: np.ndarray, dtype: str) -> bool:
     return True
 
 
-def _lowest(a: np.ndarray, digits: float) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.where(a != 0.0, np.floor(np.log2(np.abs(a))) - digits, np.inf)
+def _lowest(a: np.ndarray) -> np.ndarray:
+    """log2 of each entry's lowest set bit (every entry is a multiple of it; inf for 0)."""
+    nonzero = a != 0.0
+    mant, exp = np.frexp(np.abs(a))
+    whole = np.where(nonzero, mant * 2.0**53, 1.0).astype(np.int64)  # exact: 53 bits
+    return np.where(nonzero, exp - 53 + np.log2((whole & -whole).astype(np.float64)), np.inf)

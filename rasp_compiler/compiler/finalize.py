@@ -30,11 +30,11 @@ from .plan.types import (
 
 
 def finalize(
-    draft: Draft, progress: ProgressFn | None = None, narrow: bool = False
+    draft: Draft, progress: ProgressFn | None = None, narrow: int = 0
 ) -> Plan | PlanFailure:
     """The frozen plan for ``draft``, or why an MLP table cannot be built (telling
-    ``progress`` how many tables are built); ``narrow`` for a float16 or bfloat16 plan
-    (``emit.mlp.table_units``'s ``complement``)."""
+    ``progress`` how many tables are built); ``narrow`` the significant bits of a
+    float16 or bfloat16 plan's dtype (``emit.mlp.table_units``'s), 0 for float32."""
     tables: list[Table] = []
     mlps: list[MLPJob] = []
     problems: list[RaspError] = []
@@ -93,7 +93,7 @@ def finalize(
     )
 
 
-def _smaller_table(job: MLPJob, narrow: bool = False) -> tuple[MLPJob, Table | RaspError]:
+def _smaller_table(job: MLPJob, narrow: int = 0) -> tuple[MLPJob, Table | RaspError]:
     """The job and its table; where the job knows combinations that never occur, the
     table without them when that one has fewer units (or is the only one possible)."""
     table = table_units(job, narrow)

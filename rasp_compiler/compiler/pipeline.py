@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..arguments import vocab_arg, vocab_atoms
-from ..dtypes import UNIT_ROUNDOFF, check_dtype, torch_dtype
+from ..dtypes import UNIT_ROUNDOFF, check_dtype, narrow_bits, torch_dtype
 from ..errors import CompileError, InputError, RaspError
 from ..language import ir
 from ..language.ir import Atom
@@ -134,7 +134,7 @@ def make_plan(
         if isinstance(draft, PlanFailure):
             raise CompileError(list(draft.problems))
         _stop_on(size_before_tables(draft, len(vocab)))
-        plan = finalize(draft, progress, UNIT_ROUNDOFF[dtype] > UNIT_ROUNDOFF["float32"])
+        plan = finalize(draft, progress, narrow_bits(dtype))
         if isinstance(plan, PlanFailure):
             raise CompileError(list(plan.problems))
         plan, imprecise = measure_count_keys(plan, dtype)

@@ -41,6 +41,7 @@ from ..numbers import num, projection
 from ..plan.types import MAX_GATES, CatRep, MLPJob, NumRep, PlanError, Table, Unit
 from ..residual import ONE, Lin, lin_sum
 from ..value_sets import lookup_value
+from .exact_steps import step_place
 
 #: Most hidden units one elementwise table may use.
 MAX_UNITS = 1 << 16
@@ -89,17 +90,19 @@ def _out(d: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(d.items()))
 
 
-def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
+def table_units(job: MLPJob, narrow: int = 0) -> Table | PlanError:
     """The hidden units computing ``job`` (see the module docstring for why it is exact),
     or why there would be too many.
 
     The table also says how precise the job's categorical inputs must be: a gate
     multiplied by ``G`` turns row noise into pre-activation noise ``G`` times larger.
 
-    With ``complement`` (a float16 or bfloat16 plan) a step is switched off by ``-G``
-    times the rows of the values outside its gate instead of ``G (gate - 1)``: the same
-    at every position (one row of a one-hot is 1), without the large constant ``-G a``
-    that such a dtype cannot hold next to the step's own half-integer offsets."""
+    With ``narrow``, the significant bits of a float16 or bfloat16 plan's dtype, a step
+    is switched off by ``-G`` times the rows of the values outside its gate instead of
+    ``G (gate - 1)``: the same at every position (one row of a one-hot is 1), without the
+    large constant ``-G a`` that such a dtype cannot hold next to the step's own
+    half-integer offsets; and a step whose pre-activations the dtype would round is
+    placed where it holds them (:mod:`.exact_steps`)."""
     if job.forms is not None:
         return or_units(job)
     cats = [(i, r) for i, r in enumerate(job.inputs) if isinstance(r, CatRep)]
@@ -112,6 +115,10 @@ def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
     plain = [j for j in range(len(nums)) if j not in gated_at]
     lams, num_vals = projection([nums[j][1].values for j in plain])
     u_lin = lin_sum(nums[j][1].lin.scale(lam) for j, lam in zip(plain, lams))
+    # a narrow dtype's steps are placed where it holds their pre-activations
+    # (:mod:`.exact_steps`), for a number with no constant part
+    weights = [c for d, c in u_lin.terms]
+    bits = 0 if not narrow or ONE in u_lin.names() else narrow
     u_lo = sum(lam * v[0] for lam, v in zip(lams, num_vals))
     u_hi = sum(lam * v[-1] for lam, v in zip(lams, num_vals))
     # each gated number's row: 1 at its extreme value, at most 0 at every other value
@@ -170,10 +177,10 @@ def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
         for combo in itertools.product(*(range(len(r.values)) for _, r in cats))
     }
     groups: list[tuple[tuple[frozenset[int], ...], tuple, list[Lin]]] = []
-    for s in subsets:
-        rows = [row for (j, _), row in zip(gates, gate_rows) if j in s]
+    for subset in subsets:
+        rows = [row for (j, _), row in zip(gates, gate_rows) if j in subset]
         for sets, points in _gate_groups(
-            [len(r.values) for _, r in cats], {c: t[s] for c, t in per_combo.items()}
+            [len(r.values) for _, r in cats], {c: t[subset] for c, t in per_combo.items()}
         ):
             groups.append((sets, points, rows))
     units: list[Unit] = []
@@ -207,14 +214,16 @@ def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
         # this group's points (a combination another group holds may lie outside them)
         u_min, u_max = min(points[0][0], u_lo), max(points[-1][0], u_hi)
         steps: list[Unit] = []
+        us = [u for u, _ in points]
         for (ua, ea), (ub, eb) in zip(points, points[1:]):
             delta = _diff(ea, eb)
             if not delta:
                 continue
-            t = (ua + ub) / 2.0
-            s = 2.0 / (ub - ua)
+            # midpoint, slope and facing: the one whose pre-activations stay smaller,
+            # unless a narrow dtype holds them only elsewhere (gated numbers aside)
+            t, s, facing_up = step_place(us, ua, ub, (u_min, u_max), weights, 0 if rows else bits)
             up_extent, down_extent = s * (u_max - t), s * (t - u_min)
-            if up_extent <= down_extent:
+            if facing_up:
                 ramp = (u_lin - Lin.const(t)).scale(s)
                 g = up_extent + 1.0
                 sign = 1.0
@@ -226,7 +235,7 @@ def table_units(job: MLPJob, complement: bool = False) -> Table | PlanError:
             u_active = max(abs(u_max), abs(t)) if sign > 0 else max(abs(u_min), abs(t))
             magnitude = max(magnitude, s * (abs(t) + u_active) + (g if gated else 0.0))
             max_gate = max(max_gate, g)
-            gating = (below if complement else gate - Lin.const(1.0)).scale(g) if gated else Lin()
+            gating = (below if narrow else gate - Lin.const(1.0)).scale(g) if gated else Lin()
             steps.append(
                 Unit(ramp + Lin.const(0.5) + gating, _out({k: sign * v for k, v in delta.items()}))
             )
