@@ -144,7 +144,9 @@ def test_numeric_equality_head_refuses_a_dtype_that_cannot_separate_its_scores()
     with pytest.raises(CompileError) as err:
         compile_program(EXAMPLES / "reverse.rasp", "reverse", "abcd", 1024, dtype="float16")
     text = err.value.render() if hasattr(err.value, "render") else str(err.value)
-    assert "attention head's scores" in text and "reverse.rasp:" in text
+    # its scores: too close to the gap once rounded, or too large for float16 at all
+    scores = ("attention head's scores", "attention score as large as")
+    assert any(s in text for s in scores) and "reverse.rasp:" in text
 
 
 def test_floats_one_rounding_apart_are_one_value():

@@ -140,7 +140,7 @@ def number_values(
         if found is None:
             return None
         unit, most = found
-    n_max = 1 if attends_one_key(head, plan) else plan.max_len + 1
+    n_max = 1 if head.one_key else plan.max_len + 1  # one key: its weight is exactly 1
     if len(vals) * n_max > MAX_KEY_COUNTS or n_max * most / unit > MAX_SUM_UNITS:
         return None
     n = np.arange(1, n_max + 1, dtype=np.float64)
@@ -169,39 +169,6 @@ def number_values(
             got.update(rounded(w[ok] * sums, dtype).tolist())
         out[v] = tuple(sorted(got))
     return out
-
-
-def attends_one_key(head: Head, plan: Plan) -> bool:
-    """Does one key have the largest score at every query but BOS (which no table reads
-    from)?  So where the head's scores depend on the key only through a positional
-    entry whose values are distinct and nonzero (BOS holds 0), times a constant: each
-    term's query side reads only the constant, or only BOS (0 at the other queries).
-    The length's head is one: it attends to the last position."""
-    key: dict[str, float] = {}
-    bonus = 0.0  # what BOS's own query adds to the BOS key's score
-    for q, k, c in head.qk:
-        names = set(q.names())
-        if names <= {BOS}:
-            if not set(k.names()) <= {BOS, ONE}:
-                return False
-            bonus += c * q.as_dict().get(BOS, 0.0) * k.as_dict().get(BOS, 0.0)
-            continue
-        if names != {ONE}:
-            return False
-        for n, v in k.terms:
-            key[n] = key.get(n, 0.0) + c * q.as_dict()[ONE] * v
-    varying = [n for n, v in key.items() if v != 0.0 and n != ONE]
-    if len(varying) != 1 or key.get(BOS, 0.0) != 0.0:
-        return False
-    entry = next((e for e in plan.positional if e.dir == varying[0]), None)
-    scale = key[varying[0]]
-    return (
-        entry is not None
-        and len(set(entry.values)) == len(entry.values)
-        and 0.0 not in entry.values
-        # at BOS's query, BOS's key is not tied with another
-        and all(abs(scale * v - bonus) >= head.gap for v in entry.values)
-    )
 
 
 def _whole_units(lin: Lin, plan: Plan, known: set[str], dtype: str) -> tuple[float, float] | None:

@@ -255,6 +255,7 @@ class _HeadSpec:
     averages: tuple[Rep, ...] = ()
     uniform: bool = False
     mask: str | None = None
+    one_key: bool = False
 
 
 def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpec) -> Head:
@@ -282,6 +283,7 @@ def _scored_head(p: PlanState, pairs: list[Pair], scores: Scores, spec: _HeadSpe
             averages=spec.averages,
             uniform=spec.uniform,
             mask=spec.mask,
+            one_key=spec.one_key,
             exact=p.eps if exact_scores(p, terms, magnitude) else 0.0,
             roundings=roundings(p, terms),
         )
@@ -361,6 +363,7 @@ def aggregate(p: PlanState, node: ir.Aggregate, codes: tuple[float, ...] | None 
             leak,
             value_span,
             averages,
+            one_key=p.functional(node.selector),
         )
     elif by_digits is not None:
         values_at = (tuple(value_lins), src.stage)
@@ -381,6 +384,7 @@ def aggregate(p: PlanState, node: ir.Aggregate, codes: tuple[float, ...] | None 
             averages,
             uniform=not categorical and len(p.values(node.values)) > 1,
             mask=mask,
+            one_key=p.functional(node.selector),
         )
         head = _scored_head(p, pairs, scores, spec)
     stage = 2 * head.layer + 1

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from typing import TypeVar
 
+from ...dtypes import UNIT_ROUNDOFF
 from ...language import ir
 from ...language.ir import Atom
 from ..numbers import num
@@ -182,14 +183,34 @@ class Planner(PlanState):
         nodes = [a for a in node.args if isinstance(a, ir.SOp)]
         src = nodes[0] if len(nodes) == 1 and self.cheap_cat(nodes[0]) else self.chain_leaf(node)
         assert src is not None
-        c = self.cat(src)
         fn = fused_fn(node, [src])
+        if self.eps > UNIT_ROUNDOFF["float32"] and self._grouped(src):
+            # a narrow plan: an MLP writes one direction per output of this map instead
+            # of the source's whole one-hot (a count's ``w > 0`` is one step, not 2 per
+            # count, and each step is one that dtype must hold exactly)
+            found: dict[tuple, tuple[Atom, list[Atom]]] = {}
+            for v in self.values(src):
+                y = fn((v,))
+                if y is not None:
+                    found.setdefault(ir.atom_key(y), (y, []))[1].append(v)
+            groups = tuple(tuple(members) for _, members in found.values())
+            c = self.cat_groups(src, groups)
+            return c, [(y, row) for (y, _), row in zip(found.values(), c.rows)]
+        c = self.cat(src)
         outs = []
         for v, row in zip(c.values, c.rows):
             y = fn((v,))
             if y is not None:
                 outs.append((y, row))
         return c, outs
+
+    def _grouped(self, src: ir.SOp) -> bool:
+        """Is ``src`` a count whose one-hot no one has made yet (an MLP would write it)?"""
+        return (
+            isinstance(src, ir.SelectorWidth)
+            and src.id not in self._cat
+            and elementwise.writes_categories(self, src)
+        )
 
     def _cat1_cat(self, node: ir.Map) -> CatRep:
         c, outs = self._cat1_parts(node)

@@ -24,7 +24,9 @@ def length_number(p: PlanState, node: ir.Length) -> NumRep:
     (d,) = p.add_block(role_dir(name, "num"), (name,), f"{label} as a number")
     p.copied_integers.add(d)
     bos_level = float(p.max_len + 2)
-    magnitude = 2.0 * p.max_len + 2.0
+    # a score is a key's position (at most the max length) or, at BOS's own query,
+    # BOS's level: no sum passes the level
+    magnitude = bos_level
     head = p.add_head(
         Head(
             id=p.next_head_id(),
@@ -38,6 +40,7 @@ def length_number(p: PlanState, node: ir.Length) -> NumRep:
             kind=HeadKind.AGGREGATE,
             value_span=float(p.max_len),
             magnitude=magnitude,
+            one_key=True,  # the last token (BOS at BOS's own query)
             # integer scores (positions, the BOS level): exact where the dtype holds them
             exact=p.eps if magnitude * p.eps <= 1.0 else 0.0,
         )

@@ -165,8 +165,11 @@ def numeric_eq_head(
     leak: float,
     value_span: float,
     averages: tuple[Rep, ...],
+    one_key: bool = False,
 ) -> Head:
-    """One head for ``select(k, q, ==)`` over numbers, with k a function of indices.
+    """One head for ``select(k, q, ==)`` over numbers, with k a function of indices
+    (``one_key``: ``Head.one_key``, where the selector is functional; not for counts'
+    digits, whose keys repeat).
 
     With ``k' = k - c`` and ``q' = q - c`` (``c`` centres the keys, to keep scores
     small), the score ``2 q' k' - k'^2 = q'^2 - (k' - q')^2`` is ``q'^2`` on keys equal
@@ -264,6 +267,7 @@ def numeric_eq_head(
             averages=averages,
             exact=exact,
             count_node=k.id if kpos is None else -1,
+            one_key=one_key,
         )
     )
 

@@ -278,6 +278,10 @@ class PlanState:
 
     # ------------------------------------------------------------ what is cheap
 
+    def functional(self, selector: ir.Selector) -> bool:
+        """Does every query provably select at most one key (``positions.is_functional``)?"""
+        return is_functional(selector, self._values_or_none)
+
     def agg_is_categorical(self, node: ir.Aggregate) -> bool:
         vs = ValueSet(self.values(node.values))
         return not vs.numeric or (

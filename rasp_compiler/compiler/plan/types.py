@@ -79,6 +79,10 @@ class Head:
     #: how far its key tables' rounding may move a score (measured once the tables are
     #: built, see ``compiler.count_precision``): part of its score noise
     key_noise: float = 0.0
+    #: every query selects at most one key (a functional selector,
+    #: ``positions.is_functional``): with exact scores and no leak it attends that key
+    #: alone, or BOS alone, with weight exactly 1
+    one_key: bool = False
     #: how many unit round-offs of ``magnitude`` a score's rounding is at most
     #: (``emit.attention.score_noise``): the weights', the queries' and keys' sums, the
     #: score's; fewer where a side's products are exact (a narrow dtype's plan)
