@@ -13,7 +13,6 @@ from check import compile_source, mismatches
 
 from rasp_compiler.compiler.emit.exact_steps import held, neighbours, placed_step
 from rasp_compiler.compiler.emit.mlp import table_units
-from rasp_compiler.compiler.exact_values import attends_one_key
 from rasp_compiler.compiler.pipeline import compile_sop
 from rasp_compiler.compiler.plan.types import CatTarget, MLPJob, NumRep
 from rasp_compiler.compiler.residual import Lin
@@ -100,16 +99,18 @@ def test_no_placement_where_the_values_are_too_close():
     assert placed_step([1.0, 1.0 + 2.0**-10], 1.0, 1.0 + 2.0**-10, True, [1.0], 8) is None
 
 
-def test_the_length_head_attends_one_key():
-    src = "n = length; m = n - 1;"
-    _, model = compile_source(src, "ab", 16)
-    plan = model.compiled_from[1]
-    length = [h for h in plan.heads if h.label == "Length"]
-    assert length and all(attends_one_key(h, plan) for h in length)
+def test_the_length_head_and_a_functional_copy_attend_one_key():
+    for src, label in [
+        ("m = length - 1;", "Length"),
+        ('c = aggregate(select(indices, indices + 1, ==), tokens, "a");', "aggregate"),
+    ]:
+        _, model = compile_source(src, "ab", 16)
+        heads = [h for h in model.compiled_from[1].heads if h.label.startswith(label)]
+        assert heads and all(h.one_key for h in heads), src
     src = 'frac = aggregate(select(tokens, tokens, ==), indicator(tokens == "a"));'
     _, model = compile_source(src, "ab", 16)
     plan = model.compiled_from[1]
-    assert plan.heads and not any(attends_one_key(h, plan) for h in plan.heads)
+    assert plan.heads and not any(h.one_key for h in plan.heads)
 
 
 def _sums(rng: random.Random, n: int, count: int) -> list[str]:

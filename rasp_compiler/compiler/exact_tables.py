@@ -10,7 +10,8 @@ bits*, it is simulated instead, at every point of its domain:
   puts no weight at all on the keys it ignores: its beta puts their weights below
   float32's smallest number (``emit.attention.zero_leak``), and its selected keys weigh
   exactly alike.  What such a head writes is known: a one-hot it copies is exact
-  (:func:`copied_exactly`); a number is ``S / n`` for ``n`` keys whose values sum to
+  (:func:`copied_exactly`; a head that attends one key, ``Head.one_key``, copies it
+  with weight exactly 1); a number is ``S / n`` for ``n`` keys whose values sum to
   ``S`` (whole units, exact in float32), rounded once (a fused kernel) or as the
   rounded weight ``1/n`` times ``S`` (softmax, then a matmul), both simulated for
   every ``n`` (:mod:`.exact_values`).  Rows and whole numbers written by tables this
@@ -19,12 +20,14 @@ bits*, it is simulated instead, at every point of its domain:
   heads reading them compute their scores exactly as well; certification runs the
   tables again to check each one.  A number read with a constant, or from several
   exact directions, is run at every choice of theirs that gives each of its values.
+  Inputs reading one one-hot, and numbers read as gates, are run as
+  :mod:`.exact_domain` says; runs are computed a chunk at a time.
 * **The arithmetic.**  Weights rounded to the dtype; each pre-activation and output
   is a float32 sum of products rounded once to the dtype (the kernels' arithmetic, see
   :mod:`.table_rounding`).  Each product of two dtype numbers is exact in float32.  The
   sum is exact in every order of summation when all its terms are multiples of one
   power of two ``q`` and their sizes add up to less than ``2^24 q`` (a product is a
-  multiple of the product of its factors' spacings); a sum of two terms is their exact
+  multiple of the product of its factors' lowest set bits); a sum of two terms is their exact
   sum rounded once to float32, in either order.  Any other sum is within ``gamma_n``
   of its terms' sizes of its exact value, whatever the order: both ends are rounded,
   and where they differ the run carries the interval on (``Simulated.spread``).
@@ -41,8 +44,8 @@ import numpy as np
 
 from ..dtypes import UNIT_ROUNDOFF
 from .emit.attention import scores_exact, zero_leak
+from .exact_domain import gate_values, gates_stay_off, merged_inputs, visited
 from .exact_values import (
-    MAX_ROWS,
     f32,
     number_values,
     read_values,
@@ -84,7 +87,7 @@ def proven_exact(plan: Plan, dtype: str) -> tuple[frozenset[str], frozenset[str]
     every point (only directions no other table writes)."""
     writers: dict[str, int] = {}
     for job in plan.mlps:
-        for d in job.targets():
+        for d in set(job.targets()):  # a class's direction stands for each of its values
             writers[d] = writers.get(d, 0) + 1
     heads = {h.id: h for h in plan.heads}
     one_hot = {d: b.name for b in plan.blocks if b.one_hot for d in b.directions}
@@ -138,6 +141,8 @@ def copied_exactly(
             return False
         if len({one_hot.get(n, n) for n in names if n != BOS}) > 1:
             return False
+    if head.one_key:  # one key or BOS, alone: weight exactly 1
+        return True
     n = np.arange(1, plan.max_len + 2, dtype=np.float64)
     for w in (rounded(1.0 / n, dtype), rounded(f32(1.0 / n), dtype)):
         if not np.all(rounded(f32(w * n), dtype) == 1.0):
@@ -247,13 +252,17 @@ def simulate(
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is plan.tables:
         return hit[1]
-    if len(_CACHE) > CACHE_SIZE:
-        _CACHE.clear()
+    if len(_CACHE) > CACHE_SIZE or any(t is not plan.tables for t, _ in _CACHE.values()):
+        _CACHE.clear()  # only the latest plan's runs are asked for again
     found = _simulate(plan, job, table, dtype, known)
     _CACHE[key] = (plan.tables, found)
     return found
 
 
+#: most runs (points times the values their inputs may hold) of one table
+MAX_RUNS = 1 << 17
+#: runs computed at once (what one chunk's arrays take stays in the tens of MB)
+RUN_CHUNK = 1 << 13
 #: simulations remembered (a certification asks for each table several times)
 CACHE_SIZE = 512
 _CACHE: dict[tuple, tuple[tuple[Table, ...], Simulated | None]] = {}
@@ -263,29 +272,20 @@ def _simulate(
     plan: Plan, job: MLPJob, table: Table, dtype: str, known: set[str]
 ) -> Simulated | None:
     wanted = list(job.targets())
-    # a number's constant part is in the units' bias, and one of several directions
-    # stands in for the layout (the values are placed below); a value whose row reads
-    # nothing never occurs (its one-hot would be all 0s)
-    consts = [r.lin.as_dict().get(ONE, 0.0) if isinstance(r, NumRep) else 0.0 for r in job.inputs]
-    bare = tuple(
-        _bare_number(r, i) if isinstance(r, NumRep) else _stand_ins(r)
-        for i, r in enumerate(job.inputs)
-    )
-    layout = grouped_layout(replace(job, inputs=bare), table)
-    points = _points(job, MAX_ROWS)
-    if layout is not None and points is not None:
-        points = [
-            (combo, y)
-            for combo, y in points
-            if not any(
-                isinstance(r, CatRep) and not r.rows[int(c)].terms
-                for r, c in zip(job.inputs, combo)
-            )
-        ]
-    if layout is None or points is None or not wanted:
+    tops = dict(table.gate_tops)
+    layout = _layout(job, table)
+    if layout is None:  # inputs reading one one-hot: run over the blocks themselves
+        merged = merged_inputs(plan, job)
+        if merged is None:
+            return None
+        job, moved = merged
+        tops = {moved[i]: top for i, top in tops.items() if i in moved}
+        layout = _layout(job, table)
+    if layout is None or not wanted:
         return None
-    if not points or not table.units:
-        return Simulated(wanted, np.zeros((1, len(wanted))), np.zeros(1, dtype=int), 1)
+    # a number's constant part is in the units' bias, and one of several directions
+    # stands in for the layout (the values are placed below)
+    consts = [r.lin.as_dict().get(ONE, 0.0) if isinstance(r, NumRep) else 0.0 for r in job.inputs]
     # per number input and value: the choices of what its directions hold
     held: dict[int, dict[float, list[tuple[tuple[str, float], ...]]]] = {}
     heads = {h.id: h for h in plan.heads}
@@ -306,9 +306,18 @@ def _simulate(
         if found is None:
             return None
         held[i] = {v: [((name, x),) for x in xs] for v, xs in found.items()}
-    x, w_in, w_out, ideal, _ = table_arrays(job, table, wanted, layout, points)
     names = sorted({n for un in table.units for n in un.pre.names()} | {ONE})
     col = {n: c for c, n in enumerate(names)}
+    # numbers read as gates, each from a direction of its own: a few of their values
+    columns = {i: col[w[0]] for i, w in enumerate(layout) if isinstance(w, tuple) and w[0] in col}
+    keep = {i: v for i, v in gate_values(job, held, tops).items() if i in columns}
+    # a value whose row reads nothing never occurs (its one-hot would be all 0s)
+    points = _points(visited(job, keep), MAX_RUNS, occurring=True)
+    if points is None:
+        return None
+    if not points or not table.units:
+        return Simulated(wanted, np.zeros((1, len(wanted))), np.zeros(1, dtype=int), 1)
+    x, w_in, w_out, ideal, _ = table_arrays(job, table, wanted, layout, points)
     rows: list[np.ndarray] = []
     owner: list[int] = []
     for p, (combo, _) in enumerate(points):
@@ -320,17 +329,37 @@ def _simulate(
                     row[col[name]] = v
             rows.append(row)
             owner.append(p)
-            if len(rows) > MAX_ROWS:
+            if len(rows) > MAX_RUNS:
                 return None
     xs = np.array(rows)
     wi, wo = rounded(w_in, dtype), rounded(w_out, dtype)
     if not (np.isfinite(wi).all() and np.isfinite(wo).all()):
         return None
-    pre_low, pre_high = _dtype_sums(xs, wi, dtype)
-    low, high = _dtype_sums(np.maximum(pre_low, 0.0), wo, dtype, np.maximum(pre_high, 0.0))
-    moved = (low + high) / 2.0 - ideal[owner]
+    combos = [points[p][0] for p in owner]
+    lows, highs = [], []
+    for start in range(0, len(xs), RUN_CHUNK):  # a few thousand runs at a time
+        part = slice(start, start + RUN_CHUNK)
+        pre_low, pre_high = _dtype_sums(xs[part], wi, dtype)
+        if keep and not gates_stay_off(keep, tops, columns, combos[part], wi, pre_high):
+            return None
+        low, high = _dtype_sums(np.maximum(pre_low, 0.0), wo, dtype, np.maximum(pre_high, 0.0))
+        lows.append(low)
+        highs.append(high)
+    low, high = np.concatenate(lows), np.concatenate(highs)
+    moved_by = (low + high) / 2.0 - ideal[owner]
     spread = (high - low) / 2.0
-    return Simulated(wanted, moved, np.array(owner), len(points), xs, spread)
+    # what the runs read are dtype numbers, which float32 holds
+    return Simulated(wanted, moved_by, np.array(owner), len(points), xs.astype(np.float32), spread)
+
+
+def _layout(job: MLPJob, table: Table) -> list[list[str] | tuple[str, float]] | None:
+    """Where the run sets each input: numbers bare (their constant in the bias), rows
+    that read nothing given stand-in directions (:func:`.rounding.grouped_layout`)."""
+    bare = tuple(
+        _bare_number(r, i) if isinstance(r, NumRep) else _stand_ins(r)
+        for i, r in enumerate(job.inputs)
+    )
+    return grouped_layout(replace(job, inputs=bare), table)
 
 
 def _bare_number(rep: NumRep, i: int) -> NumRep:

@@ -184,11 +184,17 @@ def _single(lin: Lin) -> tuple[str, float] | None:
     return lin.terms[0] if len(lin.terms) == 1 and lin.terms[0][0] != ONE else None
 
 
-def _points(job: MLPJob, most: int) -> list[tuple[tuple[Atom, ...], Atom]] | None:
+def _points(
+    job: MLPJob, most: int, occurring: bool = False
+) -> list[tuple[tuple[Atom, ...], Atom]] | None:
     """(per input: a category's index or a number, the table's value) for the domain's
-    points where the table is defined; None when there are more than ``most``."""
+    points where the table is defined; None when there are more than ``most``.  With
+    ``occurring``, a category whose row reads nothing is left out (its one-hot would be
+    all 0s: the value never occurs)."""
     domains: list[tuple[Atom, ...]] = [
-        tuple(range(len(rep.values))) if isinstance(rep, CatRep) else rep.values
+        tuple(k for k in range(len(rep.values)) if rep.rows[k].terms or not occurring)
+        if isinstance(rep, CatRep)
+        else rep.values
         for rep in job.inputs
     ]
     if math.prod(len(d) for d in domains) > most:

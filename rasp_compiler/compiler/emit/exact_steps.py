@@ -25,8 +25,8 @@ import math
 EXTRA_DOUBLINGS = 4
 #: Integers ``m`` tried per slope and facing.
 MAX_OFFSETS = 64
-#: How far both pre-activations stay from a ReLU's kink at every value (the default
-#: step's: its ramp is at least 1 from its middle, its offsets 1/2)
+#: How far both pre-activations stay from a ReLU's kink at every value where a step
+#: can (the default step's: its ramp is at least 1 from its middle, its offsets 1/2)
 MARGIN = 0.5
 
 
@@ -54,7 +54,13 @@ def _exact(pre: list[float], bits: int) -> bool:
 
 
 def default_holds(
-    us: list[float], t: float, s: float, up: bool, weights: list[float], bits: int
+    us: list[float],
+    t: float,
+    s: float,
+    up: bool,
+    weights: list[float],
+    bits: int,
+    const: float = 0.0,
 ) -> bool:
     """Do the default step's weights and its pre-activations at the active values
     (``s (u - t) +- 1/2`` facing up, ``s (t - u) +- 1/2`` down) have ``bits`` bits?"""
@@ -62,7 +68,7 @@ def default_holds(
         return False
     ramp = [s * (u - t) if up else s * (t - u) for u in us]
     active = [r for r in ramp if r > 0]
-    bias = -s * t if up else s * t
+    bias = s * (const - t) if up else s * (t - const)
     return (
         held(bias + 0.5, bits)
         and held(bias - 0.5, bits)
@@ -71,12 +77,20 @@ def default_holds(
 
 
 def placed_step(
-    us: list[float], ua: float, ub: float, up_first: bool, weights: list[float], bits: int
+    us: list[float],
+    ua: float,
+    ub: float,
+    up_first: bool,
+    weights: list[float],
+    bits: int,
+    margin: float = MARGIN,
+    const: float = 0.0,
 ) -> tuple[float, float, bool] | None:
     """``(t, s, facing up)`` for a step between neighbouring values ``ua < ub`` of a
     number taking the values ``us``, with the pre-activations of the module docstring;
     ``weights`` are the number's coefficients on its residual directions (scaled by
-    ``s``, they must be held too).  None where no slope of the few tried gives one."""
+    ``s``, they must be held too); ``margin`` how far from a kink the pre-activations
+    stay.  None where no slope of the few tried gives one."""
     below = [v for u in us if u <= ua for v in neighbours(u, bits)]
     above = [v for u in us if u >= ub for v in neighbours(u, bits)]
     if not below or not above or max(below) >= min(above):
@@ -87,15 +101,16 @@ def placed_step(
             s = math.ldexp(1.0, k)
             if not all(held(w * s, bits) for w in weights):
                 continue
-            # as far from the ReLUs' kinks as the default step (MARGIN), for the bounds
-            if up:  # s u - m + 1 <= -MARGIN below, s u - m >= MARGIN above
-                lo = math.ceil(s * max(below) + 1.0 + MARGIN)
-                hi = math.floor(s * min(above) - MARGIN)
-            else:  # m - s u >= MARGIN below, m - s u + 1 <= -MARGIN above
-                lo = math.ceil(s * max(below) + MARGIN)
-                hi = math.floor(s * min(above) - 1.0 - MARGIN)
+            if up:  # s u - m + 1 <= -margin below, s u - m >= margin above
+                lo = math.ceil(s * max(below) + 1.0 + margin)
+                hi = math.floor(s * min(above) - margin)
+            else:  # m - s u >= margin below, m - s u + 1 <= -margin above
+                lo = math.ceil(s * max(below) + margin)
+                hi = math.floor(s * min(above) - 1.0 - margin)
             for m in range(lo, min(hi, lo + MAX_OFFSETS) + 1):
-                if not all(held(float(m + d), bits) for d in (-1, 0, 1)):
+                # the biases: the number's constant part times s, with the offsets
+                bias = s * const - m if up else m - s * const
+                if not (held(bias, bits) and held(bias + 1.0, bits)):
                     continue
                 side = above if up else below
                 pre = [s * v - m if up else m - s * v for v in side]
@@ -112,6 +127,7 @@ def step_place(
     extremes: tuple[float, float],
     weights: list[float],
     bits: int,
+    const: float = 0.0,
 ) -> tuple[float, float, bool]:
     """``(t, s, facing up)`` of the step between ``ua < ub``: the midpoint and ``2 /
     (ub - ua)``, facing the side whose pre-activations stay smaller up to the number's
@@ -120,8 +136,11 @@ def step_place(
     t, s = (ua + ub) / 2.0, 2.0 / (ub - ua)
     u_min, u_max = extremes
     up = s * (u_max - t) <= s * (t - u_min)
-    if bits and not default_holds(us, t, s, up, weights, bits):
-        placed = placed_step(us, ua, ub, up, weights, bits)
-        if placed is not None:
-            return placed
+    if bits and not default_holds(us, t, s, up, weights, bits, const):
+        # as far from the kinks as the default step, which keeps the bounds of
+        # certification finite; else touching them, which only a run can show exact
+        for margin in (MARGIN, 0.0):
+            placed = placed_step(us, ua, ub, up, weights, bits, margin, const)
+            if placed is not None:
+                return placed
     return t, s, up

@@ -116,9 +116,9 @@ def table_units(job: MLPJob, narrow: int = 0) -> Table | PlanError:
     lams, num_vals = projection([nums[j][1].values for j in plain])
     u_lin = lin_sum(nums[j][1].lin.scale(lam) for j, lam in zip(plain, lams))
     # a narrow dtype's steps are placed where it holds their pre-activations
-    # (:mod:`.exact_steps`), for a number with no constant part
-    weights = [c for d, c in u_lin.terms]
-    bits = 0 if not narrow or ONE in u_lin.names() else narrow
+    # (:mod:`.exact_steps`): the number's coefficients and constant part
+    weights = [c for d, c in u_lin.terms if d != ONE]
+    const = u_lin.as_dict().get(ONE, 0.0)
     u_lo = sum(lam * v[0] for lam, v in zip(lams, num_vals))
     u_hi = sum(lam * v[-1] for lam, v in zip(lams, num_vals))
     # each gated number's row: 1 at its extreme value, at most 0 at every other value
@@ -221,7 +221,9 @@ def table_units(job: MLPJob, narrow: int = 0) -> Table | PlanError:
                 continue
             # midpoint, slope and facing: the one whose pre-activations stay smaller,
             # unless a narrow dtype holds them only elsewhere (gated numbers aside)
-            t, s, facing_up = step_place(us, ua, ub, (u_min, u_max), weights, 0 if rows else bits)
+            t, s, facing_up = step_place(
+                us, ua, ub, (u_min, u_max), weights, 0 if rows else narrow, const
+            )
             up_extent, down_extent = s * (u_max - t), s * (t - u_min)
             if facing_up:
                 ramp = (u_lin - Lin.const(t)).scale(s)
