@@ -309,7 +309,8 @@ def _simulate(
     names = sorted({n for un in table.units for n in un.pre.names()} | {ONE})
     col = {n: c for c, n in enumerate(names)}
     # numbers read as gates, each from a direction of its own: a few of their values
-    columns = {i: col[w[0]] for i, w in enumerate(layout) if isinstance(w, tuple) and w[0] in col}
+    dirs = [w[0] if isinstance(w, tuple) else None for w in layout]
+    columns = {i: col[d] for i, d in enumerate(dirs) if d in col and dirs.count(d) == 1}
     keep = {i: v for i, v in gate_values(job, held, tops).items() if i in columns}
     # a value whose row reads nothing never occurs (its one-hot would be all 0s)
     points = _points(visited(job, keep), MAX_RUNS, occurring=True)
