@@ -19,7 +19,8 @@ from .plan.types import Head, HeadKind, NumRep, Plan
 from .residual import BOS, ONE, Lin
 from .rounding import _points
 
-#: most rows (points times their variants) one table is simulated at
+#: most points a table's written values are read from, and most choices of the
+#: directions one number is read from (a table's runs: ``exact_tables.MAX_RUNS``)
 MAX_ROWS = 1 << 15
 #: most values a number one head writes is simulated at, over its key counts
 MAX_KEY_COUNTS = 1 << 16

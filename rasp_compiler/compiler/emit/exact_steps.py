@@ -43,7 +43,7 @@ def neighbours(u: float, bits: int) -> tuple[float, ...]:
     """``u`` if the dtype holds it, else the two dtype numbers around it."""
     if held(u, bits):
         return (u,)
-    mant, exp = math.frexp(u)
+    _, exp = math.frexp(u)
     ulp = math.ldexp(1.0, exp - bits)
     lo = math.floor(u / ulp) * ulp
     return (lo, lo + ulp)
